@@ -1,0 +1,1 @@
+//! pgsplit: a PostgreSQL wire-protocol proxy.
