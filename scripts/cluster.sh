@@ -78,9 +78,19 @@ ensure_postgres() {
     if ! find_postgres; then
         [[ $(id -u) -eq 0 ]] || die "PostgreSQL $PG_MAJOR server is missing and installing it needs root"
         log "installing postgresql-$PG_MAJOR and postgresql-contrib"
-        export DEBIAN_FRONTEND=noninteractive
-        apt-get update -qq
-        apt-get install -y -qq --no-install-recommends "postgresql-$PG_MAJOR" postgresql-contrib </dev/null
+        (
+            # Debian would start its own cluster on port 5432; a policy-rc.d answering 101 stops
+            # package scripts from starting services while we install (one already there is kept).
+            if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+                trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+                printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+                chmod 0755 /usr/sbin/policy-rc.d
+            fi
+            export DEBIAN_FRONTEND=noninteractive
+            apt-get -o DPkg::Lock::Timeout=600 update -qq
+            apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends \
+                "postgresql-$PG_MAJOR" postgresql-contrib </dev/null
+        )
         find_postgres || die "no PostgreSQL $PG_MAJOR server binaries after installing them"
     fi
     id "$OS_USER" >/dev/null 2>&1 || die "OS user $OS_USER does not exist"
