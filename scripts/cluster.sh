@@ -112,7 +112,7 @@ query_value() {
 
 is_running() { [[ -d $1 ]] && pg pg_ctl status -D "$1" >/dev/null 2>&1; }
 
-is_ready() { "$BINDIR/pg_isready" -q -h "$HOST" -p "$1" -d postgres -t 2 >/dev/null 2>&1; }
+is_ready() { "$BINDIR/pg_isready" -q -h "$HOST" -p "$1" -U postgres -d postgres -t 2 >/dev/null 2>&1; }
 
 wait_ready() {
     local name=$1 port=$2 i
