@@ -1,1 +1,13 @@
-//! pgsplit: a PostgreSQL wire-protocol proxy.
+//! pgsplit: a PostgreSQL wire-protocol proxy that pools, splits reads from writes, and measures every query.
+
+pub mod auth;
+pub mod backend;
+pub mod config;
+pub mod error;
+pub mod frontend;
+pub mod pool;
+pub mod protocol;
+pub mod proxy;
+pub mod router;
+
+pub use proxy::{bind, start, ProxyHandle, Shared};

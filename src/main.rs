@@ -1,1 +1,126 @@
-fn main() {}
+//! The pgsplit command: CLI, logging and signals around the library.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(
+    name = "pgsplit",
+    version,
+    about = "PostgreSQL proxy: pooling, read/write splitting, per-query stats"
+)]
+struct Cli {
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy.
+    Serve {
+        #[arg(long, default_value = "proxy.toml")]
+        config: PathBuf,
+    },
+    /// Validate a configuration file and print the effective configuration.
+    CheckConfig {
+        #[arg(long, default_value = "proxy.toml")]
+        config: PathBuf,
+    },
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("pgsplit: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve { config } => serve(config).await,
+            Command::CheckConfig { config } => match pgsplit::config::Config::load(&config) {
+                Ok(c) => {
+                    print!("{}", c.render());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("pgsplit: {e}");
+                    ExitCode::FAILURE
+                }
+            },
+        }
+    })
+}
+
+async fn serve(path: PathBuf) -> ExitCode {
+    let config = match pgsplit::config::Config::load(&path) {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            eprintln!("pgsplit: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let listener = match pgsplit::bind(config.listen, config.listen_backlog) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("pgsplit: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let handle = match pgsplit::start(config.clone(), listener).await {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("pgsplit: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(listen = %handle.addr, primary = %config.primary, replicas = config.replicas.len(), "pgsplit is ready");
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    handle.shutdown().await;
+    ExitCode::SUCCESS
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

@@ -1,0 +1,460 @@
+//! Configuration: parse `proxy.toml` strictly, apply environment overrides, validate into a checked value.
+
+mod raw;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use thiserror::Error;
+
+pub use raw::RawConfig;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid value for `{key}`: {message}")]
+    Invalid { key: String, message: String },
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+/// A server address as `host:port`; hosts are resolved when connecting so names work too.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ServerAddr {
+    pub host: String,
+    pub port: u16,
+}
+
+impl std::fmt::Display for ServerAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
+}
+
+impl ServerAddr {
+    pub fn parse(key: &str, s: &str) -> Result<ServerAddr, ConfigError> {
+        let (host, port) = s
+            .trim()
+            .rsplit_once(':')
+            .ok_or_else(|| invalid(key, format!("`{s}` is not host:port")))?;
+        let port: u16 = port
+            .parse()
+            .map_err(|_| invalid(key, format!("`{port}` is not a port number")))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() || port == 0 {
+            return Err(invalid(key, format!("`{s}` is not host:port")));
+        }
+        Ok(ServerAddr {
+            host: host.to_string(),
+            port,
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthMethod {
+    ScramSha256,
+    Md5,
+}
+
+#[derive(Clone, Debug)]
+pub struct User {
+    pub name: String,
+    /// Plaintext password: checks clients (SCRAM verifier derived once at load) and logs in to servers.
+    pub password: Option<String>,
+    /// A PostgreSQL-style SCRAM verifier for checking clients without storing the password.
+    pub scram_verifier: Option<String>,
+    /// Password for logging in to servers when only a verifier is configured.
+    pub server_password: Option<String>,
+    pub auth: AuthMethod,
+    /// May connect to the `pgsplit` admin database.
+    pub admin: bool,
+}
+
+impl User {
+    /// The password used to log in to the servers, if any (trust needs none).
+    pub fn server_password(&self) -> Option<&str> {
+        self.server_password.as_deref().or(self.password.as_deref())
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Database {
+    pub name: String,
+    /// The database name on the servers.
+    pub server_database: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct PoolConfig {
+    pub primary_size: usize,
+    pub replica_size: usize,
+    pub connect_timeout: Duration,
+    pub acquire_timeout: Duration,
+    pub server_idle_timeout: Duration,
+    pub server_lifetime: Duration,
+    pub max_prepared_per_server: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct TlsConfig {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+#[derive(Clone, Debug)]
+pub struct StatsConfig {
+    pub listen: SocketAddr,
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub listen_backlog: u32,
+    pub max_client_connections: usize,
+    pub max_message_bytes: usize,
+    pub startup_timeout: Duration,
+    pub tls: Option<TlsConfig>,
+    pub primary: ServerAddr,
+    pub replicas: Vec<ServerAddr>,
+    pub pool: PoolConfig,
+    pub users: Vec<User>,
+    pub databases: Vec<Database>,
+    pub stats: StatsConfig,
+    pub analysis_cache_entries: u64,
+}
+
+/// Environment variables that override addresses, so one file serves every environment.
+#[derive(Clone, Debug, Default)]
+pub struct EnvOverrides {
+    pub listen: Option<String>,
+    pub primary: Option<String>,
+    pub replicas: Option<String>,
+    pub stats_listen: Option<String>,
+}
+
+impl EnvOverrides {
+    pub fn from_env() -> EnvOverrides {
+        EnvOverrides {
+            listen: std::env::var("PGSPLIT_LISTEN").ok(),
+            primary: std::env::var("PGSPLIT_PRIMARY").ok(),
+            replicas: std::env::var("PGSPLIT_REPLICAS").ok(),
+            stats_listen: std::env::var("PGSPLIT_STATS_LISTEN").ok(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads, overrides from the process environment, and validates. A missing file is an error.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Config::load_with(path, &EnvOverrides::from_env())
+    }
+
+    pub fn load_with(path: &Path, env: &EnvOverrides) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let raw: RawConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        Config::validate(raw, env)
+    }
+
+    pub fn from_toml(text: &str, env: &EnvOverrides) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::from("<string>"),
+            message: e.to_string(),
+        })?;
+        Config::validate(raw, env)
+    }
+
+    pub fn validate(raw: RawConfig, env: &EnvOverrides) -> Result<Config, ConfigError> {
+        let listen = parse_socket("listen", env.listen.as_deref().unwrap_or(&raw.listen))?;
+        let stats_listen = parse_socket(
+            "stats.listen",
+            env.stats_listen.as_deref().unwrap_or(&raw.stats.listen),
+        )?;
+        let primary = match &env.primary {
+            Some(s) => ServerAddr::parse("PGSPLIT_PRIMARY", s)?,
+            None => server_addr("primary", &raw.primary.host, raw.primary.port)?,
+        };
+        let replicas = match &env.replicas {
+            Some(list) => list
+                .split(',')
+                .filter(|s| !s.trim().is_empty())
+                .map(|s| ServerAddr::parse("PGSPLIT_REPLICAS", s))
+                .collect::<Result<Vec<_>, _>>()?,
+            None => raw
+                .replicas
+                .iter()
+                .enumerate()
+                .map(|(i, r)| server_addr(&format!("replicas[{i}]"), &r.host, r.port))
+                .collect::<Result<Vec<_>, _>>()?,
+        };
+        let p = &raw.pool;
+        positive("pool.primary_size", p.primary_size)?;
+        positive("pool.replica_size", p.replica_size)?;
+        positive("pool.max_prepared_per_server", p.max_prepared_per_server)?;
+        positive("max_client_connections", raw.max_client_connections)?;
+        if raw.max_message_bytes < 1024 || raw.max_message_bytes > (1 << 30) {
+            return Err(invalid(
+                "max_message_bytes",
+                "must be between 1024 and 1073741824",
+            ));
+        }
+        let pool = PoolConfig {
+            primary_size: p.primary_size,
+            replica_size: p.replica_size,
+            connect_timeout: millis("pool.connect_timeout_ms", p.connect_timeout_ms)?,
+            acquire_timeout: millis("pool.acquire_timeout_ms", p.acquire_timeout_ms)?,
+            server_idle_timeout: millis("pool.server_idle_timeout_ms", p.server_idle_timeout_ms)?,
+            server_lifetime: millis("pool.server_lifetime_ms", p.server_lifetime_ms)?,
+            max_prepared_per_server: p.max_prepared_per_server,
+        };
+        if raw.users.is_empty() {
+            return Err(invalid("users", "at least one [[users]] entry is required"));
+        }
+        let mut seen = HashMap::new();
+        let mut users = Vec::new();
+        for (i, u) in raw.users.iter().enumerate() {
+            let key = format!("users[{i}]");
+            if u.name.is_empty() {
+                return Err(invalid(format!("{key}.name"), "must not be empty"));
+            }
+            if seen.insert(u.name.clone(), i).is_some() {
+                return Err(invalid(
+                    format!("{key}.name"),
+                    format!("user `{}` is listed twice", u.name),
+                ));
+            }
+            if u.password.is_none() && u.scram_verifier.is_none() {
+                return Err(invalid(
+                    format!("{key}.password"),
+                    "set `password` or `scram_verifier`",
+                ));
+            }
+            if let Some(v) = &u.scram_verifier {
+                if !v.starts_with("SCRAM-SHA-256$") {
+                    return Err(invalid(
+                        format!("{key}.scram_verifier"),
+                        "must look like SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>",
+                    ));
+                }
+            }
+            let auth = match u.auth.as_str() {
+                "scram-sha-256" => AuthMethod::ScramSha256,
+                "md5" => AuthMethod::Md5,
+                other => {
+                    return Err(invalid(
+                        format!("{key}.auth"),
+                        format!("`{other}` is not one of scram-sha-256, md5"),
+                    ))
+                }
+            };
+            if auth == AuthMethod::Md5 && u.password.is_none() {
+                return Err(invalid(
+                    format!("{key}.auth"),
+                    "md5 needs the plaintext `password`",
+                ));
+            }
+            users.push(User {
+                name: u.name.clone(),
+                password: u.password.clone(),
+                scram_verifier: u.scram_verifier.clone(),
+                server_password: u.server_password.clone(),
+                auth,
+                admin: u.admin,
+            });
+        }
+        if raw.databases.is_empty() {
+            return Err(invalid(
+                "databases",
+                "at least one [[databases]] entry is required",
+            ));
+        }
+        let mut databases = Vec::new();
+        for (i, d) in raw.databases.iter().enumerate() {
+            if d.name.is_empty() {
+                return Err(invalid(format!("databases[{i}].name"), "must not be empty"));
+            }
+            if d.name == ADMIN_DATABASE {
+                return Err(invalid(
+                    format!("databases[{i}].name"),
+                    "`pgsplit` is reserved for the admin console",
+                ));
+            }
+            databases.push(Database {
+                name: d.name.clone(),
+                server_database: d.server_database.clone().unwrap_or_else(|| d.name.clone()),
+            });
+        }
+        let tls = match (&raw.tls_cert_file, &raw.tls_key_file) {
+            (Some(c), Some(k)) => Some(TlsConfig {
+                cert_file: c.into(),
+                key_file: k.into(),
+            }),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(invalid("tls_key_file", "set together with tls_cert_file"))
+            }
+            (None, Some(_)) => {
+                return Err(invalid("tls_cert_file", "set together with tls_key_file"))
+            }
+        };
+        Ok(Config {
+            listen,
+            listen_backlog: raw.listen_backlog.max(1),
+            max_client_connections: raw.max_client_connections,
+            max_message_bytes: raw.max_message_bytes,
+            startup_timeout: millis("startup_timeout_ms", raw.startup_timeout_ms)?,
+            tls,
+            primary,
+            replicas,
+            pool,
+            users,
+            databases,
+            stats: StatsConfig {
+                listen: stats_listen,
+            },
+            analysis_cache_entries: raw.analysis_cache_entries.max(16),
+        })
+    }
+
+    pub fn user(&self, name: &str) -> Option<&User> {
+        self.users.iter().find(|u| u.name == name)
+    }
+
+    pub fn database(&self, name: &str) -> Option<&Database> {
+        self.databases.iter().find(|d| d.name == name)
+    }
+
+    /// The effective configuration as TOML, passwords masked, for `check-config`.
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        use std::fmt::Write;
+        let _ = writeln!(s, "listen = \"{}\"", self.listen);
+        let _ = writeln!(s, "listen_backlog = {}", self.listen_backlog);
+        let _ = writeln!(
+            s,
+            "max_client_connections = {}",
+            self.max_client_connections
+        );
+        let _ = writeln!(s, "max_message_bytes = {}", self.max_message_bytes);
+        let _ = writeln!(
+            s,
+            "startup_timeout_ms = {}",
+            self.startup_timeout.as_millis()
+        );
+        let _ = writeln!(
+            s,
+            "analysis_cache_entries = {}",
+            self.analysis_cache_entries
+        );
+        if let Some(t) = &self.tls {
+            let _ = writeln!(s, "tls_cert_file = {:?}", t.cert_file);
+            let _ = writeln!(s, "tls_key_file = {:?}", t.key_file);
+        }
+        let _ = writeln!(
+            s,
+            "\n[primary]\nhost = \"{}\"\nport = {}",
+            self.primary.host, self.primary.port
+        );
+        for r in &self.replicas {
+            let _ = writeln!(
+                s,
+                "\n[[replicas]]\nhost = \"{}\"\nport = {}",
+                r.host, r.port
+            );
+        }
+        let p = &self.pool;
+        let _ = writeln!(
+            s,
+            "\n[pool]\nprimary_size = {}\nreplica_size = {}\nconnect_timeout_ms = {}\nacquire_timeout_ms = {}\nserver_idle_timeout_ms = {}\nserver_lifetime_ms = {}\nmax_prepared_per_server = {}",
+            p.primary_size,
+            p.replica_size,
+            p.connect_timeout.as_millis(),
+            p.acquire_timeout.as_millis(),
+            p.server_idle_timeout.as_millis(),
+            p.server_lifetime.as_millis(),
+            p.max_prepared_per_server
+        );
+        for u in &self.users {
+            let auth = match u.auth {
+                AuthMethod::ScramSha256 => "scram-sha-256",
+                AuthMethod::Md5 => "md5",
+            };
+            let _ = writeln!(
+                s,
+                "\n[[users]]\nname = \"{}\"\nauth = \"{auth}\"\nadmin = {}",
+                u.name, u.admin
+            );
+            if u.password.is_some() {
+                let _ = writeln!(s, "password = \"********\"");
+            }
+            if u.scram_verifier.is_some() {
+                let _ = writeln!(s, "scram_verifier = \"********\"");
+            }
+        }
+        for d in &self.databases {
+            let _ = writeln!(
+                s,
+                "\n[[databases]]\nname = \"{}\"\nserver_database = \"{}\"",
+                d.name, d.server_database
+            );
+        }
+        let _ = writeln!(s, "\n[stats]\nlisten = \"{}\"", self.stats.listen);
+        s
+    }
+}
+
+/// The virtual database name of the admin console.
+pub const ADMIN_DATABASE: &str = "pgsplit";
+
+fn parse_socket(key: &str, s: &str) -> Result<SocketAddr, ConfigError> {
+    s.trim()
+        .parse()
+        .map_err(|_| invalid(key, format!("`{s}` is not an IP:port address")))
+}
+
+fn server_addr(key: &str, host: &str, port: u16) -> Result<ServerAddr, ConfigError> {
+    if host.is_empty() {
+        return Err(invalid(format!("{key}.host"), "must not be empty"));
+    }
+    if port == 0 {
+        return Err(invalid(format!("{key}.port"), "must not be 0"));
+    }
+    Ok(ServerAddr {
+        host: host.to_string(),
+        port,
+    })
+}
+
+fn positive(key: &str, v: usize) -> Result<(), ConfigError> {
+    if v == 0 {
+        return Err(invalid(key, "must be at least 1"));
+    }
+    Ok(())
+}
+
+fn millis(key: &str, v: u64) -> Result<Duration, ConfigError> {
+    if v == 0 {
+        return Err(invalid(key, "must be at least 1 ms"));
+    }
+    Ok(Duration::from_millis(v))
+}

@@ -1,0 +1,180 @@
+//! The configuration file as written: serde structs with defaults, unknown keys rejected.
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default = "d_listen")]
+    pub listen: String,
+    #[serde(default = "d_backlog")]
+    pub listen_backlog: u32,
+    #[serde(default = "d_max_clients")]
+    pub max_client_connections: usize,
+    #[serde(default = "d_max_message")]
+    pub max_message_bytes: usize,
+    #[serde(default = "d_startup_timeout")]
+    pub startup_timeout_ms: u64,
+    #[serde(default = "d_analysis_cache")]
+    pub analysis_cache_entries: u64,
+    #[serde(default)]
+    pub tls_cert_file: Option<String>,
+    #[serde(default)]
+    pub tls_key_file: Option<String>,
+    #[serde(default)]
+    pub primary: RawServer,
+    #[serde(default = "d_replicas")]
+    pub replicas: Vec<RawServer>,
+    #[serde(default)]
+    pub pool: RawPool,
+    #[serde(default)]
+    pub users: Vec<RawUser>,
+    #[serde(default)]
+    pub databases: Vec<RawDatabase>,
+    #[serde(default)]
+    pub stats: RawStats,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    #[serde(default = "d_host")]
+    pub host: String,
+    pub port: u16,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        RawServer {
+            host: d_host(),
+            port: 15432,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPool {
+    #[serde(default = "d_primary_size")]
+    pub primary_size: usize,
+    #[serde(default = "d_replica_size")]
+    pub replica_size: usize,
+    #[serde(default = "d_connect_timeout")]
+    pub connect_timeout_ms: u64,
+    #[serde(default = "d_acquire_timeout")]
+    pub acquire_timeout_ms: u64,
+    #[serde(default = "d_idle_timeout")]
+    pub server_idle_timeout_ms: u64,
+    #[serde(default = "d_lifetime")]
+    pub server_lifetime_ms: u64,
+    #[serde(default = "d_max_prepared")]
+    pub max_prepared_per_server: usize,
+}
+
+impl Default for RawPool {
+    fn default() -> Self {
+        RawPool {
+            primary_size: d_primary_size(),
+            replica_size: d_replica_size(),
+            connect_timeout_ms: d_connect_timeout(),
+            acquire_timeout_ms: d_acquire_timeout(),
+            server_idle_timeout_ms: d_idle_timeout(),
+            server_lifetime_ms: d_lifetime(),
+            max_prepared_per_server: d_max_prepared(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUser {
+    pub name: String,
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub scram_verifier: Option<String>,
+    #[serde(default)]
+    pub server_password: Option<String>,
+    #[serde(default = "d_auth")]
+    pub auth: String,
+    #[serde(default)]
+    pub admin: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDatabase {
+    pub name: String,
+    #[serde(default)]
+    pub server_database: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStats {
+    #[serde(default = "d_stats_listen")]
+    pub listen: String,
+}
+
+impl Default for RawStats {
+    fn default() -> Self {
+        RawStats {
+            listen: d_stats_listen(),
+        }
+    }
+}
+
+fn d_listen() -> String {
+    "127.0.0.1:6432".into()
+}
+fn d_backlog() -> u32 {
+    4096
+}
+fn d_max_clients() -> usize {
+    10_000
+}
+fn d_max_message() -> usize {
+    64 << 20
+}
+fn d_startup_timeout() -> u64 {
+    10_000
+}
+fn d_analysis_cache() -> u64 {
+    10_000
+}
+fn d_host() -> String {
+    "127.0.0.1".into()
+}
+fn d_replicas() -> Vec<RawServer> {
+    vec![RawServer {
+        host: d_host(),
+        port: 15433,
+    }]
+}
+fn d_primary_size() -> usize {
+    50
+}
+fn d_replica_size() -> usize {
+    100
+}
+fn d_connect_timeout() -> u64 {
+    5_000
+}
+fn d_acquire_timeout() -> u64 {
+    5_000
+}
+fn d_idle_timeout() -> u64 {
+    600_000
+}
+fn d_lifetime() -> u64 {
+    3_600_000
+}
+fn d_max_prepared() -> usize {
+    500
+}
+fn d_auth() -> String {
+    "scram-sha-256".into()
+}
+fn d_stats_listen() -> String {
+    "127.0.0.1:9930".into()
+}

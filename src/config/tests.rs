@@ -1,0 +1,97 @@
+use super::*;
+
+const MINIMAL: &str = r#"
+[[users]]
+name = "app"
+password = "app"
+
+[[databases]]
+name = "app"
+"#;
+
+#[test]
+fn defaults() {
+    let c = Config::from_toml(MINIMAL, &EnvOverrides::default()).unwrap();
+    assert_eq!(c.listen.to_string(), "127.0.0.1:6432");
+    assert_eq!(c.stats.listen.to_string(), "127.0.0.1:9930");
+    assert_eq!(c.pool.primary_size, 50);
+    assert_eq!(c.pool.replica_size, 100);
+    assert_eq!(c.primary.to_string(), "127.0.0.1:15432");
+    assert_eq!(c.replicas.len(), 1);
+}
+
+#[test]
+fn env_overrides_addresses() {
+    let env = EnvOverrides {
+        listen: Some("0.0.0.0:7000".into()),
+        primary: Some("db1:5432".into()),
+        replicas: Some("db2:5432, db3:5433".into()),
+        stats_listen: Some("127.0.0.1:0".into()),
+    };
+    let c = Config::from_toml(MINIMAL, &env).unwrap();
+    assert_eq!(c.listen.to_string(), "0.0.0.0:7000");
+    assert_eq!(c.primary.to_string(), "db1:5432");
+    assert_eq!(c.replicas.len(), 2);
+    assert_eq!(c.replicas[1].to_string(), "db3:5433");
+    let c = Config::from_toml(
+        MINIMAL,
+        &EnvOverrides {
+            replicas: Some(String::new()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(c.replicas.is_empty());
+}
+
+fn err(text: &str) -> String {
+    Config::from_toml(text, &EnvOverrides::default())
+        .unwrap_err()
+        .to_string()
+}
+
+#[test]
+fn errors_name_the_key() {
+    assert!(err(&format!("{MINIMAL}\n[pool]\nprimary_size = 0\n")).contains("pool.primary_size"));
+    assert!(err(&format!("listen = \"nowhere\"\n{MINIMAL}")).contains("`listen`"));
+    assert!(err(&format!("bogus_key = 1\n{MINIMAL}")).contains("bogus_key"));
+    assert!(err("[[databases]]\nname = \"app\"\n").contains("users"));
+    assert!(err(&format!("{MINIMAL}\n[[users]]\nname = \"b\"\nauth = \"md5\"\nscram_verifier = \"SCRAM-SHA-256$x\"\n")).contains("users[1].auth"));
+    assert!(err(&format!(
+        "{MINIMAL}\n[[users]]\nname = \"app\"\npassword = \"x\"\n"
+    ))
+    .contains("users[1].name"));
+    assert!(
+        err("[[users]]\nname = \"a\"\npassword = \"a\"\n[[databases]]\nname = \"pgsplit\"\n")
+            .contains("databases[0].name")
+    );
+    let e = Config::from_toml(
+        MINIMAL,
+        &EnvOverrides {
+            primary: Some("nohost".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("PGSPLIT_PRIMARY"), "{e}");
+}
+
+#[test]
+fn missing_file_is_an_error() {
+    let e = Config::load_with(
+        Path::new("/nonexistent/proxy.toml"),
+        &EnvOverrides::default(),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("/nonexistent/proxy.toml"));
+}
+
+#[test]
+fn shipped_proxy_toml_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("proxy.toml");
+    let c = Config::load_with(&path, &EnvOverrides::default()).unwrap();
+    assert_eq!(c.pool.primary_size, 50);
+    assert!(c.user("app").is_some());
+    assert!(c.database("app").is_some());
+}

@@ -1,0 +1,148 @@
+//! Everything the proxy itself tells a client went wrong, mapped to severity and SQLSTATE in one place.
+
+use crate::protocol::sqlstate::{Severity, SqlState};
+use crate::protocol::ProtocolError;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ClientError {
+    #[error("{0}")]
+    Protocol(#[from] ProtocolError),
+    #[error("no user name given in the startup packet")]
+    NoUser,
+    #[error("role \"{0}\" does not exist")]
+    UnknownUser(String),
+    #[error("database \"{0}\" does not exist")]
+    UnknownDatabase(String),
+    #[error("password authentication failed for user \"{0}\"")]
+    BadPassword(String),
+    #[error("authentication failed for user \"{user}\": {reason}")]
+    AuthMalformed { user: String, reason: String },
+    #[error("client did not finish startup within {0} ms")]
+    StartupTimeout(u128),
+    #[error("replication connections are not supported by pgsplit")]
+    ReplicationUnsupported,
+    #[error("TLS handshake failed: {0}")]
+    Tls(String),
+    #[error("user \"{0}\" may not use the admin console")]
+    NotAdmin(String),
+    #[error("pool \"{pool}\": no server connection free within {waited_ms} ms ({size} busy)")]
+    PoolTimeout {
+        pool: String,
+        waited_ms: u128,
+        size: usize,
+    },
+    #[error("pool \"{pool}\": cannot reach server: {reason}")]
+    ServerUnreachable { pool: String, reason: String },
+    #[error("server connection lost during the request: {0}")]
+    ServerLost(String),
+    #[error("server connection lost inside a transaction; the transaction is rolled back: {0}")]
+    ServerLostInTransaction(String),
+    #[error("too many client connections (max_client_connections = {0})")]
+    TooManyClients(usize),
+    #[error("pgsplit is shutting down")]
+    ShuttingDown,
+    #[error("internal proxy error: {0}")]
+    Internal(String),
+}
+
+impl ClientError {
+    /// Exhaustive on purpose: a new variant must choose its SQLSTATE here.
+    pub fn sqlstate(&self) -> SqlState {
+        match self {
+            ClientError::Protocol(ProtocolError::TooLarge { .. }) => SqlState::PROTOCOL_VIOLATION,
+            ClientError::Protocol(ProtocolError::UnsupportedProtocol { .. }) => {
+                SqlState::FEATURE_NOT_SUPPORTED
+            }
+            ClientError::Protocol(
+                ProtocolError::BadLength { .. }
+                | ProtocolError::UnknownTag { .. }
+                | ProtocolError::Malformed { .. }
+                | ProtocolError::BadStartup(_),
+            ) => SqlState::PROTOCOL_VIOLATION,
+            ClientError::NoUser => SqlState::INVALID_AUTHORIZATION_SPECIFICATION,
+            ClientError::UnknownUser(_) => SqlState::INVALID_AUTHORIZATION_SPECIFICATION,
+            ClientError::UnknownDatabase(_) => SqlState::INVALID_CATALOG_NAME,
+            ClientError::BadPassword(_) => SqlState::INVALID_PASSWORD,
+            ClientError::AuthMalformed { .. } => SqlState::PROTOCOL_VIOLATION,
+            ClientError::StartupTimeout(_) => SqlState::PROTOCOL_VIOLATION,
+            ClientError::ReplicationUnsupported => SqlState::FEATURE_NOT_SUPPORTED,
+            ClientError::Tls(_) => SqlState::PROTOCOL_VIOLATION,
+            ClientError::NotAdmin(_) => SqlState::INVALID_AUTHORIZATION_SPECIFICATION,
+            ClientError::PoolTimeout { .. } => {
+                SqlState::SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION
+            }
+            ClientError::ServerUnreachable { .. } => SqlState::CONNECTION_FAILURE,
+            ClientError::ServerLost(_) => SqlState::CONNECTION_FAILURE,
+            ClientError::ServerLostInTransaction(_) => SqlState::CONNECTION_FAILURE,
+            ClientError::TooManyClients(_) => SqlState::TOO_MANY_CONNECTIONS,
+            ClientError::ShuttingDown => SqlState::ADMIN_SHUTDOWN,
+            ClientError::Internal(_) => SqlState::INTERNAL_ERROR,
+        }
+    }
+
+    /// FATAL ends the client's connection; ERROR leaves the session usable.
+    pub fn severity(&self) -> Severity {
+        match self {
+            ClientError::Protocol(_)
+            | ClientError::NoUser
+            | ClientError::UnknownUser(_)
+            | ClientError::UnknownDatabase(_)
+            | ClientError::BadPassword(_)
+            | ClientError::AuthMalformed { .. }
+            | ClientError::StartupTimeout(_)
+            | ClientError::ReplicationUnsupported
+            | ClientError::Tls(_)
+            | ClientError::NotAdmin(_)
+            | ClientError::ServerLostInTransaction(_)
+            | ClientError::TooManyClients(_)
+            | ClientError::ShuttingDown
+            | ClientError::Internal(_) => Severity::Fatal,
+            ClientError::PoolTimeout { .. }
+            | ClientError::ServerUnreachable { .. }
+            | ClientError::ServerLost(_) => Severity::Error,
+        }
+    }
+
+    /// Writes the ErrorResponse for this error.
+    pub fn write(&self, out: &mut bytes::BytesMut) {
+        crate::protocol::build::error_response(
+            out,
+            self.severity(),
+            self.sqlstate(),
+            &self.to_string(),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes() {
+        assert_eq!(
+            ClientError::BadPassword("a".into()).sqlstate().code(),
+            "28P01"
+        );
+        assert_eq!(
+            ClientError::UnknownUser("a".into()).sqlstate().code(),
+            "28000"
+        );
+        assert_eq!(
+            ClientError::UnknownDatabase("a".into()).sqlstate().code(),
+            "3D000"
+        );
+        assert_eq!(ClientError::TooManyClients(1).sqlstate().code(), "53300");
+        assert_eq!(
+            ClientError::Protocol(ProtocolError::UnknownTag { tag: 1 })
+                .sqlstate()
+                .code(),
+            "08P01"
+        );
+        assert_eq!(
+            ClientError::ServerLost("x".into()).severity(),
+            Severity::Error
+        );
+    }
+}

@@ -1,0 +1,131 @@
+//! Cancel keys the proxy issues to clients, and forwarding a CancelRequest to the server a client is using.
+
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::io::AsyncWriteExt;
+
+/// Where a client's query is running right now.
+#[derive(Clone, Debug)]
+pub struct CancelTarget {
+    pub host: String,
+    pub port: u16,
+    pub pid: i32,
+    pub secret: i32,
+}
+
+/// The server a session is using, updated on every lease and release.
+#[derive(Default, Debug)]
+pub struct CancelSlot {
+    target: Mutex<Option<CancelTarget>>,
+}
+
+impl CancelSlot {
+    pub fn set(&self, t: Option<CancelTarget>) {
+        *self.target.lock() = t;
+    }
+
+    pub fn get(&self) -> Option<CancelTarget> {
+        self.target.lock().clone()
+    }
+}
+
+#[derive(Default)]
+pub struct CancelRegistry {
+    sessions: Mutex<HashMap<i32, (i32, Arc<CancelSlot>)>>,
+}
+
+/// Removes a session's key when the session ends.
+pub struct Registration {
+    registry: Arc<CancelRegistry>,
+    pub pid: i32,
+    pub secret: i32,
+    pub slot: Arc<CancelSlot>,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.registry.sessions.lock().remove(&self.pid);
+    }
+}
+
+impl CancelRegistry {
+    /// Issues a fresh, unused (pid, secret) pair for a session.
+    pub fn register(self: &Arc<Self>) -> Registration {
+        let slot = Arc::new(CancelSlot::default());
+        let mut sessions = self.sessions.lock();
+        let (pid, secret) = loop {
+            let pid = rand::random::<i32>() & 0x7fff_ffff;
+            if pid != 0 && !sessions.contains_key(&pid) {
+                break (pid, rand::random::<i32>());
+            }
+        };
+        sessions.insert(pid, (secret, slot.clone()));
+        Registration {
+            registry: self.clone(),
+            pid,
+            secret,
+            slot,
+        }
+    }
+
+    /// The server to cancel, if the key matches a session that is running something.
+    pub fn lookup(&self, pid: i32, secret: i32) -> Option<CancelTarget> {
+        let sessions = self.sessions.lock();
+        let (s, slot) = sessions.get(&pid)?;
+        if *s != secret {
+            return None;
+        }
+        slot.get()
+    }
+
+    pub fn len(&self) -> usize {
+        self.sessions.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Sends a CancelRequest to the server; failures are only logged, as PostgreSQL does.
+pub async fn send_cancel(t: CancelTarget) {
+    let mut buf = bytes::BytesMut::new();
+    postgres_protocol::message::frontend::cancel_request(t.pid, t.secret, &mut buf);
+    match tokio::net::TcpStream::connect((t.host.as_str(), t.port)).await {
+        Ok(mut s) => {
+            if let Err(e) = s.write_all(&buf).await {
+                tracing::debug!(error = %e, "cancel request not delivered");
+            }
+        }
+        Err(e) => tracing::debug!(error = %e, "cannot connect to send cancel request"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_match_only_their_session() {
+        let reg = Arc::new(CancelRegistry::default());
+        let a = reg.register();
+        let b = reg.register();
+        assert_ne!(a.pid, b.pid);
+        assert!(
+            reg.lookup(a.pid, a.secret).is_none(),
+            "idle session has nothing to cancel"
+        );
+        a.slot.set(Some(CancelTarget {
+            host: "h".into(),
+            port: 1,
+            pid: 42,
+            secret: 7,
+        }));
+        assert_eq!(reg.lookup(a.pid, a.secret).map(|t| t.pid), Some(42));
+        assert!(reg.lookup(a.pid, a.secret.wrapping_add(1)).is_none());
+        assert!(reg.lookup(b.pid, b.secret).is_none());
+        drop(a);
+        assert_eq!(reg.len(), 1);
+    }
+}

@@ -1,0 +1,14 @@
+//! Client side: the listener, the handshake, and one session task per client that drives requests through the pools.
+
+pub mod cancel;
+mod listener;
+pub mod plan;
+mod request;
+mod responses;
+mod session;
+pub mod settings;
+mod startup;
+mod stream;
+
+pub use listener::serve;
+pub use session::Session;

@@ -1,0 +1,526 @@
+//! Assembling a client request up to Sync/Query/Flush, choosing its server, and translating it for that server.
+
+use super::plan::Expect;
+use super::session::{End, Session};
+use crate::backend::prepared::server_name;
+use crate::backend::ServerConn;
+use crate::error::ClientError;
+use crate::pool::{AcquireError, Role};
+use crate::protocol::build;
+use crate::protocol::frame::{self, Frame};
+use crate::protocol::messages::{Bind, Parse, Query, Target, TxStatus, TARGET_STATEMENT};
+use crate::protocol::tags::frontend as tag;
+use crate::router::{Analysis, Deallocate, Route};
+use bytes::{Bytes, BytesMut};
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+
+/// A client's prepared statement, enough to prepare it again on any server connection.
+#[derive(Debug)]
+pub struct ClientStatement {
+    /// Hash of text and parameter types: the statement's name on every server.
+    pub key: u64,
+    pub sql: Bytes,
+    pub param_types: Bytes,
+    pub analysis: Arc<Analysis>,
+}
+
+/// What to do when the ReadyForQuery of one Sync/Query/FunctionCall arrives.
+#[derive(Default, Debug)]
+pub struct ReadyAction {
+    /// Statements run in this request whose session effects apply if it succeeds.
+    pub effects: Vec<Arc<Analysis>>,
+    pub failed: bool,
+}
+
+/// The request being assembled from client messages.
+#[derive(Default)]
+pub struct Pending {
+    pub frames: Vec<Frame>,
+    pub bytes: usize,
+    /// The message that completes the request: Query, Sync, Flush or FunctionCall.
+    pub terminator: Option<u8>,
+    /// The request is complete but must wait for the current server to be released.
+    pub blocked: bool,
+}
+
+/// A request with no Sync this large is sent on as if the client had sent Flush.
+const MAX_PENDING_BYTES: usize = 1 << 20;
+
+fn statement_key(sql: &[u8], param_types: &[u8]) -> u64 {
+    let mut h = ahash::RandomState::with_seeds(11, 22, 33, 44).build_hasher();
+    h.write(sql);
+    h.write_u8(0);
+    h.write(param_types);
+    h.finish()
+}
+
+impl Session {
+    fn analyze(&self, sql: &[u8]) -> Arc<Analysis> {
+        // Text that is not UTF-8 (a LATIN1 client) cannot be parsed: it goes to the primary.
+        match std::str::from_utf8(sql) {
+            Ok(s) => self.shared.router.analyze(s),
+            Err(_) => self.shared.router.analyze(""),
+        }
+    }
+
+    /// Reads whole client messages and dispatches complete requests while the server allows.
+    pub(super) async fn pump_client(&mut self) -> Result<(), End> {
+        let max = self.shared.config.max_message_bytes;
+        loop {
+            if self.copy_in {
+                match frame::decode_frontend(&mut self.rbuf, max)? {
+                    Some(f) => {
+                        let t = f.tag();
+                        if t == tag::COPY_DONE || t == tag::COPY_FAIL {
+                            self.copy_in = false;
+                        }
+                        if t == tag::TERMINATE {
+                            return Err(End::ClientGone);
+                        }
+                        self.swbuf.extend_from_slice(f.raw());
+                        continue;
+                    }
+                    None => return Ok(()),
+                }
+            }
+            if self.pending.terminator.is_some() {
+                if !self.can_dispatch() {
+                    self.pending.blocked = true;
+                    return Ok(());
+                }
+                self.pending.blocked = false;
+                self.dispatch().await?;
+                continue;
+            }
+            let Some(f) = frame::decode_frontend(&mut self.rbuf, max)? else {
+                return Ok(());
+            };
+            let t = f.tag();
+            if t == tag::TERMINATE {
+                return Err(End::ClientGone);
+            }
+            if t == tag::PASSWORD {
+                return Err(End::Fatal(ClientError::Protocol(
+                    crate::protocol::ProtocolError::UnknownTag { tag: t },
+                )));
+            }
+            if self.skip_until_sync {
+                if t == tag::SYNC {
+                    self.skip_until_sync = false;
+                    build::ready_for_query(&mut self.wbuf, self.tx);
+                }
+                continue;
+            }
+            self.pending.bytes += f.len();
+            self.pending.frames.push(f);
+            match t {
+                tag::QUERY | tag::SYNC | tag::FUNCTION_CALL | tag::FLUSH => {
+                    self.pending.terminator = Some(t)
+                }
+                _ if self.pending.bytes > MAX_PENDING_BYTES => {
+                    self.pending.terminator = Some(tag::FLUSH)
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn in_server_transaction(&self) -> bool {
+        self.tx != TxStatus::Idle || self.pin.is_some()
+    }
+
+    /// A request may join the attached server unless it needs the primary and that server is a replica.
+    fn can_dispatch(&self) -> bool {
+        match &self.server {
+            None => true,
+            Some(lease) => {
+                if self.in_server_transaction() || lease.server.role == Role::Primary {
+                    return true;
+                }
+                self.route().0 == Role::Replica
+            }
+        }
+    }
+
+    /// The server role the pending request needs, with each message's analysis.
+    fn route(&self) -> (Role, Vec<Option<Arc<Analysis>>>) {
+        let mut role = Role::Replica;
+        let mut any_statement = false;
+        let mut analyses = Vec::with_capacity(self.pending.frames.len());
+        let mut unnamed = self.unnamed.as_ref().map(|s| s.analysis.clone());
+        for f in &self.pending.frames {
+            let a = match f.tag() {
+                tag::QUERY => Query::parse(f.body()).ok().map(|q| self.analyze(q.sql)),
+                tag::PARSE => Parse::parse(f.body()).ok().map(|p| {
+                    let a = self.analyze(p.sql);
+                    if p.name.is_empty() {
+                        unnamed = Some(a.clone());
+                    }
+                    a
+                }),
+                tag::BIND => Bind::parse(f.body()).ok().and_then(|b| {
+                    if b.statement.is_empty() {
+                        unnamed.clone()
+                    } else {
+                        self.statements.get(b.statement).map(|s| s.analysis.clone())
+                    }
+                }),
+                tag::FUNCTION_CALL => {
+                    role = Role::Primary;
+                    None
+                }
+                _ => None,
+            };
+            if let Some(a) = &a {
+                any_statement = true;
+                if a.route == Route::Primary {
+                    role = Role::Primary;
+                }
+            }
+            analyses.push(a);
+        }
+        if self.in_server_transaction()
+            || self.pending.terminator == Some(tag::FLUSH) && !any_statement
+        {
+            role = Role::Primary;
+        }
+        // A partial request sent on before its Sync may be followed by writes in the same
+        // implicit transaction, so it must start on the primary.
+        if self.pending.terminator == Some(tag::FLUSH) && self.pending.bytes > MAX_PENDING_BYTES {
+            role = Role::Primary;
+        }
+        (role, analyses)
+    }
+
+    /// Sends the pending request to a server, acquiring one first if needed.
+    async fn dispatch(&mut self) -> Result<(), End> {
+        let (role, analyses) = self.route();
+        let terminator = self.pending.terminator;
+        // A lone Sync with nothing in flight needs no server.
+        if self.server.is_none() && self.pending.frames.len() == 1 && terminator == Some(tag::SYNC)
+        {
+            self.take_pending();
+            build::ready_for_query(&mut self.wbuf, self.tx);
+            return Ok(());
+        }
+        if self.server.is_none() && self.try_local_deallocate(&analyses) {
+            return Ok(());
+        }
+        if self.server.is_none() {
+            match self.pools.acquire(role).await {
+                Ok(lease) => self.attach(lease),
+                Err(e) => {
+                    let err = match e {
+                        AcquireError::Timeout { pool, waited, size } => ClientError::PoolTimeout {
+                            pool,
+                            waited_ms: waited.as_millis(),
+                            size,
+                        },
+                        AcquireError::Backend { pool, source } => ClientError::ServerUnreachable {
+                            pool,
+                            reason: source.to_string(),
+                        },
+                    };
+                    tracing::warn!(user = %self.user, db = %self.database, error = %err, "request refused");
+                    err.write(&mut self.wbuf);
+                    self.take_pending();
+                    match terminator {
+                        Some(tag::FLUSH) => self.skip_until_sync = true,
+                        _ => build::ready_for_query(&mut self.wbuf, self.tx),
+                    }
+                    return Ok(());
+                }
+            }
+            self.sync_settings();
+        }
+        self.translate(analyses)
+    }
+
+    /// Replays the client's settings when the server connection last served other settings.
+    fn sync_settings(&mut self) {
+        let want = self.settings.hash();
+        let Some(lease) = self.server.as_mut() else {
+            return;
+        };
+        let conn = lease.conn();
+        if conn.settings_hash == want {
+            return;
+        }
+        let sql = self.settings.replay_sql();
+        build::query(&mut self.swbuf, &sql);
+        self.plan.push(Expect::Internal);
+        conn.settings_hash = want;
+    }
+
+    fn take_pending(&mut self) -> Vec<Frame> {
+        let p = std::mem::take(&mut self.pending);
+        p.frames
+    }
+
+    /// DEALLOCATE of a protocol-level statement is answered by the proxy: the server knows it
+    /// under another name.
+    fn try_local_deallocate(&mut self, analyses: &[Option<Arc<Analysis>>]) -> bool {
+        if self.pin.is_some()
+            || self.pending.frames.len() != 1
+            || self.pending.terminator != Some(tag::QUERY)
+        {
+            return false;
+        }
+        let Some(Some(a)) = analyses.first() else {
+            return false;
+        };
+        if a.statement_count != 1 {
+            return false;
+        }
+        match &a.deallocate {
+            Some(Deallocate::All) => {
+                self.statements.clear();
+            }
+            Some(Deallocate::Name(n)) if self.statements.remove(n.as_bytes()).is_some() => {}
+            _ => return false,
+        }
+        self.take_pending();
+        build::command_complete(
+            &mut self.wbuf,
+            if matches!(a.deallocate, Some(Deallocate::All)) {
+                "DEALLOCATE ALL"
+            } else {
+                "DEALLOCATE"
+            },
+        );
+        build::ready_for_query(&mut self.wbuf, self.tx);
+        true
+    }
+
+    /// Writes the request for the attached server, renaming prepared statements, and records
+    /// what each message will answer.
+    fn translate(&mut self, analyses: Vec<Option<Arc<Analysis>>>) -> Result<(), End> {
+        let frames = self.take_pending();
+        let pid = self.cancel.pid;
+        let Some(lease) = self.server.as_mut() else {
+            return Err(End::Fatal(ClientError::Internal(
+                "no server for request".into(),
+            )));
+        };
+        let conn = lease.conn();
+        let out = &mut self.swbuf;
+        let plan = &mut self.plan;
+        let mut action = ReadyAction::default();
+        let mut parsed_unnamed = false;
+        let mut failed_at: Option<usize> = None;
+        for (i, (f, a)) in frames.iter().zip(analyses).enumerate() {
+            let t = f.tag();
+            if failed_at.is_some() && t != tag::SYNC {
+                continue;
+            }
+            match t {
+                tag::QUERY => {
+                    out.extend_from_slice(f.raw());
+                    plan.push(Expect::Query);
+                    if let Some(a) = a {
+                        if a.discard_all {
+                            conn.prepared.clear();
+                            self.statements.clear();
+                            self.unnamed = None;
+                        }
+                        if has_effects(&a) {
+                            action.effects.push(a);
+                        }
+                    }
+                    self.ready_actions.push_back(std::mem::take(&mut action));
+                }
+                tag::FUNCTION_CALL => {
+                    out.extend_from_slice(f.raw());
+                    plan.push(Expect::FunctionCall);
+                    self.ready_actions.push_back(std::mem::take(&mut action));
+                }
+                tag::SYNC => {
+                    out.extend_from_slice(f.raw());
+                    plan.push(Expect::Sync);
+                    self.ready_actions.push_back(std::mem::take(&mut action));
+                    failed_at = None;
+                }
+                tag::FLUSH => out.extend_from_slice(f.raw()),
+                tag::PARSE => {
+                    let p = Parse::parse(f.body())?;
+                    let Some(a) = a else {
+                        return Err(End::Fatal(ClientError::Internal("unanalyzed Parse".into())));
+                    };
+                    let stmt = Arc::new(ClientStatement {
+                        key: statement_key(p.sql, p.param_types),
+                        sql: Bytes::copy_from_slice(p.sql),
+                        param_types: Bytes::copy_from_slice(p.param_types),
+                        analysis: a,
+                    });
+                    if p.name.is_empty() {
+                        out.extend_from_slice(f.raw());
+                        plan.push(Expect::Parse {
+                            injected: false,
+                            key: None,
+                            client_name: None,
+                        });
+                        conn.unnamed_owner = pid;
+                        parsed_unnamed = true;
+                        self.unnamed = Some(stmt);
+                    } else if self.statements.contains_key(p.name) {
+                        let mut e = BytesMut::new();
+                        build::error_response(
+                            &mut e,
+                            crate::protocol::sqlstate::Severity::Error,
+                            crate::protocol::sqlstate::SqlState::DUPLICATE_PREPARED_STATEMENT,
+                            &format!(
+                                "prepared statement \"{}\" already exists",
+                                String::from_utf8_lossy(p.name)
+                            ),
+                        );
+                        plan.push(Expect::Synthetic(e.freeze()));
+                        failed_at = Some(i);
+                    } else {
+                        let name = Bytes::copy_from_slice(p.name);
+                        self.statements.insert(name.clone(), stmt.clone());
+                        ensure_prepared(conn, out, plan, &stmt, Some(name));
+                    }
+                }
+                tag::BIND => {
+                    let b = Bind::parse(f.body())?;
+                    if b.statement.is_empty() {
+                        reparse_unnamed(conn, out, plan, &self.unnamed, parsed_unnamed, pid);
+                        out.extend_from_slice(f.raw());
+                    } else if let Some(stmt) = self.statements.get(b.statement) {
+                        ensure_prepared(conn, out, plan, stmt, None);
+                        build::bind(out, b.portal, &server_name(stmt.key), b.rest);
+                    } else {
+                        out.extend_from_slice(f.raw());
+                    }
+                    plan.push(Expect::Bind);
+                    if let Some(a) = a {
+                        if has_effects(&a) {
+                            action.effects.push(a);
+                        }
+                    }
+                }
+                tag::DESCRIBE => {
+                    let d = Target::parse(f.body(), "Describe")?;
+                    if d.kind == TARGET_STATEMENT && d.name.is_empty() {
+                        reparse_unnamed(conn, out, plan, &self.unnamed, parsed_unnamed, pid);
+                        out.extend_from_slice(f.raw());
+                    } else if d.kind == TARGET_STATEMENT {
+                        match self.statements.get(d.name) {
+                            Some(stmt) => {
+                                ensure_prepared(conn, out, plan, stmt, None);
+                                build::target(
+                                    out,
+                                    tag::DESCRIBE,
+                                    TARGET_STATEMENT,
+                                    &server_name(stmt.key),
+                                );
+                            }
+                            None => out.extend_from_slice(f.raw()),
+                        }
+                    } else {
+                        out.extend_from_slice(f.raw());
+                    }
+                    plan.push(Expect::Describe);
+                }
+                tag::CLOSE => {
+                    let c = Target::parse(f.body(), "Close")?;
+                    if c.kind == TARGET_STATEMENT && !c.name.is_empty() {
+                        // The server statement stays for other clients; the client's name goes.
+                        self.statements.remove(c.name);
+                        let mut e = BytesMut::new();
+                        build::close_complete(&mut e);
+                        plan.push(Expect::Synthetic(e.freeze()));
+                    } else {
+                        out.extend_from_slice(f.raw());
+                        plan.push(Expect::Close);
+                    }
+                }
+                tag::EXECUTE => {
+                    out.extend_from_slice(f.raw());
+                    plan.push(Expect::Execute);
+                }
+                // CopyData/CopyDone/CopyFail outside COPY: the server reports the error.
+                _ => out.extend_from_slice(f.raw()),
+            }
+        }
+        // Effects of statements bound before a Flush wait for the Sync that ends them.
+        if !action.effects.is_empty() {
+            self.flushed_effects.append(&mut action.effects);
+        } else if let Some(last) = self.ready_actions.back_mut() {
+            last.effects.append(&mut self.flushed_effects);
+        }
+        // Replies the proxy makes itself are due now if nothing before them is outstanding.
+        self.plan.drain_synthetic(&mut self.wbuf);
+        self.write_server()
+    }
+}
+
+fn has_effects(a: &Analysis) -> bool {
+    !a.session.is_empty() || a.pin.is_some() || a.discard_all
+}
+
+/// Makes sure the server has `stmt` under the proxy's name for it, preparing it if not.
+fn ensure_prepared(
+    conn: &mut ServerConn,
+    out: &mut BytesMut,
+    plan: &mut super::plan::Plan,
+    stmt: &ClientStatement,
+    client_name: Option<Bytes>,
+) {
+    let from_client = client_name.is_some();
+    if conn.prepared.touch(stmt.key) {
+        if from_client {
+            let mut e = BytesMut::new();
+            build::parse_complete(&mut e);
+            plan.push(Expect::Synthetic(e.freeze()));
+        }
+        return;
+    }
+    if let Some(victim) = conn.prepared.insert(stmt.key) {
+        build::target(out, tag::CLOSE, TARGET_STATEMENT, &server_name(victim));
+        plan.push(Expect::CloseInjected);
+    }
+    build::parse(out, &server_name(stmt.key), &stmt.sql, &stmt.param_types);
+    plan.push(Expect::Parse {
+        injected: !from_client,
+        key: Some(stmt.key),
+        client_name,
+    });
+}
+
+/// Prepares the client's unnamed statement again when this server connection does not hold it.
+fn reparse_unnamed(
+    conn: &mut ServerConn,
+    out: &mut BytesMut,
+    plan: &mut super::plan::Plan,
+    unnamed: &Option<Arc<ClientStatement>>,
+    parsed_in_request: bool,
+    pid: i32,
+) {
+    if parsed_in_request || conn.unnamed_owner == pid {
+        return;
+    }
+    if let Some(stmt) = unnamed {
+        build::parse(out, b"", &stmt.sql, &stmt.param_types);
+        plan.push(Expect::Parse {
+            injected: true,
+            key: None,
+            client_name: None,
+        });
+        conn.unnamed_owner = pid;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statement_keys_depend_on_text_and_types() {
+        let a = statement_key(b"select $1", b"\x00\x00");
+        assert_eq!(a, statement_key(b"select $1", b"\x00\x00"));
+        assert_ne!(a, statement_key(b"select $2", b"\x00\x00"));
+        assert_ne!(a, statement_key(b"select $1", b"\x00\x01\x00\x00\x00\x17"));
+    }
+}

@@ -1,0 +1,190 @@
+//! Handling what the server sends: forward, swallow or answer in order, track transactions, release when idle.
+
+use super::plan::{Forget, Step};
+use super::session::{End, Session};
+use super::settings::DIRTY;
+use crate::error::ClientError;
+use crate::protocol::frame::{peek_header, HEADER_LEN};
+use crate::protocol::messages::TxStatus;
+use crate::protocol::tags::backend as tag;
+use crate::router::SessionEffect;
+use bytes::Buf;
+
+/// Server messages may be large (a wide row); they are bounded only by PostgreSQL's own 1 GiB.
+const MAX_SERVER_MESSAGE: usize = 1 << 30;
+const READ_CHUNK: usize = 64 * 1024;
+
+impl Session {
+    /// Reads what the server has sent and handles every whole message in it.
+    pub(super) fn on_server_readable(&mut self) -> Result<(), End> {
+        let Some(lease) = self.server.as_mut() else {
+            return Ok(());
+        };
+        let conn = lease.conn();
+        conn.rbuf.reserve(READ_CHUNK);
+        match conn.stream.try_read_buf(&mut conn.rbuf) {
+            Ok(0) => return self.server_lost("server closed the connection"),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+            Err(_) => return self.server_lost("read failed"),
+        }
+        self.handle_server_messages()
+    }
+
+    fn handle_server_messages(&mut self) -> Result<(), End> {
+        let mut forget: Vec<Forget> = Vec::new();
+        let mut became_ready = false;
+        loop {
+            let Some(lease) = self.server.as_mut() else {
+                return Ok(());
+            };
+            let conn = lease.conn();
+            let (t, len) = match peek_header(&conn.rbuf, MAX_SERVER_MESSAGE) {
+                Ok(Some(h)) => h,
+                Ok(None) => break,
+                Err(_) => return self.server_lost("server sent an invalid message"),
+            };
+            if conn.rbuf.len() < HEADER_LEN + len {
+                break;
+            }
+            self.plan.drain_synthetic(&mut self.wbuf);
+            let (step, ev) = match self.plan.on_message(t, &mut forget) {
+                Ok(x) => x,
+                Err(desync) => {
+                    tracing::error!(error = %desync, "server reply out of step with the request");
+                    conn.broken = true;
+                    return Err(End::Fatal(ClientError::Internal(desync.to_string())));
+                }
+            };
+            let end = HEADER_LEN + len;
+            let body = &conn.rbuf[HEADER_LEN..end];
+            match t {
+                tag::READY_FOR_QUERY if !ev.internal_done => {
+                    self.tx = TxStatus::from_body(body).unwrap_or(TxStatus::Idle);
+                }
+                tag::COPY_IN_RESPONSE | tag::COPY_BOTH_RESPONSE if step == Step::Forward => {
+                    self.copy_in = true;
+                    for _ in 0..self.plan.copy_in_started() {
+                        // Their effects move to the Sync that will really end the request.
+                        if let Some(mut early) = self.ready_actions.pop_front() {
+                            if let Some(next) = self.ready_actions.front_mut() {
+                                next.effects.append(&mut early.effects);
+                            } else {
+                                self.flushed_effects.append(&mut early.effects);
+                            }
+                        }
+                    }
+                }
+                tag::COMMAND_COMPLETE
+                    if !self.tx_effects.is_empty() && body.starts_with(b"ROLLBACK") =>
+                {
+                    self.tx_rolled_back = true;
+                }
+                _ => {}
+            }
+            if ev.internal_failed {
+                // The replay failed (a setting the server rejects now): the next lease replays again.
+                conn.settings_hash = DIRTY;
+                tracing::warn!(user = %self.user, "session settings could not be replayed on a server connection");
+            }
+            if step == Step::Forward {
+                self.wbuf.extend_from_slice(&conn.rbuf[..end]);
+            }
+            conn.rbuf.advance(end);
+            if ev.error {
+                if let Some(a) = self.ready_actions.front_mut() {
+                    a.failed = true;
+                }
+            }
+            for f in forget.drain(..) {
+                if let Some(k) = f.key {
+                    conn.prepared.remove(k);
+                }
+                if let Some(n) = f.client_name {
+                    self.statements.remove(&n);
+                }
+            }
+            if ev.ready {
+                self.on_ready();
+                became_ready = true;
+            }
+        }
+        self.plan.drain_synthetic(&mut self.wbuf);
+        if became_ready {
+            self.maybe_release();
+        }
+        Ok(())
+    }
+
+    /// A Sync, Query or FunctionCall finished: apply its session effects.
+    fn on_ready(&mut self) {
+        let Some(action) = self.ready_actions.pop_front() else {
+            return;
+        };
+        let mut changed = false;
+        let mut reset = false;
+        for a in &action.effects {
+            if let Some(p) = a.pin {
+                // Pin even on error: the server may hold the lock or listener anyway.
+                self.pin.get_or_insert(p);
+            }
+            if action.failed {
+                continue;
+            }
+            if a.discard_all {
+                self.settings.reset_all();
+                reset = true;
+                changed = true;
+            }
+            if !a.session.is_empty() {
+                if self.tx == TxStatus::Idle {
+                    for e in &a.session {
+                        reset |= apply(&mut self.settings, e);
+                    }
+                    changed = true;
+                } else {
+                    self.tx_effects.extend(a.session.iter().cloned());
+                }
+            }
+        }
+        if self.tx == TxStatus::Idle && !self.tx_effects.is_empty() {
+            // The transaction that ran the SETs is over: keep them only if it committed.
+            let effects = std::mem::take(&mut self.tx_effects);
+            if !std::mem::take(&mut self.tx_rolled_back) {
+                for e in &effects {
+                    reset |= apply(&mut self.settings, e);
+                }
+                changed = true;
+            } else {
+                // The server rolled them back; its state is the client's old one, but
+                // RESETs inside may have been undone too, so replay to be sure.
+                reset = true;
+            }
+        }
+        if changed || reset {
+            let hash = if reset { DIRTY } else { self.settings.hash() };
+            if let Some(lease) = self.server.as_mut() {
+                lease.conn().settings_hash = hash;
+            }
+        }
+    }
+}
+
+/// Applies one effect; true when it was a RESET, after which the server's state differs from
+/// the client's (the server resets to its own login values, the client to its startup ones).
+fn apply(settings: &mut super::settings::Settings, e: &SessionEffect) -> bool {
+    match e {
+        SessionEffect::Set { name, statement } => {
+            settings.set(name, statement);
+            false
+        }
+        SessionEffect::Reset { name } => {
+            settings.reset(name);
+            true
+        }
+        SessionEffect::ResetAll => {
+            settings.reset_all();
+            true
+        }
+    }
+}

@@ -1,0 +1,291 @@
+//! One client's session: the state it keeps between requests and the loop that drives client and server I/O.
+
+use super::cancel::{CancelTarget, Registration};
+use super::plan::Plan;
+use super::request::{ClientStatement, Pending, ReadyAction};
+use super::settings::Settings;
+use super::stream::ClientStream;
+use crate::error::ClientError;
+use crate::pool::{Lease, PoolSet};
+use crate::protocol::build;
+use crate::protocol::messages::TxStatus;
+use crate::router::PinReason;
+use crate::Shared;
+use bytes::{Bytes, BytesMut};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+/// Why a session ended.
+#[derive(Debug)]
+pub enum End {
+    /// The client sent Terminate or closed its socket.
+    ClientGone,
+    /// The client's stream or state cannot continue; the error was sent to it.
+    Fatal(ClientError),
+    ShuttingDown,
+}
+
+impl From<ClientError> for End {
+    fn from(e: ClientError) -> End {
+        End::Fatal(e)
+    }
+}
+
+impl From<crate::protocol::ProtocolError> for End {
+    fn from(e: crate::protocol::ProtocolError) -> End {
+        End::Fatal(ClientError::Protocol(e))
+    }
+}
+
+pub struct Session {
+    pub(super) shared: Arc<Shared>,
+    pub(super) client: ClientStream,
+    /// Client bytes not yet handled.
+    pub(super) rbuf: BytesMut,
+    /// Bytes waiting to be written to the client.
+    pub(super) wbuf: BytesMut,
+    /// Bytes waiting to be written to the server.
+    pub(super) swbuf: BytesMut,
+    pub(super) pools: Arc<PoolSet>,
+    pub(super) user: String,
+    pub(super) database: String,
+    pub(super) application_name: String,
+    pub(super) settings: Settings,
+    /// The client's named prepared statements, by the client's names.
+    pub(super) statements: HashMap<Bytes, Arc<ClientStatement>>,
+    /// The client's last unnamed statement, re-parsed when a later request binds it elsewhere.
+    pub(super) unnamed: Option<Arc<ClientStatement>>,
+    pub(super) pending: Pending,
+    pub(super) server: Option<Lease>,
+    pub(super) plan: Plan,
+    /// One entry per Sync, Query or FunctionCall sent and not yet answered by ReadyForQuery.
+    pub(super) ready_actions: VecDeque<ReadyAction>,
+    /// Transaction status from the last ReadyForQuery.
+    pub(super) tx: TxStatus,
+    /// The server is waiting for COPY data from the client.
+    pub(super) copy_in: bool,
+    pub(super) pin: Option<PinReason>,
+    /// After a proxy-side error in an extended-protocol request, messages up to Sync are dropped.
+    pub(super) skip_until_sync: bool,
+    /// SETs run inside the current transaction, applied only if it commits.
+    pub(super) tx_effects: Vec<crate::router::SessionEffect>,
+    pub(super) tx_rolled_back: bool,
+    /// Effects of statements sent before a Flush, waiting for their Sync.
+    pub(super) flushed_effects: Vec<Arc<crate::router::Analysis>>,
+    pub(super) cancel: Registration,
+    pub(super) shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Session {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new(
+        shared: Arc<Shared>,
+        client: ClientStream,
+        rbuf: BytesMut,
+        pools: Arc<PoolSet>,
+        user: String,
+        database: String,
+        application_name: String,
+        settings: Settings,
+        cancel: Registration,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> Session {
+        Session {
+            shared,
+            client,
+            rbuf,
+            wbuf: BytesMut::new(),
+            swbuf: BytesMut::new(),
+            pools,
+            user,
+            database,
+            application_name,
+            settings,
+            statements: HashMap::new(),
+            unnamed: None,
+            pending: Pending::default(),
+            server: None,
+            plan: Plan::default(),
+            ready_actions: VecDeque::new(),
+            tx: TxStatus::Idle,
+            copy_in: false,
+            pin: None,
+            skip_until_sync: false,
+            tx_effects: Vec::new(),
+            tx_rolled_back: false,
+            flushed_effects: Vec::new(),
+            cancel,
+            shutdown,
+        }
+    }
+
+    /// Drives the session until the client leaves or its stream is unusable.
+    pub async fn run(mut self) {
+        let end = self.drive().await;
+        match &end {
+            End::Fatal(e) => {
+                tracing::debug!(user = %self.user, error = %e, "closing client session");
+                let mut out = BytesMut::new();
+                e.write(&mut out);
+                self.wbuf.extend_from_slice(&out);
+                let _ = self.client.write_all_buf(&mut self.wbuf).await;
+            }
+            End::ShuttingDown => {
+                ClientError::ShuttingDown.write(&mut self.wbuf);
+                let _ = self.client.write_all_buf(&mut self.wbuf).await;
+            }
+            End::ClientGone => {}
+        }
+        self.finish_server();
+    }
+
+    async fn drive(&mut self) -> End {
+        loop {
+            if let Err(end) = self.pump_client().await {
+                return end;
+            }
+            if !self.wbuf.is_empty() {
+                if self.client.write_all_buf(&mut self.wbuf).await.is_err() {
+                    return End::ClientGone;
+                }
+                // Keep the buffer small between requests: most clients sit idle most of the time.
+                if self.wbuf.capacity() > 64 * 1024 {
+                    self.wbuf = BytesMut::new();
+                }
+            }
+            if self.server.is_none() && self.rbuf.is_empty() && self.rbuf.capacity() > 0 {
+                self.rbuf = BytesMut::new();
+            }
+            let read_client = !self.pending.blocked;
+            let server = self.server.as_ref().map(|l| &l.conn_ref().stream);
+            let want_write = !self.swbuf.is_empty();
+            tokio::select! {
+                r = self.client.read_into(&mut self.rbuf), if read_client => {
+                    match r {
+                        Ok(0) | Err(_) => return End::ClientGone,
+                        Ok(_) => {}
+                    }
+                }
+                r = async { match server { Some(s) => s.readable().await, None => std::future::pending().await } }, if server.is_some() => {
+                    if r.is_err() {
+                        if let Err(end) = self.server_lost("read failed") { return end; }
+                        continue;
+                    }
+                    if let Err(end) = self.on_server_readable() {
+                        return end;
+                    }
+                }
+                r = async { match server { Some(s) => s.writable().await, None => std::future::pending().await } }, if want_write && server.is_some() => {
+                    if r.is_err() {
+                        if let Err(end) = self.server_lost("write failed") { return end; }
+                        continue;
+                    }
+                    if let Err(end) = self.write_server() {
+                        return end;
+                    }
+                }
+                _ = self.shutdown.changed() => {
+                    if self.server.is_none() {
+                        return End::ShuttingDown;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes as much of the server buffer as the socket takes now.
+    pub(super) fn write_server(&mut self) -> Result<(), End> {
+        let Some(lease) = self.server.as_mut() else {
+            return Ok(());
+        };
+        match lease.conn().stream.try_write(&self.swbuf) {
+            Ok(n) => {
+                let _ = self.swbuf.split_to(n);
+                if self.swbuf.is_empty() && self.swbuf.capacity() > 64 * 1024 {
+                    self.swbuf = BytesMut::new();
+                }
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(()),
+            Err(_) => self.server_lost("write failed"),
+        }
+    }
+
+    /// Attaches a server connection for the request about to be sent.
+    pub(super) fn attach(&mut self, lease: Lease) {
+        let conn = lease.conn_ref();
+        self.cancel.slot.set(Some(CancelTarget {
+            host: lease.server.addr.host.clone(),
+            port: lease.server.addr.port,
+            pid: conn.backend_pid,
+            secret: conn.backend_secret,
+        }));
+        self.server = Some(lease);
+    }
+
+    /// Gives the server connection back once nothing is in flight and no transaction is open.
+    pub(super) fn maybe_release(&mut self) {
+        let idle = self.ready_actions.is_empty()
+            && self.plan.is_empty()
+            && self.tx == TxStatus::Idle
+            && !self.copy_in
+            && self.pin.is_none()
+            && self.swbuf.is_empty();
+        if !idle {
+            return;
+        }
+        if let Some(mut lease) = self.server.take() {
+            self.cancel.slot.set(None);
+            let conn = lease.conn();
+            if !conn.rbuf.is_empty() {
+                conn.broken = true;
+            }
+            if conn.rbuf.capacity() > 64 * 1024 {
+                conn.rbuf = BytesMut::with_capacity(8192);
+            }
+            drop(lease);
+        }
+    }
+
+    /// The server connection died: tell the client and carry on if no transaction was lost.
+    pub(super) fn server_lost(&mut self, why: &str) -> Result<(), End> {
+        let was_in_tx = self.tx != TxStatus::Idle || self.pin.is_some();
+        if let Some(lease) = self.server.take() {
+            tracing::warn!(server = %lease.server.addr, reason = why, "server connection lost");
+            lease.discard();
+        }
+        self.cancel.slot.set(None);
+        self.swbuf.clear();
+        self.plan.clear();
+        self.copy_in = false;
+        let waiting = self.ready_actions.len();
+        self.ready_actions.clear();
+        if was_in_tx {
+            return Err(End::Fatal(ClientError::ServerLostInTransaction(
+                why.to_string(),
+            )));
+        }
+        self.tx = TxStatus::Idle;
+        ClientError::ServerLost(why.to_string()).write(&mut self.wbuf);
+        for _ in 0..waiting.max(1) {
+            build::ready_for_query(&mut self.wbuf, TxStatus::Idle);
+        }
+        Ok(())
+    }
+
+    /// At the end of the session: a server still held is mid-transaction or pinned, so close it.
+    fn finish_server(&mut self) {
+        if let Some(lease) = self.server.take() {
+            let clean = self.tx == TxStatus::Idle
+                && self.pin.is_none()
+                && self.plan.is_empty()
+                && self.ready_actions.is_empty();
+            if clean {
+                drop(lease);
+            } else {
+                lease.discard();
+            }
+        }
+        self.cancel.slot.set(None);
+    }
+}

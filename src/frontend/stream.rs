@@ -1,0 +1,105 @@
+//! The client's byte stream: plain TCP or TLS, with buffers released while the client is idle.
+
+use bytes::BytesMut;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
+
+pub enum ClientStream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+/// Bytes read per call while a request is in flight.
+const READ_CHUNK: usize = 16 * 1024;
+
+impl ClientStream {
+    /// Reads more bytes into `buf`; an empty `buf` is allocated only once data is ready, so an
+    /// idle client holds no read buffer. Cancel safe: no bytes are lost if the future is dropped.
+    pub async fn read_into(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        match self {
+            ClientStream::Plain(s) => loop {
+                if buf.capacity() == 0 {
+                    s.readable().await?;
+                }
+                buf.reserve(READ_CHUNK);
+                match s.try_read_buf(buf) {
+                    Ok(n) => return Ok(n),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        if buf.is_empty() {
+                            *buf = BytesMut::new();
+                        }
+                        s.readable().await?;
+                    }
+                    Err(e) => return Err(e),
+                }
+            },
+            ClientStream::Tls(s) => {
+                buf.reserve(READ_CHUNK);
+                s.read_buf(buf).await
+            }
+        }
+    }
+
+    pub async fn write_all_buf(&mut self, buf: &mut BytesMut) -> io::Result<()> {
+        match self {
+            ClientStream::Plain(s) => s.write_all(buf).await?,
+            ClientStream::Tls(s) => {
+                s.write_all(buf).await?;
+                s.flush().await?;
+            }
+        }
+        buf.clear();
+        Ok(())
+    }
+
+    pub fn peer(&self) -> Option<std::net::SocketAddr> {
+        match self {
+            ClientStream::Plain(s) => s.peer_addr().ok(),
+            ClientStream::Tls(s) => s.get_ref().0.peer_addr().ok(),
+        }
+    }
+}
+
+impl AsyncRead for ClientStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for ClientStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            ClientStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Plain(s) => Pin::new(s).poll_flush(cx),
+            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! The deadpool manager that opens, checks and discards raw server connections.
+
+use crate::backend::{BackendError, LoginParams, ServerConn};
+use deadpool::managed::{Manager, Metrics, RecycleError, RecycleResult};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Counters of connection churn, read by the stats endpoint.
+#[derive(Default, Debug)]
+pub struct ChurnCounters {
+    pub opened: AtomicU64,
+    pub closed: AtomicU64,
+    pub broken: AtomicU64,
+    pub connect_errors: AtomicU64,
+}
+
+pub struct ServerManager {
+    pub login: LoginParams,
+    pub max_prepared: usize,
+    pub lifetime: Duration,
+    pub idle_timeout: Duration,
+    pub churn: ChurnCounters,
+}
+
+impl Manager for ServerManager {
+    type Type = ServerConn;
+    type Error = BackendError;
+
+    async fn create(&self) -> Result<ServerConn, BackendError> {
+        match ServerConn::connect(&self.login, self.max_prepared).await {
+            Ok(c) => {
+                self.churn.opened.fetch_add(1, Ordering::Relaxed);
+                Ok(c)
+            }
+            Err(e) => {
+                self.churn.connect_errors.fetch_add(1, Ordering::Relaxed);
+                Err(e)
+            }
+        }
+    }
+
+    /// Runs at checkout, so it only makes cheap local checks: a flag, two clocks and one
+    /// non-blocking read that notices a server which closed the connection while idle.
+    async fn recycle(
+        &self,
+        conn: &mut ServerConn,
+        metrics: &Metrics,
+    ) -> RecycleResult<BackendError> {
+        if conn.broken {
+            self.churn.broken.fetch_add(1, Ordering::Relaxed);
+            return Err(RecycleError::message("connection marked broken"));
+        }
+        if conn.created.elapsed() > self.lifetime {
+            return Err(RecycleError::message("server lifetime reached"));
+        }
+        if metrics.last_used() > self.idle_timeout {
+            return Err(RecycleError::message("idle too long"));
+        }
+        let mut probe = [0u8; 1];
+        match conn.stream.try_read(&mut probe) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(()),
+            Ok(0) => {
+                self.churn.broken.fetch_add(1, Ordering::Relaxed);
+                Err(RecycleError::message("server closed the connection"))
+            }
+            // Unsolicited bytes (a FATAL before close, usually) mean the connection is done.
+            Ok(_) | Err(_) => {
+                self.churn.broken.fetch_add(1, Ordering::Relaxed);
+                Err(RecycleError::message("server sent data while idle"))
+            }
+        }
+    }
+
+    fn detach(&self, _conn: &mut ServerConn) {
+        self.churn.closed.fetch_add(1, Ordering::Relaxed);
+    }
+}

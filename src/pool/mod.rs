@@ -1,0 +1,7 @@
+//! Server pools: one deadpool of raw connections per server per database/user, and the choice among them.
+
+mod manager;
+mod set;
+
+pub use manager::ServerManager;
+pub use set::{AcquireError, Lease, PoolSet, Pools, Role, ServerInfo, ServerPool};

@@ -1,0 +1,338 @@
+//! The pools of one database/user (primary and replicas) and the choice of a server for a request.
+
+use super::manager::{ChurnCounters, ServerManager};
+use crate::backend::{BackendError, LoginParams, ServerConn};
+use crate::config::{Config, ServerAddr};
+use deadpool::managed::{Object, Pool, PoolError, TimeoutType};
+use deadpool::Runtime;
+use parking_lot::RwLock;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use thiserror::Error;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Primary,
+    Replica,
+}
+
+impl Role {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Role::Primary => "primary",
+            Role::Replica => "replica",
+        }
+    }
+}
+
+/// One PostgreSQL server, shared by the pools of every database/user on it.
+#[derive(Debug)]
+pub struct ServerInfo {
+    pub addr: ServerAddr,
+    pub role: Role,
+    /// Requests holding a connection to this server right now, for least-outstanding balancing.
+    pub outstanding: AtomicUsize,
+    /// Until this instant (ms since `epoch`) the server gets no new requests after failing to connect.
+    down_until_ms: AtomicU64,
+    epoch: Instant,
+}
+
+impl ServerInfo {
+    fn new(addr: ServerAddr, role: Role, epoch: Instant) -> Self {
+        ServerInfo {
+            addr,
+            role,
+            outstanding: AtomicUsize::new(0),
+            down_until_ms: AtomicU64::new(0),
+            epoch,
+        }
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.down_until_ms.load(Ordering::Relaxed) <= self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Keeps requests away for a while after a failed connect, so each client does not pay the timeout.
+    pub fn mark_down(&self, for_how_long: Duration) {
+        let until = self.epoch.elapsed().as_millis() as u64 + for_how_long.as_millis() as u64;
+        self.down_until_ms.store(until, Ordering::Relaxed);
+    }
+
+    pub fn mark_up(&self) {
+        self.down_until_ms.store(0, Ordering::Relaxed);
+    }
+}
+
+pub struct ServerPool {
+    pub name: String,
+    pub server: Arc<ServerInfo>,
+    pub pool: Pool<ServerManager>,
+    pub timeouts: AtomicU64,
+}
+
+impl ServerPool {
+    pub fn churn(&self) -> &ChurnCounters {
+        &self.pool.manager().churn
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum AcquireError {
+    #[error("pool {pool}: timed out after {waited:?}")]
+    Timeout {
+        pool: String,
+        waited: Duration,
+        size: usize,
+    },
+    #[error("pool {pool}: {source}")]
+    Backend { pool: String, source: BackendError },
+}
+
+/// A server connection held by one client for one request or transaction.
+///
+/// Dropping it returns the connection to its pool, where `recycle` discards it if the
+/// session marked it broken (not idle, state unknown).
+pub struct Lease {
+    // Always Some until `discard` takes it out.
+    conn: Option<Object<ServerManager>>,
+    pub server: Arc<ServerInfo>,
+    pub waited: Duration,
+}
+
+impl Lease {
+    pub fn conn(&mut self) -> &mut ServerConn {
+        match self.conn.as_mut() {
+            Some(c) => c,
+            None => unreachable!("lease used after discard"),
+        }
+    }
+
+    pub fn conn_ref(&self) -> &ServerConn {
+        match self.conn.as_ref() {
+            Some(c) => c,
+            None => unreachable!("lease used after discard"),
+        }
+    }
+
+    /// Closes the connection instead of returning it (pinned sessions, unknown state).
+    pub fn discard(mut self) {
+        if let Some(obj) = self.conn.take() {
+            let mut c = Object::take(obj);
+            c.broken = true;
+            tokio::spawn(c.terminate());
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.server.outstanding.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The primary's and the replicas' pools for one database/user.
+pub struct PoolSet {
+    pub database: String,
+    pub user: String,
+    pub primary: ServerPool,
+    pub replicas: Vec<ServerPool>,
+    acquire_timeout: Duration,
+    /// ParameterStatus values of the first server login, replayed to clients at their startup.
+    pub server_params: tokio::sync::OnceCell<Arc<Vec<(bytes::Bytes, bytes::Bytes)>>>,
+}
+
+const DOWN_FOR: Duration = Duration::from_secs(2);
+
+impl PoolSet {
+    /// A connection for a request routed to `role`; reads fall back to the primary when no replica answers.
+    pub async fn acquire(&self, role: Role) -> Result<Lease, AcquireError> {
+        if role == Role::Replica {
+            if let Some(lease) = self.acquire_replica().await? {
+                return Ok(lease);
+            }
+        }
+        self.acquire_from(&self.primary).await
+    }
+
+    async fn acquire_replica(&self) -> Result<Option<Lease>, AcquireError> {
+        // Least outstanding requests among reachable replicas; on connect failure try the next.
+        let mut tried = 0u64;
+        loop {
+            let candidate = self
+                .replicas
+                .iter()
+                .enumerate()
+                .filter(|(i, p)| tried & (1 << (i % 64)) == 0 && p.server.is_up())
+                .min_by_key(|(_, p)| p.server.outstanding.load(Ordering::Relaxed));
+            let Some((i, pool)) = candidate else {
+                return Ok(None);
+            };
+            tried |= 1 << (i % 64);
+            match self.acquire_from(pool).await {
+                Ok(lease) => return Ok(Some(lease)),
+                Err(AcquireError::Backend { source, .. }) => {
+                    tracing::warn!(server = %pool.server.addr, error = %source, "replica unreachable; reads go elsewhere for a while");
+                    pool.server.mark_down(DOWN_FOR);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn acquire_from(&self, pool: &ServerPool) -> Result<Lease, AcquireError> {
+        let started = Instant::now();
+        pool.server.outstanding.fetch_add(1, Ordering::Relaxed);
+        let result = pool.pool.get().await;
+        let waited = started.elapsed();
+        match result {
+            Ok(conn) => Ok(Lease {
+                conn: Some(conn),
+                server: pool.server.clone(),
+                waited,
+            }),
+            Err(e) => {
+                pool.server.outstanding.fetch_sub(1, Ordering::Relaxed);
+                Err(match e {
+                    PoolError::Backend(source) => AcquireError::Backend {
+                        pool: pool.name.clone(),
+                        source,
+                    },
+                    PoolError::Timeout(TimeoutType::Create) => AcquireError::Backend {
+                        pool: pool.name.clone(),
+                        source: BackendError::ConnectTimeout {
+                            addr: pool.server.addr.to_string(),
+                        },
+                    },
+                    PoolError::Timeout(_)
+                    | PoolError::Closed
+                    | PoolError::NoRuntimeSpecified
+                    | PoolError::PostCreateHook(_) => {
+                        pool.timeouts.fetch_add(1, Ordering::Relaxed);
+                        AcquireError::Timeout {
+                            pool: pool.name.clone(),
+                            waited: self.acquire_timeout,
+                            size: pool.pool.status().max_size,
+                        }
+                    }
+                })
+            }
+        }
+    }
+
+    pub fn all(&self) -> impl Iterator<Item = &ServerPool> {
+        std::iter::once(&self.primary).chain(self.replicas.iter())
+    }
+}
+
+/// Every pool set, created on first use of a database/user.
+pub struct Pools {
+    config: Arc<Config>,
+    pub primary: Arc<ServerInfo>,
+    pub replicas: Vec<Arc<ServerInfo>>,
+    sets: RwLock<HashMap<(String, String), Arc<PoolSet>>>,
+}
+
+impl Pools {
+    pub fn new(config: Arc<Config>) -> Pools {
+        let epoch = Instant::now();
+        let primary = Arc::new(ServerInfo::new(
+            config.primary.clone(),
+            Role::Primary,
+            epoch,
+        ));
+        let replicas = config
+            .replicas
+            .iter()
+            .map(|a| Arc::new(ServerInfo::new(a.clone(), Role::Replica, epoch)))
+            .collect();
+        Pools {
+            config,
+            primary,
+            replicas,
+            sets: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// The pool set for a configured database and user (both already validated by the caller).
+    pub fn get(&self, database: &str, user: &str) -> Arc<PoolSet> {
+        let key = (database.to_string(), user.to_string());
+        if let Some(s) = self.sets.read().get(&key) {
+            return s.clone();
+        }
+        let mut sets = self.sets.write();
+        sets.entry(key)
+            .or_insert_with(|| Arc::new(self.build(database, user)))
+            .clone()
+    }
+
+    pub fn sets(&self) -> Vec<Arc<PoolSet>> {
+        self.sets.read().values().cloned().collect()
+    }
+
+    fn build(&self, database: &str, user: &str) -> PoolSet {
+        let c = &self.config;
+        let server_database = c
+            .database(database)
+            .map(|d| d.server_database.clone())
+            .unwrap_or_else(|| database.to_string());
+        let password = c
+            .user(user)
+            .and_then(|u| u.server_password().map(str::to_string));
+        let make = |server: &Arc<ServerInfo>, size: usize| {
+            let login = LoginParams {
+                host: server.addr.host.clone(),
+                port: server.addr.port,
+                user: user.to_string(),
+                password: password.clone(),
+                database: server_database.clone(),
+                connect_timeout: c.pool.connect_timeout,
+            };
+            let manager = ServerManager {
+                login,
+                max_prepared: c.pool.max_prepared_per_server,
+                lifetime: c.pool.server_lifetime,
+                idle_timeout: c.pool.server_idle_timeout,
+                churn: ChurnCounters::default(),
+            };
+            let pool = Pool::builder(manager)
+                .max_size(size)
+                .runtime(Runtime::Tokio1)
+                .wait_timeout(Some(c.pool.acquire_timeout))
+                .create_timeout(Some(c.pool.connect_timeout))
+                .recycle_timeout(Some(Duration::from_secs(1)))
+                .build();
+            let pool = match pool {
+                Ok(p) => p,
+                // Only fails without a runtime, which is always set above.
+                Err(e) => unreachable!("pool builder: {e}"),
+            };
+            ServerPool {
+                name: format!(
+                    "{}@{}/{} ({})",
+                    user,
+                    server.addr,
+                    database,
+                    server.role.as_str()
+                ),
+                server: server.clone(),
+                pool,
+                timeouts: AtomicU64::new(0),
+            }
+        };
+        let per_replica = if self.replicas.is_empty() {
+            0
+        } else {
+            (c.pool.replica_size / self.replicas.len()).max(1)
+        };
+        PoolSet {
+            database: database.to_string(),
+            user: user.to_string(),
+            primary: make(&self.primary, c.pool.primary_size),
+            replicas: self.replicas.iter().map(|r| make(r, per_replica)).collect(),
+            acquire_timeout: c.pool.acquire_timeout,
+            server_params: tokio::sync::OnceCell::new(),
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! Wiring: the shared state every session uses, and starting the proxy on an already-bound listener.
+
+use crate::auth::UserSecret;
+use crate::config::Config;
+use crate::frontend::cancel::CancelRegistry;
+use crate::pool::Pools;
+use crate::router::{FunctionCatalog, Router};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// State shared by all sessions, passed explicitly (no process-wide globals, so tests run in parallel).
+pub struct Shared {
+    pub config: Arc<Config>,
+    pub pools: Pools,
+    pub router: Arc<Router>,
+    pub cancels: Arc<CancelRegistry>,
+    pub secrets: HashMap<String, UserSecret>,
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("user {user}: {reason}")]
+    Secret { user: String, reason: String },
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+impl Shared {
+    pub fn new(config: Arc<Config>) -> Result<Shared, StartError> {
+        let mut secrets = HashMap::new();
+        for u in &config.users {
+            // PBKDF2 runs here, once per user, never per login.
+            let secret = match (&u.scram_verifier, &u.password) {
+                (Some(v), pw) => {
+                    let mut s = UserSecret::from_verifier(v).map_err(|e| StartError::Secret {
+                        user: u.name.clone(),
+                        reason: e.to_string(),
+                    })?;
+                    if let Some(pw) = pw {
+                        s.md5 = Some(postgres_protocol::password::md5(pw.as_bytes(), &u.name));
+                    }
+                    s
+                }
+                (None, Some(pw)) => UserSecret::from_password(&u.name, pw),
+                (None, None) => {
+                    return Err(StartError::Secret {
+                        user: u.name.clone(),
+                        reason: "no password or verifier".into(),
+                    })
+                }
+            };
+            secrets.insert(u.name.clone(), secret);
+        }
+        let tls = match &config.tls {
+            Some(t) => {
+                let sc = crate::auth::tls::server_config(&t.cert_file, &t.key_file)
+                    .map_err(|e| StartError::Tls(e.to_string()))?;
+                Some(tokio_rustls::TlsAcceptor::from(sc))
+            }
+            None => None,
+        };
+        Ok(Shared {
+            pools: Pools::new(config.clone()),
+            router: Arc::new(Router::new(
+                FunctionCatalog::builtin(),
+                config.analysis_cache_entries,
+            )),
+            cancels: Arc::new(CancelRegistry::default()),
+            secrets,
+            tls,
+            config,
+        })
+    }
+}
+
+/// A running proxy; dropping the handle does not stop it, `shutdown` does.
+pub struct ProxyHandle {
+    pub addr: SocketAddr,
+    pub shared: Arc<Shared>,
+    shutdown: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ProxyHandle {
+    /// Stops accepting; sessions finish their current transaction and end.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// Binds `config.listen` with a large backlog (bursts of logins queue instead of failing).
+pub fn bind(addr: SocketAddr, backlog: u32) -> Result<TcpListener, StartError> {
+    let listen_err = |source| StartError::Listen { addr, source };
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(listen_err)?;
+    socket.set_reuseaddr(true).map_err(listen_err)?;
+    socket.bind(addr).map_err(listen_err)?;
+    socket.listen(backlog).map_err(listen_err)
+}
+
+/// Starts the proxy on `listener` (tests bind port 0) and returns at once.
+pub async fn start(config: Arc<Config>, listener: TcpListener) -> Result<ProxyHandle, StartError> {
+    let shared = Arc::new(Shared::new(config)?);
+    let addr = listener.local_addr().map_err(|source| StartError::Listen {
+        addr: shared.config.listen,
+        source,
+    })?;
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(refresh_catalog(shared.clone(), rx.clone()));
+    let task = tokio::spawn(crate::frontend::serve(shared.clone(), listener, rx));
+    Ok(ProxyHandle {
+        addr,
+        shared,
+        shutdown: tx,
+        task,
+    })
+}
+
+/// Learns which functions are read-only from the primary's catalog, then keeps it fresh.
+async fn refresh_catalog(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    let every = Duration::from_secs(60);
+    loop {
+        match load_catalog(&shared).await {
+            Ok(c) => shared.router.set_catalog(c),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot load function volatility from the primary; using the built-in list")
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+async fn load_catalog(shared: &Shared) -> Result<FunctionCatalog, String> {
+    let c = &shared.config;
+    let (Some(user), Some(db)) = (c.users.first(), c.databases.first()) else {
+        return Err("no user or database configured".into());
+    };
+    let mut pg = tokio_postgres::Config::new();
+    pg.host(&c.primary.host)
+        .port(c.primary.port)
+        .user(&user.name)
+        .dbname(&db.server_database)
+        .application_name("pgsplit-catalog")
+        .connect_timeout(c.pool.connect_timeout);
+    if let Some(pw) = user.server_password() {
+        pg.password(pw);
+    }
+    let (client, conn) = pg
+        .connect(tokio_postgres::NoTls)
+        .await
+        .map_err(|e| e.to_string())?;
+    let task = tokio::spawn(conn);
+    let catalog = FunctionCatalog::load(&client)
+        .await
+        .map_err(|e| e.to_string());
+    drop(client);
+    let _ = task.await;
+    catalog
+}

@@ -1,0 +1,209 @@
+//! Test harness: a pgsplit started in-process on port 0 in front of the local cluster from `scripts/cluster.sh`.
+#![allow(dead_code)]
+
+use pgsplit::config::{Config, EnvOverrides};
+use std::sync::Arc;
+use tokio_postgres::{Client, NoTls};
+
+pub fn primary_addr() -> String {
+    std::env::var("PGSPLIT_PRIMARY").unwrap_or_else(|_| "127.0.0.1:15432".into())
+}
+
+pub fn replica_addrs() -> String {
+    std::env::var("PGSPLIT_REPLICAS").unwrap_or_else(|_| "127.0.0.1:15433".into())
+}
+
+pub fn superuser_url() -> String {
+    let p = primary_addr();
+    format!("postgres://postgres:postgres@{p}/app")
+}
+
+/// The TOML for a test proxy; `extra` is appended (e.g. a `[pool]` table).
+pub fn config_text(pool: &str) -> String {
+    // app_trust logs in to the servers without a password (trust); clients still need one.
+    let verifier = postgres_protocol::password::scram_sha_256(b"app_trust");
+    format!(
+        r#"
+listen = "127.0.0.1:0"
+startup_timeout_ms = 3000
+{pool}
+
+[[users]]
+name = "app"
+password = "app"
+admin = true
+
+[[users]]
+name = "app_md5"
+password = "app_md5"
+auth = "md5"
+
+[[users]]
+name = "app_trust"
+scram_verifier = "{verifier}"
+
+[[databases]]
+name = "app"
+
+[stats]
+listen = "127.0.0.1:0"
+"#
+    )
+}
+
+pub struct TestProxy {
+    pub handle: pgsplit::ProxyHandle,
+}
+
+impl TestProxy {
+    pub async fn start() -> TestProxy {
+        TestProxy::start_with("").await
+    }
+
+    pub async fn start_with(pool: &str) -> TestProxy {
+        let env = EnvOverrides {
+            primary: Some(primary_addr()),
+            replicas: Some(replica_addrs()),
+            ..Default::default()
+        };
+        let config = Config::from_toml(&config_text(pool), &env).expect("test config");
+        let listener = pgsplit::bind(config.listen, 1024).expect("bind");
+        let handle = pgsplit::start(Arc::new(config), listener)
+            .await
+            .expect("start proxy");
+        TestProxy { handle }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.handle.addr.port()
+    }
+
+    pub fn url(&self, user: &str, password: &str) -> String {
+        format!("postgres://{user}:{password}@127.0.0.1:{}/app", self.port())
+    }
+
+    pub async fn connect(&self) -> Client {
+        connect(&self.url("app", "app")).await
+    }
+}
+
+pub async fn connect(url: &str) -> Client {
+    let (client, conn) = tokio_postgres::connect(url, NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connect {url}: {e}"));
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    client
+}
+
+pub async fn superuser() -> Client {
+    connect(&superuser_url()).await
+}
+
+/// A table name unique to this test run, so tests can run in parallel.
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{prefix}_{}_{}_{}",
+        std::process::id(),
+        nanos % 100_000,
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Waits until the replica has replayed everything the primary has written so far.
+pub async fn wait_for_replica() {
+    let primary = superuser().await;
+    let lsn: String = primary
+        .query_one("select pg_current_wal_lsn()::text", &[])
+        .await
+        .expect("lsn")
+        .get(0);
+    let replica_url = format!(
+        "postgres://postgres:postgres@{}/app",
+        replica_addrs()
+            .split(',')
+            .next()
+            .unwrap_or("127.0.0.1:15433")
+    );
+    let replica = connect(&replica_url).await;
+    for _ in 0..500 {
+        let caught_up: bool = replica
+            .query_one(
+                "select coalesce(pg_last_wal_replay_lsn() >= $1::text::pg_lsn, false)",
+                &[&lsn],
+            )
+            .await
+            .expect("replay lsn")
+            .get(0);
+        if caught_up {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("replica did not catch up to {lsn}");
+}
+
+/// A raw socket logged in through the proxy with SCRAM, for sending hand-made messages.
+pub async fn raw_authenticated(port: u16, user: &str, password: &str) -> tokio::net::TcpStream {
+    use bytes::BytesMut;
+    use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256, SCRAM_SHA_256};
+    use postgres_protocol::message::backend::Message;
+    use postgres_protocol::message::frontend;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let mut out = BytesMut::new();
+    frontend::startup_message([("user", user), ("database", "app")], &mut out).unwrap();
+    s.write_all(&out).await.unwrap();
+    let mut inbuf = BytesMut::new();
+    let mut scram: Option<ScramSha256> = None;
+    loop {
+        let msg = loop {
+            if let Some(m) = Message::parse(&mut inbuf).unwrap() {
+                break m;
+            }
+            assert!(
+                s.read_buf(&mut inbuf).await.unwrap() > 0,
+                "proxy closed during login"
+            );
+        };
+        out.clear();
+        match msg {
+            Message::AuthenticationSasl(_) => {
+                let sc = ScramSha256::new(password.as_bytes(), ChannelBinding::unsupported());
+                frontend::sasl_initial_response(SCRAM_SHA_256, sc.message(), &mut out).unwrap();
+                scram = Some(sc);
+            }
+            Message::AuthenticationSaslContinue(b) => {
+                let sc = scram.as_mut().unwrap();
+                sc.update(b.data()).unwrap();
+                frontend::sasl_response(sc.message(), &mut out).unwrap();
+            }
+            Message::AuthenticationSaslFinal(b) => {
+                scram.take().unwrap().finish(b.data()).unwrap();
+            }
+            Message::ReadyForQuery(_) => return s,
+            Message::ErrorResponse(_) => panic!("login refused"),
+            _ => {}
+        }
+        if !out.is_empty() {
+            s.write_all(&out).await.unwrap();
+        }
+    }
+}
+
+/// Reads until the peer closes (or 3 s pass) and returns everything received.
+pub async fn read_until_closed(s: &mut tokio::net::TcpStream) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(3), s.read_to_end(&mut buf)).await;
+    buf
+}
