@@ -231,3 +231,117 @@ async fn malformed_messages_after_login_get_08p01_and_a_disconnect() {
     assert_eq!(v, 8);
     proxy.handle.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_server_dying_mid_request_fails_only_that_request() {
+    let proxy = TestProxy::start().await;
+    let c = proxy.connect().await;
+    let marker = unique("victim");
+    let sql = format!("select pg_sleep(5), '{marker}'");
+    let killer = tokio::spawn(async move {
+        // Find the replica backend running the marked query and terminate it.
+        let replica_url = format!(
+            "postgres://postgres:postgres@{}/app",
+            replica_addrs()
+                .split(',')
+                .next()
+                .unwrap_or("127.0.0.1:15433")
+                .to_string()
+        );
+        let admin = connect(&replica_url).await;
+        for _ in 0..100 {
+            let n: i64 = admin
+                .query_one(
+                    "select count(pg_terminate_backend(pid)) from pg_stat_activity where state = 'active' and query like '%' || $1 || '%' and pid <> pg_backend_pid()",
+                    &[&marker],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if n > 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("query never seen on the replica");
+    });
+    let err = c.query(&sql, &[]).await.unwrap_err();
+    killer.await.unwrap();
+    let code = err.code().map(|c| c.code().to_string()).unwrap_or_default();
+    assert!(code == "57P01" || code == "08006", "unexpected error {err}");
+    // The session carries on with a fresh server connection.
+    let v: i32 = c.query_one("select 5", &[]).await.unwrap().get(0);
+    assert_eq!(v, 5);
+    proxy.handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn tls_when_configured_and_refused_gssenc() {
+    let dir = std::env::temp_dir().join(unique("tls"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert_path, key_path) = (dir.join("server.crt"), dir.join("server.key"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let proxy = TestProxy::start_with(&format!(
+        "tls_cert_file = {:?}\ntls_key_file = {:?}\n",
+        cert_path.display().to_string(),
+        key_path.display().to_string()
+    ))
+    .await;
+    let port = proxy.port().to_string();
+    let out = tokio::process::Command::new("psql")
+        .args([
+            "-AtX",
+            "-c",
+            "select pg_is_in_recovery()",
+            "-c",
+            "\\conninfo",
+        ])
+        .arg(format!(
+            "host=127.0.0.1 port={port} user=app dbname=app sslmode=require gssencmode=disable"
+        ))
+        .env("PGPASSWORD", "app")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("SSL connection"), "{stdout}");
+    assert!(stdout.starts_with('t'), "{stdout}");
+    // Without TLS configured, sslmode=require is refused with 'N' and psql gives up.
+    let plain = TestProxy::start().await;
+    let out = tokio::process::Command::new("psql")
+        .args(["-AtX", "-c", "select 1"])
+        .arg(format!(
+            "host=127.0.0.1 port={} user=app dbname=app sslmode=require",
+            plain.port()
+        ))
+        .env("PGPASSWORD", "app")
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("SSL"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // GSSENCRequest is answered 'N' and the client continues in plain text.
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", plain.port()))
+        .await
+        .unwrap();
+    s.write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x30])
+        .await
+        .unwrap();
+    let mut answer = [0u8; 1];
+    s.read_exact(&mut answer).await.unwrap();
+    assert_eq!(&answer, b"N");
+    let _ = std::fs::remove_dir_all(&dir);
+    proxy.handle.shutdown().await;
+    plain.handle.shutdown().await;
+}

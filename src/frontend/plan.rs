@@ -51,8 +51,9 @@ pub struct Event {
     pub internal_failed: bool,
     /// An ErrorResponse arrived for a client request.
     pub error: bool,
-    /// Statement keys the server does not have after all (failed or skipped Parse).
-    pub forget_key: Option<u64>,
+    /// An ErrorResponse arrived with nothing pending: the server is ending the connection
+    /// (terminated, shutting down); the client has nothing to hear about it.
+    pub unsolicited_error: bool,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -107,6 +108,10 @@ impl Plan {
                 return match t {
                     tag::NOTICE_RESPONSE | tag::NOTIFICATION_RESPONSE | tag::PARAMETER_STATUS => {
                         Ok((Step::Forward, ev))
+                    }
+                    tag::ERROR_RESPONSE => {
+                        ev.unsolicited_error = true;
+                        Ok((Step::Swallow, ev))
                     }
                     _ => Err(Desync {
                         got: t,
@@ -395,5 +400,8 @@ mod tests {
         let mut p = Plan::default();
         assert!(p.on_message(b'D', &mut Vec::new()).is_err());
         assert!(p.on_message(b'N', &mut Vec::new()).is_ok());
+        let (step, ev) = p.on_message(b'E', &mut Vec::new()).unwrap();
+        assert_eq!(step, Step::Swallow);
+        assert!(ev.unsolicited_error);
     }
 }

@@ -134,6 +134,7 @@ impl Session {
     fn can_dispatch(&self) -> bool {
         match &self.server {
             None => true,
+            Some(_) if self.server_dying => false,
             Some(lease) => {
                 if self.in_server_transaction() || lease.server.role == Role::Primary {
                     return true;

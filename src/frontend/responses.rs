@@ -5,7 +5,7 @@ use super::session::{End, Session};
 use super::settings::DIRTY;
 use crate::error::ClientError;
 use crate::protocol::frame::{peek_header, HEADER_LEN};
-use crate::protocol::messages::TxStatus;
+use crate::protocol::messages::{error_field, TxStatus};
 use crate::protocol::tags::backend as tag;
 use crate::router::SessionEffect;
 use bytes::Buf;
@@ -80,6 +80,11 @@ impl Session {
                 {
                     self.tx_rolled_back = true;
                 }
+                tag::ERROR_RESPONSE if is_fatal(body) => {
+                    // The server is closing this connection: nothing more may be sent to it.
+                    conn.broken = true;
+                    self.server_dying = true;
+                }
                 _ => {}
             }
             if ev.internal_failed {
@@ -107,6 +112,15 @@ impl Session {
             if ev.ready {
                 self.on_ready();
                 became_ready = true;
+            }
+            if ev.unsolicited_error {
+                if let Some(lease) = self.server.take() {
+                    tracing::info!(server = %lease.server.addr, "server ended an idle connection");
+                    lease.discard();
+                }
+                self.server_dying = false;
+                self.cancel.slot.set(None);
+                return Ok(());
             }
         }
         self.plan.drain_synthetic(&mut self.wbuf);
@@ -168,6 +182,11 @@ impl Session {
             }
         }
     }
+}
+
+fn is_fatal(body: &[u8]) -> bool {
+    let severity = error_field(body, b'V').or_else(|| error_field(body, b'S'));
+    matches!(severity, Some(b"FATAL" | b"PANIC"))
 }
 
 /// Applies one effect; true when it was a RESET, after which the server's state differs from

@@ -73,6 +73,8 @@ pub struct Session {
     /// Effects of statements sent before a Flush, waiting for their Sync.
     pub(super) flushed_effects: Vec<Arc<crate::router::Analysis>>,
     pub(super) cancel: Registration,
+    /// The attached server sent FATAL: requests wait for a fresh connection instead.
+    pub(super) server_dying: bool,
     pub(super) shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
@@ -116,6 +118,7 @@ impl Session {
             flushed_effects: Vec::new(),
             cancel,
             shutdown,
+            server_dying: false,
         }
     }
 
@@ -254,22 +257,36 @@ impl Session {
             tracing::warn!(server = %lease.server.addr, reason = why, "server connection lost");
             lease.discard();
         }
+        self.server_dying = false;
         self.cancel.slot.set(None);
         self.swbuf.clear();
-        self.plan.clear();
         self.copy_in = false;
-        let waiting = self.ready_actions.len();
-        self.ready_actions.clear();
+        let waiting: Vec<bool> = self.ready_actions.drain(..).map(|a| a.failed).collect();
+        tracing::debug!(
+            ?waiting,
+            plan = self.plan.len(),
+            "requests cut short by the lost server"
+        );
         if was_in_tx {
             return Err(End::Fatal(ClientError::ServerLostInTransaction(
                 why.to_string(),
             )));
         }
         self.tx = TxStatus::Idle;
-        ClientError::ServerLost(why.to_string()).write(&mut self.wbuf);
-        for _ in 0..waiting.max(1) {
+        // Each unanswered request gets one error (unless the server's own FATAL already
+        // reached the client for it) and its ReadyForQuery.
+        let waiting = if waiting.is_empty() {
+            vec![false]
+        } else {
+            waiting
+        };
+        for already_failed in waiting {
+            if !already_failed {
+                ClientError::ServerLost(why.to_string()).write(&mut self.wbuf);
+            }
             build::ready_for_query(&mut self.wbuf, TxStatus::Idle);
         }
+        self.plan.clear();
         Ok(())
     }
 

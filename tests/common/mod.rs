@@ -61,6 +61,11 @@ impl TestProxy {
     }
 
     pub async fn start_with(pool: &str) -> TestProxy {
+        // RUST_LOG=debug shows the proxy's logs in a failing test's output.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
         let env = EnvOverrides {
             primary: Some(primary_addr()),
             replicas: Some(replica_addrs()),
