@@ -87,6 +87,7 @@ impl Session {
             if self.pending.terminator.is_some() {
                 if !self.can_dispatch() {
                     self.pending.blocked = true;
+                    self.close_implicit_transaction();
                     return Ok(());
                 }
                 self.pending.blocked = false;
@@ -123,6 +124,21 @@ impl Session {
                 }
                 _ => {}
             }
+        }
+    }
+
+    /// A replica held after Parse/Bind/Flush without Sync keeps an implicit transaction open;
+    /// when the next request needs the primary, end it with a Sync of our own so the replica
+    /// can be released instead of waiting for a reply that will never come.
+    fn close_implicit_transaction(&mut self) {
+        if self.server.is_some()
+            && !self.server_dying
+            && self.plan.is_empty()
+            && self.ready_actions.is_empty()
+            && self.tx == TxStatus::Idle
+        {
+            build::sync(&mut self.swbuf);
+            self.plan.push(Expect::Internal);
         }
     }
 

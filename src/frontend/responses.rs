@@ -113,6 +113,7 @@ impl Session {
                 self.on_ready();
                 became_ready = true;
             }
+            became_ready |= ev.internal_done;
             if ev.unsolicited_error {
                 if let Some(lease) = self.server.take() {
                     tracing::info!(server = %lease.server.addr, "server ended an idle connection");

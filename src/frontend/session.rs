@@ -144,6 +144,9 @@ impl Session {
 
     async fn drive(&mut self) -> End {
         loop {
+            if self.server.is_none() && *self.shutdown.borrow() {
+                return End::ShuttingDown;
+            }
             if let Err(end) = self.pump_client().await {
                 return end;
             }
