@@ -12,6 +12,8 @@
 #   --idle-counts     ascending totals of idle connections held open (default 1000,5000)
 #   --storm-count     simultaneous SCRAM logins in the login storm (default 2000)
 #   --results DIR     where logs, raw pgbench output and summary.md go (default: a new /tmp dir)
+#   --quiet-wait S    before each run, wait up to S seconds (default 60; 0: never) until the machine's
+#                     CPUs are < 25% busy for a second, since builds and tests of other people share them
 #
 # What it does:
 #   1. builds pgsplit (release), starts the cluster of scripts/cluster.sh if it is down (and stops
@@ -49,6 +51,8 @@ IDLE_COUNTS=1000,5000
 STORM_COUNT=2000
 RESULTS=
 SCALE=10
+QUIET_WAIT=60
+QUIET_PCT=25
 
 usage() {
     sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
@@ -65,11 +69,12 @@ while (($#)); do
     --idle-counts) IDLE_COUNTS=${2:?}; shift 2 ;;
     --storm-count) STORM_COUNT=${2:?}; shift 2 ;;
     --results) RESULTS=${2:?}; shift 2 ;;
+    --quiet-wait) QUIET_WAIT=${2:?}; shift 2 ;;
     -h | --help) usage ;;
     *) echo "unknown option: $1" >&2; usage ;;
     esac
 done
-[[ $DURATION =~ ^[0-9]+$ && $REPEAT =~ ^[1-9][0-9]*$ ]] || usage
+[[ $DURATION =~ ^[0-9]+$ && $REPEAT =~ ^[1-9][0-9]*$ && $QUIET_WAIT =~ ^[0-9]+$ ]] || usage
 
 # The caller's libpq settings must not redirect pgbench/psql; pgsplit's address overrides
 # (PGSPLIT_LISTEN, PGSPLIT_PRIMARY, ...) are set below. The cluster's ports are kept.
@@ -102,7 +107,7 @@ RESULTS=$(realpath "$RESULTS")
 # PgBouncer runs as postgres and must reach its files below this directory.
 chmod 0755 "$RESULTS"
 RUNS_CSV=$RESULTS/runs.csv
-echo "section,target,mode,clients,rep,exit,tps,latency_ms,failed,aborted,loadavg" >"$RUNS_CSV"
+echo "section,target,mode,clients,rep,exit,tps,latency_ms,failed,aborted,cpu_busy_before_pct,loadavg" >"$RUNS_CSV"
 
 # --- cleanup ----------------------------------------------------------------------------------
 PGSPLIT_PID=
@@ -166,6 +171,33 @@ wait_ready() {
     done
     log "$name did not accept connections on port $port within 20 s"
     return 1
+}
+
+# Percent of all CPUs busy (not idle, not iowait) over the next second.
+cpu_busy_pct() {
+    local a b
+    a=($(head -n1 /proc/stat))
+    sleep 1
+    b=($(head -n1 /proc/stat))
+    awk -v u="$((b[1] + b[2] + b[3] + b[6] + b[7] + b[8] - a[1] - a[2] - a[3] - a[6] - a[7] - a[8]))" \
+        -v i="$((b[4] + b[5] - a[4] - a[5]))" 'BEGIN { t = u + i; printf "%.0f", t > 0 ? 100 * u / t : 0 }'
+}
+
+# Waits (up to QUIET_WAIT s) until other work on the machine leaves the CPUs mostly idle.
+# Sets BUSY to the last measurement.
+QUIET_WAITED=0
+QUIET_TIMEOUTS=0
+wait_quiet() {
+    local start=$SECONDS
+    BUSY=$(cpu_busy_pct)
+    while ((BUSY >= QUIET_PCT && SECONDS - start < QUIET_WAIT)); do
+        BUSY=$(cpu_busy_pct)
+    done
+    QUIET_WAITED=$((QUIET_WAITED + SECONDS - start))
+    if ((BUSY >= QUIET_PCT)); then
+        QUIET_TIMEOUTS=$((QUIET_TIMEOUTS + 1))
+        log "the CPUs are still ${BUSY}% busy after ${QUIET_WAIT}s of waiting; running anyway"
+    fi
 }
 
 median() {
@@ -284,6 +316,7 @@ run_pgbench() {
     key="$section|$t|$mode|$c"
     out=$RESULTS/pgbench-$section-$t-$mode-c$c-r$rep.log
     ensure_alive "$t" "$section"
+    ((QUIET_WAIT == 0)) && BUSY=$(cpu_busy_pct) || wait_quiet
     load=$(cut -d' ' -f1-3 /proc/loadavg)
     PGPASSWORD=app timeout --kill-after=10 $((DURATION + 60)) \
         pgbench -n -S -M "$mode" -c "$c" -j "$j" -T "$DURATION" -h "$HOST" -p "${PORT[$t]}" -U app app \
@@ -303,8 +336,8 @@ run_pgbench() {
     if [[ -z ${FIRST_ERR[$key]:-} ]] && { ((rc != 0)) || ((aborted > 0)) || [[ ${failed:-0} != 0 ]]; }; then
         FIRST_ERR[$key]=$(grep -m1 -E 'error|ERROR|FATAL|aborted' "$out" | sed 's/^pgbench: //' | cut -c1-200 || true)
     fi
-    echo "$section,$t,$mode,$c,$rep,$rc,$tps,$lat,${failed:-},$aborted,$load" >>"$RUNS_CSV"
-    log "$section $t -M $mode -c $c run $rep: tps=${tps:-none} lat=${lat:-none}ms exit=$rc failed=${failed:-?} aborted=$aborted (load $load)"
+    echo "$section,$t,$mode,$c,$rep,$rc,$tps,$lat,${failed:-},$aborted,$BUSY,$load" >>"$RUNS_CSV"
+    log "$section $t -M $mode -c $c run $rep: tps=${tps:-none} lat=${lat:-none}ms exit=$rc failed=${failed:-?} aborted=$aborted (cpu ${BUSY}% busy before, load $load)"
 }
 
 # Failure summary of one cell: "0" or what went wrong, for the table.
@@ -350,6 +383,7 @@ declare -A IDLE STORM
 if has_section idle; then
     for t in pgsplit pgbouncer; do
         ensure_alive "$t" idle
+        ((QUIET_WAIT == 0)) || wait_quiet
         log "idle connections to $t: $IDLE_COUNTS (asyncpg)"
         out=$RESULTS/idle-$t.jsonl
         timeout --kill-after=10 900 python3 "$BENCH_DIR/clients.py" idle --client asyncpg \
@@ -370,6 +404,7 @@ if has_section storm; then
         for ((rep = 1; rep <= REPEAT; rep++)); do
             for t in pgsplit pgbouncer; do
                 ensure_alive "$t" storm
+                ((QUIET_WAIT == 0)) || wait_quiet
                 out=$RESULTS/storm-$t-$client-r$rep.json
                 timeout --kill-after=10 300 python3 "$BENCH_DIR/clients.py" storm --client "$client" \
                     --port "${PORT[$t]}" --count "$STORM_COUNT" >"$out" 2>"$RESULTS/storm-$t-$client-r$rep.err" || {
@@ -398,7 +433,8 @@ report() {
     echo "- pgbench -n -S, scale $SCALE, -T $DURATION s, median of $REPEAT interleaved runs (direct, pgsplit, PgBouncer in turn)"
     echo "- **direct** = the primary (127.0.0.1:$PRIMARY_PORT). **pgsplit** sends these read-only queries to the streaming"
     echo "  replica (127.0.0.1:$REPLICA_PORT). **PgBouncer** (transaction mode, pool 50) points at the primary only: it does not split reads."
-    echo "- Everything (clients, proxies, both servers) shares the same $(nproc) cores."
+    echo "- Everything (clients, proxies, both servers) shares the same $(nproc) cores, also with other people's builds and tests:"
+    echo "  each pgbench run waited up to ${QUIET_WAIT}s for the CPUs to be < ${QUIET_PCT}% busy (waited ${QUIET_WAITED}s in all; $QUIET_TIMEOUTS runs started on a busy machine)."
     echo
     if has_section throughput; then
         echo "### Throughput (TPS, pgbench -S -j 2)"
