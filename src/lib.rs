@@ -1,5 +1,6 @@
 //! pgsplit: a PostgreSQL wire-protocol proxy that pools, splits reads from writes, and measures every query.
 
+pub mod admin;
 pub mod auth;
 pub mod backend;
 pub mod config;
@@ -9,5 +10,6 @@ pub mod pool;
 pub mod protocol;
 pub mod proxy;
 pub mod router;
+pub mod stats;
 
 pub use proxy::{bind, start, ProxyHandle, Shared};

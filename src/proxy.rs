@@ -20,6 +20,7 @@ pub struct Shared {
     pub cancels: Arc<CancelRegistry>,
     pub secrets: HashMap<String, UserSecret>,
     pub tls: Option<tokio_rustls::TlsAcceptor>,
+    pub stats: Arc<crate::stats::Stats>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +79,7 @@ impl Shared {
             cancels: Arc::new(CancelRegistry::default()),
             secrets,
             tls,
+            stats: Arc::new(crate::stats::Stats::new(config.stats.settings.clone())),
             config,
         })
     }

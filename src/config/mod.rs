@@ -119,6 +119,9 @@ pub struct TlsConfig {
 #[derive(Clone, Debug)]
 pub struct StatsConfig {
     pub listen: SocketAddr,
+    /// Bearer token the endpoint requires, if set.
+    pub token: Option<String>,
+    pub settings: crate::stats::StatsSettings,
 }
 
 #[derive(Clone, Debug)]
@@ -331,6 +334,8 @@ impl Config {
             databases,
             stats: StatsConfig {
                 listen: stats_listen,
+                token: raw.stats.token.clone().filter(|t| !t.is_empty()),
+                settings: stats_settings(&raw.stats)?,
             },
             analysis_cache_entries: raw.analysis_cache_entries.max(16),
         })
@@ -418,13 +423,65 @@ impl Config {
                 d.name, d.server_database
             );
         }
-        let _ = writeln!(s, "\n[stats]\nlisten = \"{}\"", self.stats.listen);
+        let st = &self.stats.settings;
+        let _ = writeln!(
+            s,
+            "\n[stats]\nlisten = \"{}\"\nenabled = {}\nmax_fingerprints = {}\nslow_query_ms = {}\nlog_parameters = {}",
+            self.stats.listen, st.enabled, st.max_fingerprints, st.slow_query_ms, st.log_parameters
+        );
+        if self.stats.token.is_some() {
+            let _ = writeln!(s, "token = \"********\"");
+        }
+        let t = &st.thresholds;
+        let _ = writeln!(
+            s,
+            "\n[stats.targets]\np90_ms = {}\np95_ms = {}\npool_efficiency = {}\nfast_acquire_ms = {}\nacquire_p95_ms = {}\ncache_hit_rate = {}\nn_plus_one_bursts = {}",
+            t.p90_ms, t.p95_ms, t.pool_efficiency, t.fast_acquire_ms, t.acquire_p95_ms, t.cache_hit_rate, t.n_plus_one_bursts
+        );
         s
     }
 }
 
 /// The virtual database name of the admin console.
 pub const ADMIN_DATABASE: &str = "pgsplit";
+
+fn stats_settings(r: &raw::RawStats) -> Result<crate::stats::StatsSettings, ConfigError> {
+    positive("stats.max_fingerprints", r.max_fingerprints)?;
+    let t = &r.targets;
+    for (key, v) in [
+        ("stats.targets.p90_ms", t.p90_ms),
+        ("stats.targets.p95_ms", t.p95_ms),
+        ("stats.targets.fast_acquire_ms", t.fast_acquire_ms),
+        ("stats.targets.acquire_p95_ms", t.acquire_p95_ms),
+    ] {
+        if !(v > 0.0 && v.is_finite()) {
+            return Err(invalid(key, "must be a positive number of milliseconds"));
+        }
+    }
+    for (key, v) in [
+        ("stats.targets.pool_efficiency", t.pool_efficiency),
+        ("stats.targets.cache_hit_rate", t.cache_hit_rate),
+    ] {
+        if !(0.0..=1.0).contains(&v) {
+            return Err(invalid(key, "must be a share between 0 and 1"));
+        }
+    }
+    Ok(crate::stats::StatsSettings {
+        enabled: r.enabled,
+        max_fingerprints: r.max_fingerprints,
+        slow_query_ms: r.slow_query_ms,
+        log_parameters: r.log_parameters,
+        thresholds: crate::stats::TargetThresholds {
+            p90_ms: t.p90_ms,
+            p95_ms: t.p95_ms,
+            pool_efficiency: t.pool_efficiency,
+            fast_acquire_ms: t.fast_acquire_ms,
+            acquire_p95_ms: t.acquire_p95_ms,
+            cache_hit_rate: t.cache_hit_rate,
+            n_plus_one_bursts: t.n_plus_one_bursts,
+        },
+    })
+}
 
 fn parse_socket(key: &str, s: &str) -> Result<SocketAddr, ConfigError> {
     s.trim()

@@ -114,14 +114,90 @@ pub struct RawDatabase {
 pub struct RawStats {
     #[serde(default = "d_stats_listen")]
     pub listen: String,
+    #[serde(default = "d_true")]
+    pub enabled: bool,
+    #[serde(default)]
+    pub token: Option<String>,
+    #[serde(default = "d_max_fingerprints")]
+    pub max_fingerprints: usize,
+    #[serde(default = "d_slow_query")]
+    pub slow_query_ms: u64,
+    #[serde(default)]
+    pub log_parameters: bool,
+    #[serde(default)]
+    pub targets: RawTargets,
 }
 
 impl Default for RawStats {
     fn default() -> Self {
         RawStats {
             listen: d_stats_listen(),
+            enabled: true,
+            token: None,
+            max_fingerprints: d_max_fingerprints(),
+            slow_query_ms: d_slow_query(),
+            log_parameters: false,
+            targets: RawTargets::default(),
         }
     }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTargets {
+    #[serde(default = "d_p90")]
+    pub p90_ms: f64,
+    #[serde(default = "d_p95")]
+    pub p95_ms: f64,
+    #[serde(default = "d_pool_efficiency")]
+    pub pool_efficiency: f64,
+    #[serde(default = "d_fast_acquire")]
+    pub fast_acquire_ms: f64,
+    #[serde(default = "d_fast_acquire")]
+    pub acquire_p95_ms: f64,
+    #[serde(default = "d_cache_hit")]
+    pub cache_hit_rate: f64,
+    #[serde(default)]
+    pub n_plus_one_bursts: u64,
+}
+
+impl Default for RawTargets {
+    fn default() -> Self {
+        RawTargets {
+            p90_ms: d_p90(),
+            p95_ms: d_p95(),
+            pool_efficiency: d_pool_efficiency(),
+            fast_acquire_ms: d_fast_acquire(),
+            acquire_p95_ms: d_fast_acquire(),
+            cache_hit_rate: d_cache_hit(),
+            n_plus_one_bursts: 0,
+        }
+    }
+}
+
+fn d_true() -> bool {
+    true
+}
+fn d_max_fingerprints() -> usize {
+    5_000
+}
+fn d_slow_query() -> u64 {
+    50
+}
+fn d_p90() -> f64 {
+    50.0
+}
+fn d_p95() -> f64 {
+    100.0
+}
+fn d_pool_efficiency() -> f64 {
+    0.9
+}
+fn d_fast_acquire() -> f64 {
+    5.0
+}
+fn d_cache_hit() -> f64 {
+    0.7
 }
 
 fn d_listen() -> String {

@@ -78,6 +78,21 @@ fn errors_name_the_key() {
 }
 
 #[test]
+fn stats_settings_are_checked() {
+    assert!(err(&format!(
+        "{MINIMAL}\n[stats.targets]\npool_efficiency = 1.5\n"
+    ))
+    .contains("stats.targets.pool_efficiency"));
+    assert!(err(&format!("{MINIMAL}\n[stats]\nmax_fingerprints = 0\n"))
+        .contains("stats.max_fingerprints"));
+    let c = Config::from_toml(&format!("{MINIMAL}\n[stats]\nslow_query_ms = 7\ntoken = \"s3cret\"\n[stats.targets]\np90_ms = 20\n"), &EnvOverrides::default()).unwrap();
+    assert_eq!(c.stats.settings.slow_query_ms, 7);
+    assert_eq!(c.stats.settings.thresholds.p90_ms, 20.0);
+    assert_eq!(c.stats.token.as_deref(), Some("s3cret"));
+    assert!(!c.render().contains("s3cret"));
+}
+
+#[test]
 fn missing_file_is_an_error() {
     let e = Config::load_with(
         Path::new("/nonexistent/proxy.toml"),

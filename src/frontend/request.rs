@@ -14,6 +14,7 @@ use crate::router::{Analysis, Deallocate, Route};
 use bytes::{Bytes, BytesMut};
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
+use std::time::Instant;
 
 /// A client's prepared statement, enough to prepare it again on any server connection.
 #[derive(Debug)]
@@ -31,6 +32,65 @@ pub struct ReadyAction {
     /// Statements run in this request whose session effects apply if it succeeds.
     pub effects: Vec<Arc<Analysis>>,
     pub failed: bool,
+    /// When the request's first message arrived, for its latency.
+    pub started: Option<Instant>,
+    pub pool_wait_us: u64,
+    /// Statements executed, in order, with the rows each reported.
+    pub executed: Executed,
+    /// A simple Query: every CommandComplete belongs to its one text.
+    pub simple: bool,
+    /// Index of the statement whose completion is awaited (extended protocol).
+    pub cursor: usize,
+}
+
+/// The statements of one request; the first is kept inline so most requests allocate nothing.
+#[derive(Default, Debug)]
+pub struct Executed {
+    pub first: Option<(Arc<Analysis>, u64)>,
+    pub more: Vec<(Arc<Analysis>, u64)>,
+}
+
+impl Executed {
+    pub fn push(&mut self, a: Arc<Analysis>) {
+        if self.first.is_none() {
+            self.first = Some((a, 0));
+        } else {
+            self.more.push((a, 0));
+        }
+    }
+
+    pub fn get_mut(&mut self, i: usize) -> Option<&mut (Arc<Analysis>, u64)> {
+        if i == 0 {
+            self.first.as_mut()
+        } else {
+            self.more.get_mut(i - 1)
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &(Arc<Analysis>, u64)> {
+        self.first.iter().chain(self.more.iter())
+    }
+}
+
+impl ReadyAction {
+    fn new(started: Option<Instant>, pool_wait_us: u64) -> ReadyAction {
+        ReadyAction {
+            started,
+            pool_wait_us,
+            ..Default::default()
+        }
+    }
+
+    /// A CommandComplete (or EmptyQueryResponse / PortalSuspended) with its row count.
+    pub fn completed(&mut self, rows: u64) {
+        let i = self.cursor;
+        if let Some(e) = self.executed.get_mut(i) {
+            e.1 += rows;
+        }
+        if !self.simple {
+            self.cursor += 1;
+        }
+    }
 }
 
 /// The request being assembled from client messages.
@@ -42,6 +102,8 @@ pub struct Pending {
     pub terminator: Option<u8>,
     /// The request is complete but must wait for the current server to be released.
     pub blocked: bool,
+    /// When its first message arrived.
+    pub arrived: Option<Instant>,
 }
 
 /// A request with no Sync this large is sent on as if the client had sent Flush.
@@ -112,6 +174,9 @@ impl Session {
                     build::ready_for_query(&mut self.wbuf, self.tx);
                 }
                 continue;
+            }
+            if self.pending.frames.is_empty() {
+                self.pending.arrived = Some(Instant::now());
             }
             self.pending.bytes += f.len();
             self.pending.frames.push(f);
@@ -224,9 +289,13 @@ impl Session {
         if self.server.is_none() && self.try_local_deallocate(&analyses) {
             return Ok(());
         }
+        let mut pool_wait_us = 0;
         if self.server.is_none() {
             match self.pools.acquire(role).await {
-                Ok(lease) => self.attach(lease),
+                Ok(lease) => {
+                    pool_wait_us = lease.waited.as_micros() as u64;
+                    self.attach(lease)
+                }
                 Err(e) => {
                     let err = match e {
                         AcquireError::Timeout { pool, waited, size } => ClientError::PoolTimeout {
@@ -251,7 +320,7 @@ impl Session {
             }
             self.sync_settings();
         }
-        self.translate(analyses)
+        self.translate(analyses, pool_wait_us)
     }
 
     /// Replays the client's settings when the server connection last served other settings.
@@ -312,7 +381,12 @@ impl Session {
 
     /// Writes the request for the attached server, renaming prepared statements, and records
     /// what each message will answer.
-    fn translate(&mut self, analyses: Vec<Option<Arc<Analysis>>>) -> Result<(), End> {
+    fn translate(
+        &mut self,
+        analyses: Vec<Option<Arc<Analysis>>>,
+        pool_wait_us: u64,
+    ) -> Result<(), End> {
+        let started = self.pending.arrived;
         let frames = self.take_pending();
         let pid = self.cancel.pid;
         let Some(lease) = self.server.as_mut() else {
@@ -323,7 +397,7 @@ impl Session {
         let conn = lease.conn();
         let out = &mut self.swbuf;
         let plan = &mut self.plan;
-        let mut action = ReadyAction::default();
+        let mut action = ReadyAction::new(started, pool_wait_us);
         let mut parsed_unnamed = false;
         let mut failed_at: Option<usize> = None;
         for (i, (f, a)) in frames.iter().zip(analyses).enumerate() {
@@ -335,7 +409,9 @@ impl Session {
                 tag::QUERY => {
                     out.extend_from_slice(f.raw());
                     plan.push(Expect::Query);
+                    action.simple = true;
                     if let Some(a) = a {
+                        action.executed.push(a.clone());
                         if a.discard_all {
                             conn.prepared.clear();
                             self.statements.clear();
@@ -345,17 +421,20 @@ impl Session {
                             action.effects.push(a);
                         }
                     }
-                    self.ready_actions.push_back(std::mem::take(&mut action));
+                    self.ready_actions
+                        .push_back(std::mem::replace(&mut action, ReadyAction::new(started, 0)));
                 }
                 tag::FUNCTION_CALL => {
                     out.extend_from_slice(f.raw());
                     plan.push(Expect::FunctionCall);
-                    self.ready_actions.push_back(std::mem::take(&mut action));
+                    self.ready_actions
+                        .push_back(std::mem::replace(&mut action, ReadyAction::new(started, 0)));
                 }
                 tag::SYNC => {
                     out.extend_from_slice(f.raw());
                     plan.push(Expect::Sync);
-                    self.ready_actions.push_back(std::mem::take(&mut action));
+                    self.ready_actions
+                        .push_back(std::mem::replace(&mut action, ReadyAction::new(started, 0)));
                     failed_at = None;
                 }
                 tag::FLUSH => out.extend_from_slice(f.raw()),
@@ -412,6 +491,7 @@ impl Session {
                     }
                     plan.push(Expect::Bind);
                     if let Some(a) = a {
+                        action.executed.push(a.clone());
                         if has_effects(&a) {
                             action.effects.push(a);
                         }

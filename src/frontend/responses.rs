@@ -1,13 +1,16 @@
 //! Handling what the server sends: forward, swallow or answer in order, track transactions, release when idle.
 
 use super::plan::{Forget, Step};
+use super::request::ReadyAction;
 use super::session::{End, Session};
 use super::settings::DIRTY;
 use crate::error::ClientError;
+use crate::pool::Role;
 use crate::protocol::frame::{peek_header, HEADER_LEN};
-use crate::protocol::messages::{error_field, TxStatus};
+use crate::protocol::messages::{command_rows, error_field, TxStatus};
 use crate::protocol::tags::backend as tag;
 use crate::router::SessionEffect;
+use crate::stats::{AnsweredBy, Sample};
 use bytes::Buf;
 
 /// Server messages may be large (a wide row); they are bounded only by PostgreSQL's own 1 GiB.
@@ -75,10 +78,20 @@ impl Session {
                         }
                     }
                 }
-                tag::COMMAND_COMPLETE
-                    if !self.tx_effects.is_empty() && body.starts_with(b"ROLLBACK") =>
+                tag::COMMAND_COMPLETE | tag::EMPTY_QUERY_RESPONSE | tag::PORTAL_SUSPENDED
+                    if step == Step::Forward =>
                 {
-                    self.tx_rolled_back = true;
+                    let rows = if t == tag::COMMAND_COMPLETE {
+                        command_rows(body)
+                    } else {
+                        0
+                    };
+                    if !self.tx_effects.is_empty() && body.starts_with(b"ROLLBACK") {
+                        self.tx_rolled_back = true;
+                    }
+                    if let Some(a) = self.ready_actions.front_mut() {
+                        a.completed(rows);
+                    }
                 }
                 tag::ERROR_RESPONSE if is_fatal(body) => {
                     // The server is closing this connection: nothing more may be sent to it.
@@ -131,11 +144,12 @@ impl Session {
         Ok(())
     }
 
-    /// A Sync, Query or FunctionCall finished: apply its session effects.
+    /// A Sync, Query or FunctionCall finished: record its statements and apply its session effects.
     fn on_ready(&mut self) {
         let Some(action) = self.ready_actions.pop_front() else {
             return;
         };
+        self.record(&action);
         let mut changed = false;
         let mut reset = false;
         for a in &action.effects {
@@ -180,6 +194,55 @@ impl Session {
             let hash = if reset { DIRTY } else { self.settings.hash() };
             if let Some(lease) = self.server.as_mut() {
                 lease.conn().settings_hash = hash;
+            }
+        }
+    }
+}
+
+impl Session {
+    /// Adds the request's statements to the per-fingerprint stats and logs it if slow.
+    fn record(&self, action: &ReadyAction) {
+        let stats = &self.shared.stats;
+        let Some(started) = action.started else {
+            return;
+        };
+        if !stats.settings.enabled {
+            return;
+        }
+        let us = started.elapsed().as_micros() as u64;
+        let answered_by = match self.server.as_ref().map(|l| l.server.role) {
+            Some(Role::Replica) => AnsweredBy::Replica,
+            _ => AnsweredBy::Primary,
+        };
+        for (i, (a, rows)) in action.executed.iter().enumerate() {
+            // After an error the server skipped the rest of an extended-protocol request.
+            let error = action.failed && (action.simple || i == action.cursor);
+            if action.failed && !action.simple && i > action.cursor {
+                break;
+            }
+            stats.queries.record(&Sample {
+                fingerprint: a.fingerprint,
+                normalized: &a.normalized,
+                database: &self.db,
+                answered_by,
+                duration_us: us,
+                rows: *rows,
+                error,
+                pool_wait_us: if i == 0 { action.pool_wait_us } else { 0 },
+            });
+        }
+        if us / 1000 >= stats.settings.slow_query_ms {
+            if let Some((a, _)) = action.executed.iter().next() {
+                tracing::warn!(
+                    fingerprint = format_args!("{:016x}", a.fingerprint),
+                    query = %a.normalized,
+                    duration_ms = us as f64 / 1000.0,
+                    route = match answered_by { AnsweredBy::Replica => "replica", AnsweredBy::Primary => "primary", AnsweredBy::Cache => "cache" },
+                    database = %self.db,
+                    user = %self.user,
+                    application_name = %self.application_name,
+                    "slow query"
+                );
             }
         }
     }

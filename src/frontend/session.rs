@@ -49,6 +49,8 @@ pub struct Session {
     pub(super) pools: Arc<PoolSet>,
     pub(super) user: String,
     pub(super) database: String,
+    /// The database name as the stats key it is, shared instead of copied per statement.
+    pub(super) db: Arc<str>,
     pub(super) application_name: String,
     pub(super) settings: Settings,
     /// The client's named prepared statements, by the client's names.
@@ -100,6 +102,7 @@ impl Session {
             swbuf: BytesMut::new(),
             pools,
             user,
+            db: Arc::from(database.as_str()),
             database,
             application_name,
             settings,

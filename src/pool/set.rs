@@ -3,6 +3,7 @@
 use super::manager::{ChurnCounters, ServerManager};
 use crate::backend::{BackendError, LoginParams, ServerConn};
 use crate::config::{Config, ServerAddr};
+use crate::stats::LatencyHistogram;
 use deadpool::managed::{Object, Pool, PoolError, TimeoutType};
 use deadpool::Runtime;
 use parking_lot::RwLock;
@@ -70,11 +71,39 @@ pub struct ServerPool {
     pub server: Arc<ServerInfo>,
     pub pool: Pool<ServerManager>,
     pub timeouts: AtomicU64,
+    /// Time clients waited for a connection, successful acquisitions only.
+    pub acquire_time: parking_lot::Mutex<LatencyHistogram>,
+    pub acquisitions: AtomicU64,
+    /// Acquisitions served within the efficiency target (5 ms by default).
+    pub fast_acquisitions: AtomicU64,
+    fast_us: u64,
 }
 
 impl ServerPool {
     pub fn churn(&self) -> &ChurnCounters {
         &self.pool.manager().churn
+    }
+
+    fn record_acquire(&self, waited: Duration) {
+        let us = waited.as_micros() as u64;
+        self.acquisitions.fetch_add(1, Ordering::Relaxed);
+        if us <= self.fast_us {
+            self.fast_acquisitions.fetch_add(1, Ordering::Relaxed);
+        }
+        self.acquire_time.lock().record_us(us);
+    }
+
+    /// Share of acquisitions served within the target time; `None` before the first.
+    pub fn efficiency(&self) -> Option<f64> {
+        let all = self.acquisitions.load(Ordering::Relaxed);
+        (all > 0).then(|| self.fast_acquisitions.load(Ordering::Relaxed) as f64 / all as f64)
+    }
+
+    pub fn reset_stats(&self) {
+        self.acquisitions.store(0, Ordering::Relaxed);
+        self.fast_acquisitions.store(0, Ordering::Relaxed);
+        self.timeouts.store(0, Ordering::Relaxed);
+        self.acquire_time.lock().reset();
     }
 }
 
@@ -187,11 +216,14 @@ impl PoolSet {
         let result = pool.pool.get().await;
         let waited = started.elapsed();
         match result {
-            Ok(conn) => Ok(Lease {
-                conn: Some(conn),
-                server: pool.server.clone(),
-                waited,
-            }),
+            Ok(conn) => {
+                pool.record_acquire(waited);
+                Ok(Lease {
+                    conn: Some(conn),
+                    server: pool.server.clone(),
+                    waited,
+                })
+            }
             Err(e) => {
                 pool.server.outstanding.fetch_sub(1, Ordering::Relaxed);
                 Err(match e {
@@ -319,6 +351,10 @@ impl Pools {
                 server: server.clone(),
                 pool,
                 timeouts: AtomicU64::new(0),
+                acquire_time: parking_lot::Mutex::new(LatencyHistogram::new()),
+                acquisitions: AtomicU64::new(0),
+                fast_acquisitions: AtomicU64::new(0),
+                fast_us: (c.stats.settings.thresholds.fast_acquire_ms * 1000.0) as u64,
             }
         };
         let per_replica = if self.replicas.is_empty() {

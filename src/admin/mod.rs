@@ -1,0 +1,5 @@
+//! The operator's view: one snapshot of queries, pools, servers and targets, and the SQL admin console over it.
+
+pub mod snapshot;
+
+pub use snapshot::{PoolSnapshot, ServerSnapshot, StatsSnapshot};

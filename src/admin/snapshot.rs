@@ -1,0 +1,180 @@
+//! Assembles the stats endpoint's JSON document (and the console's tables) from the live proxy.
+
+use crate::pool::ServerPool;
+use crate::stats::{LatencyHistogram, Measured, QuerySnapshot, Targets};
+use crate::Shared;
+use serde::Serialize;
+use std::sync::atomic::Ordering;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PoolSnapshot {
+    /// "user@host:port/database (role)".
+    pub name: String,
+    pub database: String,
+    pub user: String,
+    pub server: String,
+    pub role: &'static str,
+    pub max_size: usize,
+    /// Connections open now.
+    pub size: usize,
+    pub idle: usize,
+    pub busy: usize,
+    /// Clients waiting for a connection now.
+    pub waiting: usize,
+    pub acquisitions: u64,
+    pub acquire_p50_ms: f64,
+    pub acquire_p95_ms: f64,
+    pub acquire_p99_ms: f64,
+    pub acquire_max_ms: f64,
+    /// Share (0..1) of acquisitions served within `stats.targets.fast_acquire_ms`; null before the first.
+    pub efficiency: Option<f64>,
+    pub timeouts: u64,
+    pub connections_opened: u64,
+    pub connections_closed: u64,
+    pub connections_broken: u64,
+    pub connect_errors: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ServerSnapshot {
+    pub server: String,
+    pub role: &'static str,
+    pub reachable: bool,
+    /// Requests holding a connection to this server now.
+    pub outstanding: usize,
+}
+
+/// Cache figures; all zero until the result cache exists.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct CacheSnapshot {
+    pub enabled: bool,
+    pub hits: u64,
+    pub misses: u64,
+    pub hit_rate: Option<f64>,
+    pub entries: u64,
+    pub bytes: u64,
+    pub evictions: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct StatsSnapshot {
+    pub uptime_s: u64,
+    pub queries: Vec<QuerySnapshot>,
+    /// Fingerprints folded into the "<other>" row because of `stats.max_fingerprints`.
+    pub queries_folded: u64,
+    pub pools: Vec<PoolSnapshot>,
+    pub servers: Vec<ServerSnapshot>,
+    pub cache: CacheSnapshot,
+    /// N+1 bursts; empty until the detector exists.
+    pub n_plus_one: Vec<serde_json::Value>,
+    pub targets: Targets,
+    pub clients: usize,
+}
+
+fn pool_snapshot(database: &str, user: &str, p: &ServerPool) -> PoolSnapshot {
+    let status = p.pool.status();
+    let hist: LatencyHistogram = p.acquire_time.lock().clone();
+    let churn = p.churn();
+    PoolSnapshot {
+        name: p.name.clone(),
+        database: database.to_string(),
+        user: user.to_string(),
+        server: p.server.addr.to_string(),
+        role: p.server.role.as_str(),
+        max_size: status.max_size,
+        size: status.size,
+        idle: status.available,
+        busy: status.size.saturating_sub(status.available),
+        waiting: status.waiting,
+        acquisitions: p.acquisitions.load(Ordering::Relaxed),
+        acquire_p50_ms: hist.quantile_ms(0.50),
+        acquire_p95_ms: hist.quantile_ms(0.95),
+        acquire_p99_ms: hist.quantile_ms(0.99),
+        acquire_max_ms: hist.quantile_ms(1.0),
+        efficiency: p.efficiency(),
+        timeouts: p.timeouts.load(Ordering::Relaxed),
+        connections_opened: churn.opened.load(Ordering::Relaxed),
+        connections_closed: churn.closed.load(Ordering::Relaxed),
+        connections_broken: churn.broken.load(Ordering::Relaxed),
+        connect_errors: churn.connect_errors.load(Ordering::Relaxed),
+    }
+}
+
+pub fn pools(shared: &Shared) -> Vec<PoolSnapshot> {
+    let mut out = Vec::new();
+    for set in shared.pools.sets() {
+        for p in set.all() {
+            out.push(pool_snapshot(&set.database, &set.user, p));
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+pub fn servers(shared: &Shared) -> Vec<ServerSnapshot> {
+    std::iter::once(&shared.pools.primary)
+        .chain(shared.pools.replicas.iter())
+        .map(|s| ServerSnapshot {
+            server: s.addr.to_string(),
+            role: s.role.as_str(),
+            reachable: s.is_up(),
+            outstanding: s.outstanding.load(Ordering::Relaxed),
+        })
+        .collect()
+}
+
+/// Pool efficiency and acquisition p95 over every pool together.
+fn pool_totals(shared: &Shared) -> (Option<f64>, Option<f64>) {
+    let mut all = LatencyHistogram::new();
+    let (mut n, mut fast) = (0u64, 0u64);
+    for set in shared.pools.sets() {
+        for p in set.all() {
+            n += p.acquisitions.load(Ordering::Relaxed);
+            fast += p.fast_acquisitions.load(Ordering::Relaxed);
+            all.merge(&p.acquire_time.lock());
+        }
+    }
+    if n == 0 {
+        return (None, None);
+    }
+    (Some(fast as f64 / n as f64), Some(all.quantile_ms(0.95)))
+}
+
+pub fn targets(shared: &Shared) -> Targets {
+    let (count, overall) = shared.stats.queries.overall();
+    let (efficiency, acquire_p95) = pool_totals(shared);
+    let measured = Measured {
+        p90_ms: (count > 0).then_some(overall.p90_ms),
+        p95_ms: (count > 0).then_some(overall.p95_ms),
+        pool_efficiency: efficiency,
+        acquire_p95_ms: acquire_p95,
+        cache_hit_rate: None,
+        // No detector yet: "no data" rather than a claim of zero.
+        n_plus_one_bursts: None,
+    };
+    Targets::judge(&shared.stats.settings.thresholds, &measured)
+}
+
+pub fn snapshot(shared: &Shared) -> StatsSnapshot {
+    StatsSnapshot {
+        uptime_s: shared.stats.uptime_s(),
+        queries: shared.stats.queries.snapshot(),
+        queries_folded: shared.stats.queries.folded(),
+        pools: pools(shared),
+        servers: servers(shared),
+        cache: CacheSnapshot::default(),
+        n_plus_one: Vec::new(),
+        targets: targets(shared),
+        clients: shared.cancels.len(),
+    }
+}
+
+/// Clears query stats and pool acquisition figures (connections stay open).
+pub fn reset(shared: &Shared) {
+    shared.stats.queries.reset();
+    for set in shared.pools.sets() {
+        for p in set.all() {
+            p.reset_stats();
+        }
+    }
+}

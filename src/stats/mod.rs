@@ -1,0 +1,62 @@
+//! Measurements: per-fingerprint query latency and counts, latency histograms, and the seed's targets.
+
+mod histogram;
+mod queries;
+mod targets;
+
+pub use histogram::{LatencyHistogram, Percentiles};
+pub use queries::{AnsweredBy, QuerySnapshot, QueryStats, Sample};
+pub use targets::{Measured, Target, TargetThresholds, Targets};
+
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// Settings the stats need, checked by the config module.
+#[derive(Clone, Debug)]
+pub struct StatsSettings {
+    pub enabled: bool,
+    pub max_fingerprints: usize,
+    pub slow_query_ms: u64,
+    pub log_parameters: bool,
+    pub thresholds: TargetThresholds,
+}
+
+impl Default for StatsSettings {
+    fn default() -> Self {
+        StatsSettings {
+            enabled: true,
+            max_fingerprints: 5_000,
+            slow_query_ms: 50,
+            log_parameters: false,
+            thresholds: TargetThresholds::default(),
+        }
+    }
+}
+
+/// All of the proxy's measurements, shared by sessions and read by the endpoint.
+pub struct Stats {
+    pub settings: StatsSettings,
+    pub queries: QueryStats,
+    started: Instant,
+}
+
+impl Stats {
+    pub fn new(settings: StatsSettings) -> Stats {
+        Stats {
+            queries: QueryStats::new(settings.max_fingerprints),
+            settings,
+            started: Instant::now(),
+        }
+    }
+
+    pub fn uptime_s(&self) -> u64 {
+        self.started.elapsed().as_secs()
+    }
+}
+
+/// Seconds since the Unix epoch, for first/last-seen fields.
+pub fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
