@@ -14,6 +14,7 @@
 #   --results DIR     where logs, raw pgbench output and summary.md go (default: a new /tmp dir)
 #   --quiet-wait S    before each run, wait up to S seconds (default 60; 0: never) until the machine's
 #                     CPUs are < 25% busy for a second, since builds and tests of other people share them
+#   --quiet-budget S  stop waiting once S seconds of waiting have been spent in all (default 900)
 #
 # What it does:
 #   1. builds pgsplit (release), starts the cluster of scripts/cluster.sh if it is down (and stops
@@ -52,6 +53,7 @@ STORM_COUNT=2000
 RESULTS=
 SCALE=10
 QUIET_WAIT=60
+QUIET_BUDGET=900
 QUIET_PCT=25
 
 usage() {
@@ -70,6 +72,7 @@ while (($#)); do
     --storm-count) STORM_COUNT=${2:?}; shift 2 ;;
     --results) RESULTS=${2:?}; shift 2 ;;
     --quiet-wait) QUIET_WAIT=${2:?}; shift 2 ;;
+    --quiet-budget) QUIET_BUDGET=${2:?}; shift 2 ;;
     -h | --help) usage ;;
     *) echo "unknown option: $1" >&2; usage ;;
     esac
@@ -180,7 +183,7 @@ cpu_busy_pct() {
     sleep 1
     b=($(head -n1 /proc/stat))
     awk -v u="$((b[1] + b[2] + b[3] + b[6] + b[7] + b[8] - a[1] - a[2] - a[3] - a[6] - a[7] - a[8]))" \
-        -v i="$((b[4] + b[5] - a[4] - a[5]))" 'BEGIN { t = u + i; printf "%.0f", t > 0 ? 100 * u / t : 0 }'
+        -v i="$((b[4] + b[5] - a[4] - a[5]))" 'BEGIN { t = u + i; printf "%.0f", (t > 0 ? 100 * u / t : 0) }'
 }
 
 # Waits (up to QUIET_WAIT s) until other work on the machine leaves the CPUs mostly idle.
@@ -190,13 +193,13 @@ QUIET_TIMEOUTS=0
 wait_quiet() {
     local start=$SECONDS
     BUSY=$(cpu_busy_pct)
-    while ((BUSY >= QUIET_PCT && SECONDS - start < QUIET_WAIT)); do
+    while ((BUSY >= QUIET_PCT && SECONDS - start < QUIET_WAIT && QUIET_WAITED + SECONDS - start < QUIET_BUDGET)); do
         BUSY=$(cpu_busy_pct)
     done
     QUIET_WAITED=$((QUIET_WAITED + SECONDS - start))
     if ((BUSY >= QUIET_PCT)); then
         QUIET_TIMEOUTS=$((QUIET_TIMEOUTS + 1))
-        log "the CPUs are still ${BUSY}% busy after ${QUIET_WAIT}s of waiting; running anyway"
+        log "the CPUs are still ${BUSY}% busy after $((SECONDS - start))s of waiting; running anyway"
     fi
 }
 
@@ -434,7 +437,7 @@ report() {
     echo "- **direct** = the primary (127.0.0.1:$PRIMARY_PORT). **pgsplit** sends these read-only queries to the streaming"
     echo "  replica (127.0.0.1:$REPLICA_PORT). **PgBouncer** (transaction mode, pool 50) points at the primary only: it does not split reads."
     echo "- Everything (clients, proxies, both servers) shares the same $(nproc) cores, also with other people's builds and tests:"
-    echo "  each pgbench run waited up to ${QUIET_WAIT}s for the CPUs to be < ${QUIET_PCT}% busy (waited ${QUIET_WAITED}s in all; $QUIET_TIMEOUTS runs started on a busy machine)."
+    echo "  each pgbench run waited up to ${QUIET_WAIT}s for the CPUs to be < ${QUIET_PCT}% busy (at most ${QUIET_BUDGET}s in all; waited ${QUIET_WAITED}s; $QUIET_TIMEOUTS runs started on a busy machine; per-run CPU busy % in runs.csv)."
     echo
     if has_section throughput; then
         echo "### Throughput (TPS, pgbench -S -j 2)"
