@@ -6,6 +6,7 @@ pub mod backend;
 pub mod config;
 pub mod error;
 pub mod frontend;
+pub mod http;
 pub mod pool;
 pub mod protocol;
 pub mod proxy;

@@ -103,7 +103,7 @@ async fn serve(path: PathBuf) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    tracing::info!(listen = %handle.addr, primary = %config.primary, replicas = config.replicas.len(), "pgsplit is ready");
+    tracing::info!(listen = %handle.addr, stats = %handle.stats_addr, primary = %config.primary, replicas = config.replicas.len(), "pgsplit is ready");
     wait_for_signal().await;
     tracing::info!("shutting down");
     handle.shutdown().await;

@@ -88,6 +88,8 @@ impl Shared {
 /// A running proxy; dropping the handle does not stop it, `shutdown` does.
 pub struct ProxyHandle {
     pub addr: SocketAddr,
+    /// Where the stats endpoint listens.
+    pub stats_addr: SocketAddr,
     pub shared: Arc<Shared>,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
@@ -122,11 +124,25 @@ pub async fn start(config: Arc<Config>, listener: TcpListener) -> Result<ProxyHa
         addr: shared.config.listen,
         source,
     })?;
+    let stats_listen = shared.config.stats.listen;
+    let stats_listener = bind(stats_listen, 128)?;
+    let stats_addr = stats_listener
+        .local_addr()
+        .map_err(|source| StartError::Listen {
+            addr: stats_listen,
+            source,
+        })?;
     let (tx, rx) = watch::channel(false);
     tokio::spawn(refresh_catalog(shared.clone(), rx.clone()));
+    tokio::spawn(crate::http::serve(
+        shared.clone(),
+        stats_listener,
+        rx.clone(),
+    ));
     let task = tokio::spawn(crate::frontend::serve(shared.clone(), listener, rx));
     Ok(ProxyHandle {
         addr,
+        stats_addr,
         shared,
         shutdown: tx,
         task,

@@ -1,0 +1,407 @@
+//! Prometheus exposition: a collector that reads the live snapshot at each scrape and lets prometheus-client render it.
+
+use crate::admin::snapshot::StatsSnapshot;
+use std::fmt::Write;
+
+/// Per-fingerprint series are kept to the costliest few, so label cardinality stays bounded.
+pub const TOP_FINGERPRINTS: usize = 50;
+
+const PERCENTILES: [&str; 5] = ["50", "90", "95", "99", "99.9"];
+
+/// Renders a snapshot in the classic Prometheus text format (version 0.0.4), which
+/// `promtool check metrics` and every Prometheus version read. (prometheus-client writes
+/// OpenMetrics, whose counter HELP names lack `_total` and fail promtool's lint.)
+pub fn render(snapshot: StatsSnapshot) -> Result<String, std::fmt::Error> {
+    let mut e = Exposition::default();
+    SnapshotCollector { s: snapshot }.encode(&mut e)?;
+    Ok(e.out)
+}
+
+#[derive(Clone, Copy)]
+enum MetricType {
+    Counter,
+    Gauge,
+}
+
+/// Writes metric families: HELP and TYPE once, then one sample per label set, values escaped.
+#[derive(Default)]
+struct Exposition {
+    out: String,
+}
+
+type Labels = Vec<(&'static str, String)>;
+
+impl Exposition {
+    fn family(
+        &mut self,
+        name: &str,
+        help: &str,
+        kind: MetricType,
+        series: impl IntoIterator<Item = (Labels, f64)>,
+    ) -> Result<(), std::fmt::Error> {
+        // Counters are named with `_total`, as Prometheus' naming rules ask.
+        let full = match kind {
+            MetricType::Counter => format!("pgsplit_{name}_total"),
+            MetricType::Gauge => format!("pgsplit_{name}"),
+        };
+        let kind = match kind {
+            MetricType::Counter => "counter",
+            MetricType::Gauge => "gauge",
+        };
+        writeln!(
+            self.out,
+            "# HELP {full} {}",
+            help.replace('\\', "\\\\").replace('\n', "\\n")
+        )?;
+        writeln!(self.out, "# TYPE {full} {kind}")?;
+        for (labels, value) in series {
+            self.out.push_str(&full);
+            if !labels.is_empty() {
+                self.out.push('{');
+                for (i, (k, v)) in labels.iter().enumerate() {
+                    if i > 0 {
+                        self.out.push(',');
+                    }
+                    write!(self.out, "{k}=\"{}\"", escape_label(v))?;
+                }
+                self.out.push('}');
+            }
+            writeln!(self.out, " {}", fmt_value(value))?;
+        }
+        Ok(())
+    }
+}
+
+fn escape_label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn fmt_value(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        }
+    } else {
+        format!("{v}")
+    }
+}
+
+struct SnapshotCollector {
+    s: StatsSnapshot,
+}
+
+fn family(
+    e: &mut Exposition,
+    name: &str,
+    help: &str,
+    kind: MetricType,
+    series: impl IntoIterator<Item = (Labels, f64)>,
+) -> Result<(), std::fmt::Error> {
+    e.family(name, help, kind, series)
+}
+
+fn gauge(v: f64) -> f64 {
+    v
+}
+
+fn counter(v: u64) -> f64 {
+    v as f64
+}
+
+impl SnapshotCollector {
+    fn encode(&self, e: &mut Exposition) -> Result<(), std::fmt::Error> {
+        let s = &self.s;
+        family(
+            e,
+            "uptime_seconds",
+            "Seconds since pgsplit started.",
+            MetricType::Gauge,
+            [(vec![], gauge(s.uptime_s as f64))],
+        )?;
+        family(
+            e,
+            "client_connections",
+            "Client sessions connected now.",
+            MetricType::Gauge,
+            [(vec![], gauge(s.clients as f64))],
+        )?;
+        let calls: u64 = s.queries.iter().map(|q| q.calls).sum();
+        let errors: u64 = s.queries.iter().map(|q| q.errors).sum();
+        family(
+            e,
+            "queries",
+            "Statements answered, all fingerprints.",
+            MetricType::Counter,
+            [(vec![], counter(calls))],
+        )?;
+        family(
+            e,
+            "query_errors",
+            "Statements that failed, all fingerprints.",
+            MetricType::Counter,
+            [(vec![], counter(errors))],
+        )?;
+        family(
+            e,
+            "query_fingerprints_folded",
+            "Fingerprints folded into the <other> row by stats.max_fingerprints.",
+            MetricType::Counter,
+            [(vec![], counter(s.queries_folded))],
+        )?;
+
+        let mut top: Vec<_> = s.queries.iter().collect();
+        top.sort_by(|a, b| b.total_ms.total_cmp(&a.total_ms));
+        top.truncate(TOP_FINGERPRINTS);
+        let fp = |q: &crate::stats::QuerySnapshot| -> Labels {
+            vec![
+                ("fingerprint", q.fingerprint.clone()),
+                ("database", q.database.clone()),
+            ]
+        };
+        family(
+            e,
+            "fingerprint_calls",
+            "Statements answered, per fingerprint (costliest 50).",
+            MetricType::Counter,
+            top.iter().map(|q| (fp(q), counter(q.calls))),
+        )?;
+        family(
+            e,
+            "fingerprint_errors",
+            "Statements failed, per fingerprint.",
+            MetricType::Counter,
+            top.iter().map(|q| (fp(q), counter(q.errors))),
+        )?;
+        family(
+            e,
+            "fingerprint_rows",
+            "Rows returned or affected, per fingerprint.",
+            MetricType::Counter,
+            top.iter().map(|q| (fp(q), counter(q.rows))),
+        )?;
+        family(
+            e,
+            "fingerprint_duration_seconds",
+            "Total latency, per fingerprint.",
+            MetricType::Counter,
+            top.iter().map(|q| (fp(q), gauge(q.total_ms / 1000.0))),
+        )?;
+        family(
+            e,
+            "fingerprint_latency_seconds",
+            "Latency percentiles from the proxy's HDR histogram, per fingerprint.",
+            MetricType::Gauge,
+            top.iter().flat_map(|q| {
+                let p = q.percentiles;
+                let values = [p.p50_ms, p.p90_ms, p.p95_ms, p.p99_ms, p.p999_ms];
+                PERCENTILES.iter().zip(values).map(move |(pct, v)| {
+                    let mut l = fp(q);
+                    l.push(("percentile", pct.to_string()));
+                    (l, gauge(v / 1000.0))
+                })
+            }),
+        )?;
+        family(
+            e,
+            "fingerprint_route_calls",
+            "Statements per fingerprint by where they were answered.",
+            MetricType::Counter,
+            top.iter().flat_map(|q| {
+                [
+                    ("primary", q.primary_calls),
+                    ("replica", q.replica_calls),
+                    ("cache", q.cache_hits),
+                ]
+                .into_iter()
+                .map(move |(r, n)| {
+                    let mut l = fp(q);
+                    l.push(("route", r.to_string()));
+                    (l, counter(n))
+                })
+            }),
+        )?;
+
+        let pool = |p: &crate::admin::PoolSnapshot| -> Labels {
+            vec![("pool", p.name.clone()), ("role", p.role.to_string())]
+        };
+        family(
+            e,
+            "pool_connections",
+            "Server connections open, by state.",
+            MetricType::Gauge,
+            s.pools.iter().flat_map(|p| {
+                [("idle", p.idle), ("busy", p.busy)]
+                    .into_iter()
+                    .map(move |(st, n)| {
+                        let mut l = pool(p);
+                        l.push(("state", st.to_string()));
+                        (l, gauge(n as f64))
+                    })
+            }),
+        )?;
+        family(
+            e,
+            "pool_max_connections",
+            "Configured size of the pool.",
+            MetricType::Gauge,
+            s.pools.iter().map(|p| (pool(p), gauge(p.max_size as f64))),
+        )?;
+        family(
+            e,
+            "pool_waiting_clients",
+            "Clients waiting for a server connection now.",
+            MetricType::Gauge,
+            s.pools.iter().map(|p| (pool(p), gauge(p.waiting as f64))),
+        )?;
+        family(
+            e,
+            "pool_acquisitions",
+            "Server connections handed to clients.",
+            MetricType::Counter,
+            s.pools.iter().map(|p| (pool(p), counter(p.acquisitions))),
+        )?;
+        family(
+            e,
+            "pool_timeouts",
+            "Clients that gave up waiting for a connection.",
+            MetricType::Counter,
+            s.pools.iter().map(|p| (pool(p), counter(p.timeouts))),
+        )?;
+        family(
+            e,
+            "pool_connections_opened",
+            "Server connections opened.",
+            MetricType::Counter,
+            s.pools
+                .iter()
+                .map(|p| (pool(p), counter(p.connections_opened))),
+        )?;
+        family(
+            e,
+            "pool_connections_broken",
+            "Server connections discarded as broken.",
+            MetricType::Counter,
+            s.pools
+                .iter()
+                .map(|p| (pool(p), counter(p.connections_broken))),
+        )?;
+        family(
+            e,
+            "pool_efficiency_ratio",
+            "Share of acquisitions served within the fast-acquire target.",
+            MetricType::Gauge,
+            s.pools
+                .iter()
+                .filter_map(|p| p.efficiency.map(|v| (pool(p), gauge(v)))),
+        )?;
+        family(
+            e,
+            "pool_acquire_seconds",
+            "Time clients waited for a server connection, percentiles.",
+            MetricType::Gauge,
+            s.pools.iter().flat_map(|p| {
+                [
+                    ("50", p.acquire_p50_ms),
+                    ("95", p.acquire_p95_ms),
+                    ("99", p.acquire_p99_ms),
+                ]
+                .into_iter()
+                .map(move |(pct, v)| {
+                    let mut l = pool(p);
+                    l.push(("percentile", pct.to_string()));
+                    (l, gauge(v / 1000.0))
+                })
+            }),
+        )?;
+
+        let server = |x: &crate::admin::ServerSnapshot| -> Labels {
+            vec![("server", x.server.clone()), ("role", x.role.to_string())]
+        };
+        family(
+            e,
+            "server_up",
+            "1 when the server is taking requests.",
+            MetricType::Gauge,
+            s.servers
+                .iter()
+                .map(|x| (server(x), gauge(if x.reachable { 1.0 } else { 0.0 }))),
+        )?;
+        family(
+            e,
+            "server_outstanding_requests",
+            "Requests holding a connection to the server now.",
+            MetricType::Gauge,
+            s.servers
+                .iter()
+                .map(|x| (server(x), gauge(x.outstanding as f64))),
+        )?;
+
+        family(
+            e,
+            "cache_hits",
+            "Statements answered from the result cache.",
+            MetricType::Counter,
+            [(vec![], counter(s.cache.hits))],
+        )?;
+        family(
+            e,
+            "cache_misses",
+            "Cacheable statements sent to a server.",
+            MetricType::Counter,
+            [(vec![], counter(s.cache.misses))],
+        )?;
+        family(
+            e,
+            "n_plus_one_bursts",
+            "N+1 bursts detected.",
+            MetricType::Counter,
+            [(vec![], counter(s.n_plus_one.len() as u64))],
+        )?;
+        family(
+            e,
+            "target_met",
+            "1 when the seed's target is met, 0 when missed (absent without data).",
+            MetricType::Gauge,
+            s.targets
+                .rows()
+                .into_iter()
+                .filter(|(_, t)| t.status != "no data")
+                .map(|(name, t)| {
+                    (
+                        vec![("target", name.to_string())],
+                        gauge(if t.status == "met" { 1.0 } else { 0.0 }),
+                    )
+                }),
+        )?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn families_and_escaping() {
+        let mut e = Exposition::default();
+        e.family(
+            "x",
+            "help",
+            MetricType::Counter,
+            [(vec![("q", "a\"b\\c\nd".to_string())], 3.0)],
+        )
+        .unwrap();
+        e.family("y", "gauge", MetricType::Gauge, [(vec![], 0.5)])
+            .unwrap();
+        assert_eq!(
+            e.out,
+            "# HELP pgsplit_x_total help\n# TYPE pgsplit_x_total counter\npgsplit_x_total{q=\"a\\\"b\\\\c\\nd\"} 3\n# HELP pgsplit_y gauge\n# TYPE pgsplit_y gauge\npgsplit_y 0.5\n"
+        );
+    }
+}
