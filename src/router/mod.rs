@@ -1,0 +1,232 @@
+//! Statement analysis shared by routing, the result cache, per-query stats and N+1 detection.
+//!
+//! [`Router::analyze`] is on every query's path: a hand-written lexer ([`shape`]) hashes the text
+//! with literals masked, and a bounded cache maps that hash to an [`Analysis`] built once per shape
+//! by PostgreSQL's own parser (pg_query). Anything the analysis does not understand routes to the
+//! primary.
+
+mod analyze;
+mod builtin;
+mod catalog;
+mod facts;
+mod lexer;
+mod shape;
+mod statement;
+mod walk;
+
+#[cfg(test)]
+mod tests;
+
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+
+pub use catalog::{FunctionCatalog, Volatility};
+pub use shape::{normalize as normalize_literals, shape, Keyword, Shape};
+
+/// Where a statement text may run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Route {
+    Replica,
+    Primary,
+}
+
+/// Why a client must keep its server connection for the rest of its session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PinReason {
+    /// `LISTEN`: notifications arrive on that connection.
+    Listen,
+    /// A session-level advisory lock (`pg_advisory_lock`, `pg_try_advisory_lock`, shared forms).
+    AdvisoryLock,
+    /// `CREATE TEMP TABLE/SEQUENCE/VIEW`, `SELECT INTO TEMP`, or a relation created in `pg_temp`.
+    TempTable,
+    /// SQL-level `PREPARE`.
+    SqlPrepare,
+    /// `DECLARE ... WITH HOLD`: the cursor outlives the transaction.
+    HoldCursor,
+    /// `LOAD`, or `set_config(..)` not provably transaction-local.
+    Other,
+}
+
+/// A session setting change to replay on whichever server connection serves the client next.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum SessionEffect {
+    /// `name`: lowercased canonical GUC name (`timezone` for SET TIME ZONE, `role`,
+    /// `session_authorization`, `client_encoding` for SET NAMES, `search_path` for SET SCHEMA).
+    /// `statement`: the SET statement exactly as the client wrote it, without the trailing `;`.
+    Set {
+        name: String,
+        statement: String,
+    },
+    Reset {
+        name: String,
+    },
+    /// `RESET ALL`, and `DISCARD ALL` (which implies it).
+    ResetAll,
+}
+
+/// A SQL-level `DEALLOCATE`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Deallocate {
+    Name(String),
+    All,
+}
+
+/// Everything the proxy needs to know about one statement text (one simple Query or one Parse).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Analysis {
+    pub route: Route,
+    /// Short why, e.g. "read-only", "insert", "for update", "volatile function nextval", "hint",
+    /// "unparsed", "empty". For a multi-statement text, the first statement that forced Primary.
+    pub reason: &'static str,
+    /// pg_query fingerprint, PostgreSQL 17 compatible and with full relation names, so that
+    /// different tables (even `public.t` vs `audit.t`, or `orders_2024` vs `orders_2025`) never
+    /// share one; equal across literal values and IN-list lengths. For unparsable text, the shape hash.
+    pub fingerprint: u64,
+    /// The text with every literal replaced by `$n`, comments dropped: safe to log and export.
+    pub normalized: Arc<str>,
+    /// Relations read, lowercased, schema-qualified exactly when the text qualified them
+    /// (`public.leads` and `leads` are reported as written). CTE names are left out.
+    pub tables_read: Vec<String>,
+    /// Targets of INSERT/UPDATE/DELETE/MERGE/TRUNCATE/COPY FROM, SELECT INTO / CREATE TABLE AS,
+    /// and DDL, named as in `tables_read`.
+    pub tables_written: Vec<String>,
+    /// Called functions, lowercased, unqualified, deduplicated.
+    pub functions: Vec<String>,
+    /// Read-only, deterministic and session-independent: every function immutable, no
+    /// `CURRENT_*`/`SESSION_USER`-style values, no TABLESAMPLE, no system catalog, no hint.
+    /// Results still depend on session settings (search_path, TimeZone, DateStyle, role) that a
+    /// result cache must key on.
+    pub cacheable: bool,
+    pub session: Vec<SessionEffect>,
+    pub pin: Option<PinReason>,
+    pub deallocate: Option<Deallocate>,
+    /// `DISCARD ALL`: the server connection loses its prepared statements.
+    pub discard_all: bool,
+    /// Some statement is BEGIN/START/COMMIT/END/ROLLBACK/SAVEPOINT/RELEASE/PREPARE TRANSACTION/...
+    pub is_transaction_control: bool,
+    /// Statements in the text (a simple Query may carry several).
+    pub statement_count: usize,
+    /// Whether this analysis may be reused for another text of the same shape: false when it
+    /// carries literal-dependent content (SET statement text, `set_config`'s is_local flag).
+    pub reuse_by_shape: bool,
+    /// The text may write relations it does not name: CALL, DO, EXECUTE, a call of a function
+    /// not known read-only, or a text the parser could not take apart. A result cache should
+    /// treat it as a write to everything. (Triggers, rules and FK cascades are never listed.)
+    pub writes_unknown: bool,
+}
+
+/// The statement analyzer shared by all client tasks (`Arc<Router>`).
+pub struct Router {
+    cache: moka::sync::Cache<u64, Arc<Analysis>, PassThrough>,
+    catalog: RwLock<CatalogState>,
+    /// Mirrors `catalog.salt` so a cache hit takes no lock.
+    salt: AtomicU64,
+    misses: AtomicU64,
+}
+
+struct CatalogState {
+    catalog: Arc<FunctionCatalog>,
+    /// Mixed into cache keys: analyses made under an older catalog become unreachable at once.
+    salt: u64,
+}
+
+/// Counters for the stats endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RouterStats {
+    pub cached_shapes: u64,
+    pub misses: u64,
+}
+
+impl Router {
+    /// `capacity`: statement shapes kept in the analysis cache.
+    pub fn new(catalog: FunctionCatalog, capacity: u64) -> Self {
+        let cache = moka::sync::Cache::builder()
+            .max_capacity(capacity)
+            .build_with_hasher(PassThrough);
+        Self {
+            cache,
+            catalog: RwLock::new(CatalogState {
+                catalog: Arc::new(catalog),
+                salt: 0,
+            }),
+            salt: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        }
+    }
+
+    /// Replaces the catalog (after loading it from the server, or on a periodic refresh) and
+    /// forgets every analysis made under the old one.
+    pub fn set_catalog(&self, catalog: FunctionCatalog) {
+        {
+            let mut state = self.catalog.write();
+            state.catalog = Arc::new(catalog);
+            state.salt = state.salt.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            self.salt.store(state.salt, Ordering::Release);
+        }
+        self.cache.invalidate_all();
+    }
+
+    /// The catalog analyses are currently made with.
+    pub fn catalog(&self) -> Arc<FunctionCatalog> {
+        self.catalog.read().catalog.clone()
+    }
+
+    /// Analyzes a statement text: a lexer pass and a cache lookup when its shape was seen before,
+    /// a full parse otherwise.
+    pub fn analyze(&self, sql: &str) -> Arc<Analysis> {
+        let shape = shape::shape(sql);
+        let key = shape.hash ^ self.salt.load(Ordering::Acquire);
+        if let Some(hit) = self.cache.get(&key) {
+            return hit;
+        }
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        // Take the salt and the catalog together so an entry is never filed under the wrong one.
+        let (salt, catalog) = {
+            let state = self.catalog.read();
+            (state.salt, state.catalog.clone())
+        };
+        let analysis = Arc::new(analyze::analyze(sql, &shape, &catalog));
+        if analysis.reuse_by_shape {
+            self.cache.insert(shape.hash ^ salt, analysis.clone());
+        }
+        analysis
+    }
+
+    pub fn stats(&self) -> RouterStats {
+        RouterStats {
+            cached_shapes: self.cache.entry_count(),
+            misses: self.misses.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Cache keys are already well-mixed 64-bit hashes; hashing them again is wasted time.
+#[derive(Clone, Copy, Debug, Default)]
+struct PassThrough;
+
+impl BuildHasher for PassThrough {
+    type Hasher = PassThroughHasher;
+    fn build_hasher(&self) -> PassThroughHasher {
+        PassThroughHasher(0)
+    }
+}
+
+struct PassThroughHasher(u64);
+
+impl Hasher for PassThroughHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 keys are hashed here; fold anything else rather than lose it.
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
