@@ -1,1 +1,3 @@
 //! pgsplit: a PostgreSQL wire-protocol proxy.
+
+pub mod auth;
