@@ -1,5 +1,6 @@
-//! Client authentication building blocks that the frontend drives; no I/O here.
+//! Client authentication building blocks (SCRAM-SHA-256, md5) that the frontend drives; no I/O here.
 
+pub mod md5;
 pub mod scram;
 
 use std::fmt;
