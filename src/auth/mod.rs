@@ -1,7 +1,8 @@
-//! Client authentication building blocks (SCRAM-SHA-256, md5) that the frontend drives; no I/O here.
+//! Client authentication building blocks (SCRAM-SHA-256, md5, TLS configs) that the frontend drives; no I/O here.
 
 pub mod md5;
 pub mod scram;
+pub mod tls;
 
 use std::fmt;
 use std::sync::Arc;
