@@ -246,7 +246,6 @@ async fn a_server_dying_mid_request_fails_only_that_request() {
                 .split(',')
                 .next()
                 .unwrap_or("127.0.0.1:15433")
-                .to_string()
         );
         let admin = connect(&replica_url).await;
         for _ in 0..100 {

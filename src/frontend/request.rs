@@ -41,6 +41,8 @@ pub struct ReadyAction {
     pub simple: bool,
     /// Index of the statement whose completion is awaited (extended protocol).
     pub cursor: usize,
+    /// A ROLLBACK completed within the request, undoing SETs it made.
+    pub rolled_back: bool,
 }
 
 /// The statements of one request; the first is kept inline so most requests allocate nothing.
@@ -233,15 +235,15 @@ impl Session {
         let mut unnamed = self.unnamed.as_ref().map(|s| s.analysis.clone());
         for f in &self.pending.frames {
             let a = match f.tag() {
-                tag::QUERY => Query::parse(f.body()).ok().map(|q| self.analyze(q.sql)),
-                tag::PARSE => Parse::parse(f.body()).ok().map(|p| {
+                tag::QUERY => Query::decode(f.body()).ok().map(|q| self.analyze(q.sql)),
+                tag::PARSE => Parse::decode(f.body()).ok().map(|p| {
                     let a = self.analyze(p.sql);
                     if p.name.is_empty() {
                         unnamed = Some(a.clone());
                     }
                     a
                 }),
-                tag::BIND => Bind::parse(f.body()).ok().and_then(|b| {
+                tag::BIND => Bind::decode(f.body()).ok().and_then(|b| {
                     if b.statement.is_empty() {
                         unnamed.clone()
                     } else {
@@ -439,7 +441,7 @@ impl Session {
                 }
                 tag::FLUSH => out.extend_from_slice(f.raw()),
                 tag::PARSE => {
-                    let p = Parse::parse(f.body())?;
+                    let p = Parse::decode(f.body())?;
                     let Some(a) = a else {
                         return Err(End::Fatal(ClientError::Internal("unanalyzed Parse".into())));
                     };
@@ -479,7 +481,7 @@ impl Session {
                     }
                 }
                 tag::BIND => {
-                    let b = Bind::parse(f.body())?;
+                    let b = Bind::decode(f.body())?;
                     if b.statement.is_empty() {
                         reparse_unnamed(conn, out, plan, &self.unnamed, parsed_unnamed, pid);
                         out.extend_from_slice(f.raw());
@@ -498,7 +500,7 @@ impl Session {
                     }
                 }
                 tag::DESCRIBE => {
-                    let d = Target::parse(f.body(), "Describe")?;
+                    let d = Target::decode(f.body(), "Describe")?;
                     if d.kind == TARGET_STATEMENT && d.name.is_empty() {
                         reparse_unnamed(conn, out, plan, &self.unnamed, parsed_unnamed, pid);
                         out.extend_from_slice(f.raw());
@@ -521,7 +523,7 @@ impl Session {
                     plan.push(Expect::Describe);
                 }
                 tag::CLOSE => {
-                    let c = Target::parse(f.body(), "Close")?;
+                    let c = Target::decode(f.body(), "Close")?;
                     if c.kind == TARGET_STATEMENT && !c.name.is_empty() {
                         // The server statement stays for other clients; the client's name goes.
                         self.statements.remove(c.name);

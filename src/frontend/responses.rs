@@ -86,11 +86,13 @@ impl Session {
                     } else {
                         0
                     };
-                    if !self.tx_effects.is_empty() && body.starts_with(b"ROLLBACK") {
+                    let rollback = body.starts_with(b"ROLLBACK");
+                    if rollback && !self.tx_effects.is_empty() {
                         self.tx_rolled_back = true;
                     }
                     if let Some(a) = self.ready_actions.front_mut() {
                         a.completed(rows);
+                        a.rolled_back |= rollback;
                     }
                 }
                 tag::ERROR_RESPONSE if is_fatal(body) => {
@@ -166,7 +168,10 @@ impl Session {
                 changed = true;
             }
             if !a.session.is_empty() {
-                if self.tx == TxStatus::Idle {
+                if action.rolled_back {
+                    // The request's own ROLLBACK undid its SETs; replay the old state to be sure.
+                    reset = true;
+                } else if self.tx == TxStatus::Idle {
                     for e in &a.session {
                         reset |= apply(&mut self.settings, e);
                     }

@@ -55,13 +55,6 @@ impl ClientStream {
         buf.clear();
         Ok(())
     }
-
-    pub fn peer(&self) -> Option<std::net::SocketAddr> {
-        match self {
-            ClientStream::Plain(s) => s.peer_addr().ok(),
-            ClientStream::Tls(s) => s.get_ref().0.peer_addr().ok(),
-        }
-    }
 }
 
 impl AsyncRead for ClientStream {

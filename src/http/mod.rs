@@ -96,8 +96,8 @@ async fn queries(State(shared): State<Arc<Shared>>, Query(p): Query<QueriesParam
     match key {
         "total_ms" => rows.sort_by(|a, b| b.total_ms.total_cmp(&a.total_ms)),
         "p99_ms" => rows.sort_by(|a, b| b.percentiles.p99_ms.total_cmp(&a.percentiles.p99_ms)),
-        "calls" => rows.sort_by(|a, b| b.calls.cmp(&a.calls)),
-        "errors" => rows.sort_by(|a, b| b.errors.cmp(&a.errors)),
+        "calls" => rows.sort_by_key(|r| std::cmp::Reverse(r.calls)),
+        "errors" => rows.sort_by_key(|r| std::cmp::Reverse(r.errors)),
         other => {
             return (
                 StatusCode::BAD_REQUEST,

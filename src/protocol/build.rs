@@ -202,9 +202,9 @@ mod tests {
         let z = decode(&mut out, 1 << 20).unwrap().unwrap();
         assert_eq!(z.body(), b"I");
         let p = decode(&mut out, 1 << 20).unwrap().unwrap();
-        let p = Parse::parse(p.body()).unwrap();
+        let p = Parse::decode(p.body()).unwrap();
         assert_eq!((p.name, p.sql), (&b"__p1"[..], &b"select $1"[..]));
         let b = decode(&mut out, 1 << 20).unwrap().unwrap();
-        assert_eq!(Bind::parse(b.body()).unwrap().statement, b"__p1");
+        assert_eq!(Bind::decode(b.body()).unwrap().statement, b"__p1");
     }
 }

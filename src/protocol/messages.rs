@@ -8,7 +8,7 @@ pub struct Query<'a> {
 }
 
 impl<'a> Query<'a> {
-    pub fn parse(body: &'a [u8]) -> Result<Self, ProtocolError> {
+    pub fn decode(body: &'a [u8]) -> Result<Self, ProtocolError> {
         let mut r = Reader::new(body, "Query");
         let sql = r.cstr()?;
         Ok(Query { sql })
@@ -24,7 +24,7 @@ pub struct Parse<'a> {
 }
 
 impl<'a> Parse<'a> {
-    pub fn parse(body: &'a [u8]) -> Result<Self, ProtocolError> {
+    pub fn decode(body: &'a [u8]) -> Result<Self, ProtocolError> {
         let mut r = Reader::new(body, "Parse");
         let name = r.cstr()?;
         let sql = r.cstr()?;
@@ -55,7 +55,7 @@ pub struct Bind<'a> {
 }
 
 impl<'a> Bind<'a> {
-    pub fn parse(body: &'a [u8]) -> Result<Self, ProtocolError> {
+    pub fn decode(body: &'a [u8]) -> Result<Self, ProtocolError> {
         let mut r = Reader::new(body, "Bind");
         let portal = r.cstr()?;
         let statement = r.cstr()?;
@@ -78,7 +78,7 @@ pub const TARGET_STATEMENT: u8 = b'S';
 pub const TARGET_PORTAL: u8 = b'P';
 
 impl<'a> Target<'a> {
-    pub fn parse(body: &'a [u8], what: &'static str) -> Result<Self, ProtocolError> {
+    pub fn decode(body: &'a [u8], what: &'static str) -> Result<Self, ProtocolError> {
         let mut r = Reader::new(body, what);
         let kind = r.u8()?;
         if kind != TARGET_STATEMENT && kind != TARGET_PORTAL {
@@ -169,15 +169,15 @@ mod tests {
 
     #[test]
     fn parse_views() {
-        let p = Parse::parse(b"s1\0select $1\0\x00\x01\x00\x00\x00\x17").unwrap();
+        let p = Parse::decode(b"s1\0select $1\0\x00\x01\x00\x00\x00\x17").unwrap();
         assert_eq!(p.name, b"s1");
         assert_eq!(p.sql, b"select $1");
-        assert!(Parse::parse(b"s1\0select\0\x00\x02\x00\x00\x00\x17").is_err());
-        assert!(Parse::parse(b"s1\0select").is_err());
-        let b = Bind::parse(b"\0s1\0\x00\x00\x00\x00\x00\x00").unwrap();
+        assert!(Parse::decode(b"s1\0select\0\x00\x02\x00\x00\x00\x17").is_err());
+        assert!(Parse::decode(b"s1\0select").is_err());
+        let b = Bind::decode(b"\0s1\0\x00\x00\x00\x00\x00\x00").unwrap();
         assert_eq!(b.statement, b"s1");
         assert_eq!(b.portal, b"");
-        assert!(Target::parse(b"X\0", "Describe").is_err());
+        assert!(Target::decode(b"X\0", "Describe").is_err());
     }
 
     #[test]
