@@ -1,1 +1,2 @@
 //! pgsplit: a PostgreSQL wire-protocol proxy.
+pub mod control;
