@@ -197,8 +197,12 @@ async fn collect(args: &AnalyzeArgs) -> Result<Findings, ControlError> {
     Ok(f)
 }
 
-/// Statements worth analysing: DML on user tables (not catalog reads, not utility commands).
+/// Statements worth analysing: DML on user tables (not catalog reads, not utility commands, not
+/// the foreign-key checks PostgreSQL runs itself, which pg_stat_statements.track = all records).
 fn is_workload(sql: &str) -> bool {
+    if sql.contains(" FROM ONLY ") && sql.contains("FOR KEY SHARE OF x") {
+        return false;
+    }
     let Ok(parsed) = pg_query::parse(sql, 0) else {
         return false;
     };
@@ -269,4 +273,21 @@ async fn critical_paths(c: &tokio_postgres::Client) -> Option<Vec<CriticalPath>>
         });
     }
     Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_workload;
+
+    #[test]
+    fn workload_is_user_dml_only() {
+        assert!(is_workload("SELECT id FROM leads WHERE email = $1"));
+        assert!(is_workload("UPDATE leads SET status = $1 WHERE id = $2"));
+        assert!(!is_workload("SELECT relname FROM pg_class WHERE oid = $1"));
+        assert!(!is_workload("CREATE INDEX CONCURRENTLY i ON leads (email)"));
+        assert!(!is_workload("EXPLAIN SELECT 1 FROM leads"));
+        assert!(!is_workload(
+            "SELECT $2 FROM ONLY \"public\".\"leads\" x WHERE \"id\" OPERATOR(pg_catalog.=) $1 FOR KEY SHARE OF x"
+        ));
+    }
 }

@@ -278,12 +278,11 @@ impl Runner<'_> {
                 String::new()
             };
             format!(" ({}/{} transactions{who})", n(5), n(6))
-        } else if let Some(p) = pct(n(1), n(2)) {
-            format!(" {p}% of blocks")
-        } else if let Some(p) = pct(n(3), n(4)) {
-            format!(" {p}% of tuples")
+        } else if phase.contains("sorting") || phase.contains("loading") {
+            // blocks_* still hold the finished table scan here; tuples_* is what moves.
+            pct(n(3), n(4)).map_or(String::new(), |p| format!(" {p}% of tuples"))
         } else {
-            String::new()
+            pct(n(1), n(2)).map_or(String::new(), |p| format!(" {p}% of blocks"))
         };
         Some(format!("{phase}{detail}"))
     }
