@@ -4,7 +4,8 @@
 //! Ordinary statements of a version run in one transaction; CONCURRENTLY statements run alone
 //! (PostgreSQL refuses them in a transaction) with progress from pg_stat_progress_create_index.
 //! Every concurrent build first drops an INVALID index of the same name left by an interrupted
-//! build, because IF NOT EXISTS would silently keep it.
+//! build, because IF NOT EXISTS would silently keep it. A `-- pgsplit:requires <extension>`
+//! comment above a statement makes it conditional on the extension (see migrations/README.md).
 
 mod exec;
 mod ledger;

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use tokio_postgres::config::Host;
+use tokio_postgres::error::SqlState;
 
 use super::source::{LockMode, Target};
 use crate::control::db::{self, Db};
@@ -291,14 +292,19 @@ async fn free_space(db: &Db) -> Result<(u64, String), String> {
             "the server is not on this machine, and PostgreSQL cannot report free disk".into(),
         );
     }
-    let dir: String = match db.client.query_one("SELECT current_setting('data_directory')", &[]).await {
+    let dir: String = match db
+        .client
+        .query_one("SELECT current_setting('data_directory')", &[])
+        .await
+    {
         Ok(row) => row.try_get(0).map_err(|e| describe(&e))?,
-        Err(e) => {
-            return Err(format!(
-                "data_directory is not visible to this user ({}); superusers and pg_read_all_settings members see it",
-                describe(&e)
-            ))
+        Err(e) if e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) => {
+            return Err(
+                "data_directory is visible only to superusers and pg_read_all_settings members"
+                    .into(),
+            )
         }
+        Err(e) => return Err(format!("cannot read data_directory: {}", describe(&e))),
     };
     statvfs_free(&dir)
         .map(|free| (free, dir.clone()))

@@ -224,6 +224,7 @@ pub fn split(file: &str, text: &str) -> Result<Vec<Statement>, ControlError> {
         .map_err(|e| ControlError::Files(format!("{file} does not parse: {e}")))?;
     let mut statements = Vec::with_capacity(pieces.len());
     let mut prev_end = 0;
+    let mut not_rerunnable = Vec::new();
     for (i, piece) in pieces.iter().enumerate() {
         // The pieces are slices of `text`, so their offsets are pointer differences.
         let start = piece.as_ptr() as usize - text.as_ptr() as usize;
@@ -235,6 +236,9 @@ pub fn split(file: &str, text: &str) -> Result<Vec<Statement>, ControlError> {
         let body_start = start + (piece.len() - body.len());
         let line = text[..body_start].matches('\n').count() + 1;
         let (alone, concurrent_index, targets) = classify(file, line, body)?;
+        if let Some(false) = rerunnable(body) {
+            not_rerunnable.push(format!("statement {} (line {line})", i + 1));
+        }
         statements.push(Statement {
             ordinal: i + 1,
             line,
@@ -245,7 +249,40 @@ pub fn split(file: &str, text: &str) -> Result<Vec<Statement>, ControlError> {
             targets,
         });
     }
+    // A version with statements outside a transaction resumes by running again from the top, so
+    // every statement in it must be safe to repeat.
+    if statements.iter().any(|s| s.alone) && !not_rerunnable.is_empty() {
+        return Err(ControlError::Files(format!(
+            "{file} runs statements outside a transaction, so a failed run is resumed by re-running it, \
+             but {} cannot run twice: add IF NOT EXISTS / IF EXISTS / OR REPLACE",
+            not_rerunnable.join(", ")
+        )));
+    }
     Ok(statements)
+}
+
+/// Whether running the statement a second time succeeds: Some(false) for CREATE/DROP without
+/// IF [NOT] EXISTS or OR REPLACE, None when the parser cannot tell (DML, ALTER, ...).
+fn rerunnable(sql: &str) -> Option<bool> {
+    let parsed = pg_query::parse(sql, 0).ok()?;
+    let node = parsed
+        .protobuf
+        .stmts
+        .first()?
+        .stmt
+        .as_ref()?
+        .node
+        .as_ref()?;
+    match node {
+        NodeEnum::CreateStmt(s) => Some(s.if_not_exists),
+        NodeEnum::IndexStmt(s) => Some(s.if_not_exists),
+        NodeEnum::CreateExtensionStmt(s) => Some(s.if_not_exists),
+        NodeEnum::CreateFunctionStmt(s) => Some(s.replace),
+        NodeEnum::ViewStmt(s) => Some(s.replace),
+        NodeEnum::DropStmt(s) => Some(s.missing_ok),
+        NodeEnum::VacuumStmt(_) | NodeEnum::ReindexStmt(_) => Some(true),
+        _ => None,
+    }
 }
 
 /// `-- pgsplit:requires a, b` lines in the comment block directly above a statement.

@@ -100,3 +100,14 @@ fn versions_sort_numerically() {
     assert_eq!(all[0].version, "9");
     assert_eq!(all[1].version, "10");
 }
+
+#[test]
+fn a_version_with_concurrent_statements_must_be_safe_to_rerun() {
+    let text = "CREATE TABLE t (id int);\nCREATE INDEX CONCURRENTLY IF NOT EXISTS i ON t (id);";
+    let err = split("002_x.sql", text).unwrap_err().to_string();
+    assert!(err.contains("statement 1 (line 1)"), "{err}");
+    let ok = "CREATE TABLE IF NOT EXISTS t (id int);\nCREATE INDEX CONCURRENTLY IF NOT EXISTS i ON t (id);";
+    assert!(split("002_x.sql", ok).is_ok());
+    // A purely transactional version is atomic, so it need not be re-runnable.
+    assert!(split("003_y.sql", "CREATE TABLE t (id int);").is_ok());
+}
