@@ -178,6 +178,18 @@ async fn migrate_repairs_invalid_indexes_left_by_interrupted_concurrent_builds()
         .await
         .expect("migrate repairs an applied version");
     assert_eq!(catalog_valid(&c, "idx_leads_hot_leads").await, Some(true));
+
+    // One dropped by hand is missing, which validation reports; migrate builds it again.
+    c.batch_execute("DROP INDEX idx_properties_featured")
+        .await
+        .expect("drop");
+    migrate(migrate_args(&db.url))
+        .await
+        .expect("migrate rebuilds a missing index");
+    assert_eq!(
+        catalog_valid(&c, "idx_properties_featured").await,
+        Some(true)
+    );
 }
 
 #[tokio::test]

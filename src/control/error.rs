@@ -33,7 +33,7 @@ pub enum ControlError {
     #[error("{0}")]
     MigrationFailed(Box<MigrationFailure>),
 
-    #[error("post-migration validation failed: {0}; run `pgsplit migrate` again to rebuild invalid indexes")]
+    #[error("post-migration validation failed: {0}; run `pgsplit migrate` again: it rebuilds missing and INVALID indexes of applied versions")]
     Validation(String),
 
     #[error("seed-data: {0}")]

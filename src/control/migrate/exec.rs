@@ -34,11 +34,13 @@ pub struct Runner<'a> {
 
 impl Runner<'_> {
     /// Runs `stmts` of migration `m` in file order: consecutive ordinary statements together in
-    /// one transaction, CONCURRENTLY ones alone. Returns the `"<ordinal>:<extension>"` skips.
+    /// one transaction, CONCURRENTLY ones alone. `total` is the file's statement count, for
+    /// progress lines. Returns the `"<ordinal>:<extension>"` skips.
     pub async fn execute(
         &self,
         m: &Migration,
         stmts: &[&Statement],
+        total: usize,
         ledger: Ledger,
     ) -> Result<Vec<String>, ControlError> {
         let started = Instant::now();
@@ -48,7 +50,7 @@ impl Runner<'_> {
         for g in &groups {
             if g[0].alone {
                 for st in g {
-                    self.alone(m, st, ledger, stmts.len(), &mut skipped).await?;
+                    self.alone(m, st, ledger, total, &mut skipped).await?;
                 }
             } else {
                 let in_tx = if single_tx {
@@ -56,7 +58,7 @@ impl Runner<'_> {
                 } else {
                     None
                 };
-                self.transaction(m, g, in_tx, ledger, stmts.len(), &mut skipped)
+                self.transaction(m, g, in_tx, ledger, total, &mut skipped)
                     .await?;
             }
         }

@@ -143,7 +143,9 @@ pub async fn run(args: &MigrateArgs) -> Result<(), ControlError> {
                     statements.len()
                 );
                 let refs: Vec<_> = statements.iter().collect();
-                let skipped = runner.execute(migration, &refs, Ledger::Insert).await?;
+                let skipped = runner
+                    .execute(migration, &refs, refs.len(), Ledger::Insert)
+                    .await?;
                 let note = if skipped.is_empty() {
                     String::new()
                 } else {
@@ -159,11 +161,14 @@ pub async fn run(args: &MigrateArgs) -> Result<(), ControlError> {
                 migration,
                 statements,
                 remaining_skipped,
+                total,
                 reason,
             } => {
                 println!("{} {}: {reason}", migration.version, migration.name);
                 let refs: Vec<_> = statements.iter().collect();
-                let mut skipped = runner.execute(migration, &refs, Ledger::Leave).await?;
+                let mut skipped = runner
+                    .execute(migration, &refs, *total, Ledger::Leave)
+                    .await?;
                 if let Some(remaining) = remaining_skipped {
                     skipped.extend(remaining.iter().cloned());
                     ledger::set_skipped(&main.client, &migration.version, &skipped).await?;
@@ -185,7 +190,9 @@ pub async fn run(args: &MigrateArgs) -> Result<(), ControlError> {
                     statements.len()
                 );
                 let refs: Vec<_> = statements.iter().collect();
-                runner.execute(migration, &refs, Ledger::Delete).await?;
+                runner
+                    .execute(migration, &refs, refs.len(), Ledger::Delete)
+                    .await?;
                 println!(
                     "rolled back {} in {} ms",
                     migration.version,

@@ -15,7 +15,7 @@ pub enum Step {
         migration: Migration,
         statements: Vec<Statement>,
     },
-    /// Statements of an applied version run again: INVALID indexes to rebuild, or statements
+    /// Statements of an applied version run again: missing or INVALID indexes to rebuild, or statements
     /// skipped for a missing extension that is now installed. `remaining_skipped` is the new
     /// skipped list when it changes.
     Replay {
@@ -23,6 +23,8 @@ pub enum Step {
         statements: Vec<Statement>,
         remaining_skipped: Option<Vec<String>>,
         reason: String,
+        /// Statements in the whole file, for progress lines.
+        total: usize,
     },
     /// An applied version rolled back with its down file, then deleted from the ledger.
     Revert {
@@ -90,8 +92,8 @@ pub async fn up(
             .filter(|s| !skipped.iter().any(|(o, _)| *o == s.ordinal))
             .filter_map(|s| s.concurrent_index.clone())
             .collect();
-        for index in invalid_indexes(client, &built).await? {
-            reasons.push(format!("index {index} is INVALID: rebuilding it"));
+        for (index, state) in broken_indexes(client, &built).await? {
+            reasons.push(format!("index {index} is {state}: rebuilding it"));
             if let Some(s) = statements
                 .iter()
                 .find(|s| s.concurrent_index.as_deref() == Some(index.as_str()))
@@ -103,8 +105,10 @@ pub async fn up(
             continue;
         }
         let changed = remaining.len() != skipped.len();
+        let total = statements.len();
         steps.push(Step::Replay {
             migration: m.clone(),
+            total,
             statements: statements
                 .into_iter()
                 .filter(|s| replay.contains(&s.ordinal))
@@ -116,24 +120,28 @@ pub async fn up(
     Ok(steps)
 }
 
-/// Indexes among `names` that exist but are not valid and ready.
-async fn invalid_indexes(client: &Client, names: &[String]) -> Result<Vec<String>, ControlError> {
+/// Indexes among `names` that are missing or not valid and ready, with which of the two.
+async fn broken_indexes(
+    client: &Client,
+    names: &[String],
+) -> Result<Vec<(String, String)>, ControlError> {
     if names.is_empty() {
         return Ok(Vec::new());
     }
     let rows = client
         .query(
-            "SELECT n FROM unnest($1::text[]) AS n \
-             JOIN pg_index i ON i.indexrelid = to_regclass(quote_ident(n)) \
-             WHERE NOT (i.indisvalid AND i.indisready)",
+            "SELECT n, CASE WHEN i.indexrelid IS NULL THEN 'missing' ELSE 'INVALID' END \
+             FROM unnest($1::text[]) AS n \
+             LEFT JOIN pg_index i ON i.indexrelid = to_regclass(quote_ident(n)) \
+             WHERE i.indexrelid IS NULL OR NOT (i.indisvalid AND i.indisready)",
             &[&names],
         )
         .await
-        .map_err(|e| ControlError::query("looking for INVALID indexes", &e))?;
+        .map_err(|e| ControlError::query("looking for missing or INVALID indexes", &e))?;
     rows.iter()
-        .map(|r| r.try_get(0))
-        .collect::<Result<_, _>>()
-        .map_err(|e| ControlError::query("reading INVALID indexes", &e))
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect::<Result<_, tokio_postgres::Error>>()
+        .map_err(|e| ControlError::query("reading missing or INVALID indexes", &e))
 }
 
 /// Rolls back `version` and every applied version after it, newest first.
