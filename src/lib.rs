@@ -4,6 +4,7 @@ pub mod admin;
 pub mod auth;
 pub mod backend;
 pub mod config;
+pub mod control;
 pub mod error;
 pub mod frontend;
 pub mod http;

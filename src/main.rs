@@ -37,6 +37,12 @@ enum Command {
         #[arg(long, default_value = "proxy.toml")]
         config: PathBuf,
     },
+    /// Apply (or roll back) the schema and the seed's 16 performance indexes, safely.
+    Migrate(pgsplit::control::migrate::MigrateArgs),
+    /// Load deterministic synthetic data for the seed's schema with COPY.
+    SeedData(pgsplit::control::seed::SeedArgs),
+    /// Combine pg_stat_statements, table/index statistics, EXPLAIN and pgsplit's stats into a report.
+    Analyze(pgsplit::control::analyze::AnalyzeArgs),
 }
 
 fn init_logging(format: LogFormat) {
@@ -67,6 +73,9 @@ fn main() -> ExitCode {
     runtime.block_on(async move {
         match cli.command {
             Command::Serve { config } => serve(config).await,
+            Command::Migrate(args) => control(pgsplit::control::migrate::run(&args).await),
+            Command::SeedData(args) => control(pgsplit::control::seed::run(&args).await),
+            Command::Analyze(args) => control(pgsplit::control::analyze::run(&args).await),
             Command::CheckConfig { config } => match pgsplit::config::Config::load(&config) {
                 Ok(c) => {
                     print!("{}", c.render());
@@ -79,6 +88,16 @@ fn main() -> ExitCode {
             },
         }
     })
+}
+
+fn control<E: std::fmt::Display>(result: Result<(), E>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pgsplit: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 async fn serve(path: PathBuf) -> ExitCode {
