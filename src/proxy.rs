@@ -1,8 +1,8 @@
 //! Wiring: the shared state every session uses, and starting the proxy on an already-bound listener.
 
 use crate::auth::UserSecret;
+use crate::clients::CancelRegistry;
 use crate::config::Config;
-use crate::frontend::cancel::CancelRegistry;
 use crate::pool::Pools;
 use crate::router::{FunctionCatalog, Router};
 use std::collections::HashMap;

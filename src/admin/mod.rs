@@ -1,5 +1,6 @@
 //! The operator's view: one snapshot of queries, pools, servers and targets, and the SQL admin console over it.
 
+pub mod console;
 pub mod snapshot;
 
 pub use snapshot::{PoolSnapshot, ServerSnapshot, StatsSnapshot};

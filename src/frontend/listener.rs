@@ -59,7 +59,12 @@ async fn client(
     shutdown: watch::Receiver<bool>,
 ) {
     let deadline = shared.config.startup_timeout;
-    let outcome = match tokio::time::timeout(deadline, handshake(&shared, socket, shutdown)).await {
+    let outcome = match tokio::time::timeout(
+        deadline,
+        handshake(&shared, socket, Some(peer), shutdown),
+    )
+    .await
+    {
         Ok(o) => o,
         Err(_) => {
             tracing::debug!(%peer, "client did not finish startup in time");
@@ -68,6 +73,9 @@ async fn client(
     };
     match outcome {
         Ok(Outcome::Session(session)) => session.run().await,
+        Ok(Outcome::Admin(mut stream, rbuf)) => {
+            crate::admin::console::run(&shared, &mut stream, rbuf).await
+        }
         Ok(Outcome::Done) => {}
         Err((stream, e)) => {
             tracing::info!(%peer, error = %e, "client refused");

@@ -1,6 +1,5 @@
 //! Client side: the listener, the handshake, and one session task per client that drives requests through the pools.
 
-pub mod cancel;
 mod listener;
 pub mod plan;
 mod request;
@@ -8,7 +7,7 @@ mod responses;
 mod session;
 pub mod settings;
 mod startup;
-mod stream;
+pub mod stream;
 
 pub use listener::serve;
 pub use session::Session;

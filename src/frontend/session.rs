@@ -1,10 +1,10 @@
 //! One client's session: the state it keeps between requests and the loop that drives client and server I/O.
 
-use super::cancel::{CancelTarget, Registration};
 use super::plan::Plan;
 use super::request::{ClientStatement, Pending, ReadyAction};
 use super::settings::Settings;
 use super::stream::ClientStream;
+use crate::clients::{CancelTarget, Registration};
 use crate::error::ClientError;
 use crate::pool::{Lease, PoolSet};
 use crate::protocol::build;

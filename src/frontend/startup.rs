@@ -23,6 +23,8 @@ const MAX_AUTH_MESSAGE: usize = 8192;
 /// What the handshake produced.
 pub enum Outcome {
     Session(Box<Session>),
+    /// An admin logged in to the console database.
+    Admin(ClientStream, BytesMut),
     /// A CancelRequest was handled, or the client left quietly.
     Done,
 }
@@ -31,6 +33,7 @@ pub enum Outcome {
 pub async fn handshake(
     shared: &Arc<Shared>,
     socket: TcpStream,
+    peer: Option<std::net::SocketAddr>,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<Outcome, (Option<ClientStream>, ClientError)> {
     let mut stream = ClientStream::Plain(socket);
@@ -92,7 +95,7 @@ pub async fn handshake(
             }
             StartupRequest::Cancel { pid, secret } => {
                 if let Some(target) = shared.cancels.lookup(pid, secret) {
-                    super::cancel::send_cancel(target).await;
+                    crate::clients::send_cancel(target).await;
                 }
                 return Ok(Outcome::Done);
             }
@@ -130,10 +133,26 @@ pub async fn handshake(
         return Err((Some(stream), ClientError::UnknownUser(user)));
     };
     let method = cfg_user.auth;
+    let cfg_user = cfg_user.clone();
     if let Err(e) = authenticate(shared, &mut stream, &mut rbuf, &mut out, &user, method).await {
         return Err((Some(stream), e));
     }
-    if database == ADMIN_DATABASE || shared.config.database(&database).is_none() {
+    if database == ADMIN_DATABASE {
+        if !cfg_user.admin {
+            return Err((Some(stream), ClientError::NotAdmin(user)));
+        }
+        build::auth_ok(&mut out);
+        for (name, value) in crate::admin::console::PARAMETERS {
+            build::parameter_status(&mut out, name.as_bytes(), value.as_bytes());
+        }
+        build::backend_key_data(&mut out, 0, 0);
+        build::ready_for_query(&mut out, crate::protocol::messages::TxStatus::Idle);
+        if stream.write_all_buf(&mut out).await.is_err() {
+            return Ok(Outcome::Done);
+        }
+        return Ok(Outcome::Admin(stream, rbuf));
+    }
+    if shared.config.database(&database).is_none() {
         return Err((Some(stream), ClientError::UnknownDatabase(database)));
     }
     let pools = shared.pools.get(&database, &user);
@@ -149,7 +168,13 @@ pub async fn handshake(
             .map(|(_, v)| v.as_bytes());
         build::parameter_status(&mut out, name, client_value.unwrap_or(value));
     }
-    let registration = shared.cancels.register();
+    let registration = shared.cancels.register(crate::clients::ClientInfo {
+        user: user.clone(),
+        database: database.clone(),
+        application_name: param("application_name").unwrap_or_default(),
+        peer,
+        connected_at: std::time::SystemTime::now(),
+    });
     build::backend_key_data(&mut out, registration.pid, registration.secret);
     build::ready_for_query(&mut out, crate::protocol::messages::TxStatus::Idle);
     if stream.write_all_buf(&mut out).await.is_err() {

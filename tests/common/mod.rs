@@ -20,6 +20,10 @@ pub fn superuser_url() -> String {
 
 /// The TOML for a test proxy; `extra` is appended (e.g. a `[pool]` table).
 pub fn config_text(pool: &str) -> String {
+    config_text_with_stats(pool, "")
+}
+
+pub fn config_text_with_stats(pool: &str, stats: &str) -> String {
     // app_trust logs in to the servers without a password (trust); clients still need one.
     let verifier = postgres_protocol::password::scram_sha_256(b"app_trust");
     format!(
@@ -47,6 +51,7 @@ name = "app"
 
 [stats]
 listen = "127.0.0.1:0"
+{stats}
 "#
     )
 }
@@ -61,6 +66,14 @@ impl TestProxy {
     }
 
     pub async fn start_with(pool: &str) -> TestProxy {
+        TestProxy::start_with_text(&config_text(pool)).await
+    }
+
+    pub async fn start_with_stats(stats: &str) -> TestProxy {
+        TestProxy::start_with_text(&config_text_with_stats("", stats)).await
+    }
+
+    pub async fn start_with_text(text: &str) -> TestProxy {
         // RUST_LOG=debug shows the proxy's logs in a failing test's output.
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -71,7 +84,7 @@ impl TestProxy {
             replicas: Some(replica_addrs()),
             ..Default::default()
         };
-        let config = Config::from_toml(&config_text(pool), &env).expect("test config");
+        let config = Config::from_toml(text, &env).expect("test config");
         let listener = pgsplit::bind(config.listen, 1024).expect("bind");
         let handle = pgsplit::start(Arc::new(config), listener)
             .await
@@ -123,10 +136,13 @@ pub fn unique(prefix: &str) -> String {
 }
 
 /// Waits until the replica has replayed everything the primary has written so far.
+///
+/// The insert position, not the write position: the test cluster runs with
+/// synchronous_commit = off, so a commit may be inserted but not yet written.
 pub async fn wait_for_replica() {
     let primary = superuser().await;
     let lsn: String = primary
-        .query_one("select pg_current_wal_lsn()::text", &[])
+        .query_one("select pg_current_wal_insert_lsn()::text", &[])
         .await
         .expect("lsn")
         .get(0);
@@ -211,4 +227,53 @@ pub async fn read_until_closed(s: &mut tokio::net::TcpStream) -> Vec<u8> {
     let mut buf = Vec::new();
     let _ = tokio::time::timeout(std::time::Duration::from_secs(3), s.read_to_end(&mut buf)).await;
     buf
+}
+
+/// A minimal HTTP/1.1 request to the stats endpoint: (status, body).
+pub async fn http(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("stats endpoint");
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let req = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 0\r\n{auth}\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    (status, body)
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].trim_start_matches("\r\n");
+    }
+    out
 }

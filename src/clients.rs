@@ -1,4 +1,4 @@
-//! Cancel keys the proxy issues to clients, and forwarding a CancelRequest to the server a client is using.
+//! The connected clients: the cancel keys the proxy issues them, who they are, and the server each is using.
 
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -30,9 +30,31 @@ impl CancelSlot {
     }
 }
 
+/// Who a client is, for SHOW CLIENTS.
+#[derive(Clone, Debug)]
+pub struct ClientInfo {
+    pub user: String,
+    pub database: String,
+    pub application_name: String,
+    pub peer: Option<std::net::SocketAddr>,
+    pub connected_at: std::time::SystemTime,
+}
+
+/// One row of SHOW CLIENTS.
+#[derive(Clone, Debug)]
+pub struct ClientRow {
+    pub pid: i32,
+    pub info: Arc<ClientInfo>,
+    /// The server the client holds a connection to right now, if any.
+    pub server: Option<String>,
+}
+
+/// A session's cancel secret, its current server, and who it is.
+type Entry = (i32, Arc<CancelSlot>, Arc<ClientInfo>);
+
 #[derive(Default)]
 pub struct CancelRegistry {
-    sessions: Mutex<HashMap<i32, (i32, Arc<CancelSlot>)>>,
+    sessions: Mutex<HashMap<i32, Entry>>,
 }
 
 /// Removes a session's key when the session ends.
@@ -51,7 +73,7 @@ impl Drop for Registration {
 
 impl CancelRegistry {
     /// Issues a fresh, unused (pid, secret) pair for a session.
-    pub fn register(self: &Arc<Self>) -> Registration {
+    pub fn register(self: &Arc<Self>, info: ClientInfo) -> Registration {
         let slot = Arc::new(CancelSlot::default());
         let mut sessions = self.sessions.lock();
         let (pid, secret) = loop {
@@ -60,7 +82,7 @@ impl CancelRegistry {
                 break (pid, rand::random::<i32>());
             }
         };
-        sessions.insert(pid, (secret, slot.clone()));
+        sessions.insert(pid, (secret, slot.clone(), Arc::new(info)));
         Registration {
             registry: self.clone(),
             pid,
@@ -72,11 +94,25 @@ impl CancelRegistry {
     /// The server to cancel, if the key matches a session that is running something.
     pub fn lookup(&self, pid: i32, secret: i32) -> Option<CancelTarget> {
         let sessions = self.sessions.lock();
-        let (s, slot) = sessions.get(&pid)?;
+        let (s, slot, _) = sessions.get(&pid)?;
         if *s != secret {
             return None;
         }
         slot.get()
+    }
+
+    pub fn list(&self) -> Vec<ClientRow> {
+        let sessions = self.sessions.lock();
+        let mut rows: Vec<ClientRow> = sessions
+            .iter()
+            .map(|(pid, (_, slot, info))| ClientRow {
+                pid: *pid,
+                info: info.clone(),
+                server: slot.get().map(|t| format!("{}:{}", t.host, t.port)),
+            })
+            .collect();
+        rows.sort_by_key(|r| r.info.connected_at);
+        rows
     }
 
     pub fn len(&self) -> usize {
@@ -109,8 +145,16 @@ mod tests {
     #[test]
     fn keys_match_only_their_session() {
         let reg = Arc::new(CancelRegistry::default());
-        let a = reg.register();
-        let b = reg.register();
+        let info = || ClientInfo {
+            user: "app".into(),
+            database: "app".into(),
+            application_name: String::new(),
+            peer: None,
+            connected_at: std::time::SystemTime::now(),
+        };
+        let a = reg.register(info());
+        let b = reg.register(info());
+        assert_eq!(reg.list().len(), 2);
         assert_ne!(a.pid, b.pid);
         assert!(
             reg.lookup(a.pid, a.secret).is_none(),
