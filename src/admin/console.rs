@@ -136,6 +136,7 @@ pub fn execute(shared: &Shared, sql: &str) -> Result<Option<Table>, String> {
                 .map(|c| vec![Some(format!("SHOW {c}"))])
                 .collect(),
         })),
+        ["SHOW", what] => show(shared, what).map(Some),
         _ => Err(format!(
             "unknown admin command \"{}\"; try one of: {}",
             sql.trim(),
