@@ -57,11 +57,14 @@ impl<'a> Lexer<'a> {
     }
 
     /// Skips whitespace and comments; returns whether anything was skipped.
+    #[inline]
     fn skip_blank(&mut self) -> bool {
         let start = self.pos;
         loop {
+            while self.pos < self.src.len() && is(self.src[self.pos], SPACE) {
+                self.pos += 1;
+            }
             match self.at(self.pos) {
-                b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c => self.pos += 1,
                 b'-' if self.at(self.pos + 1) == b'-' => {
                     let body = self.pos + 2;
                     self.pos = self.src[body..]
@@ -230,10 +233,11 @@ impl<'a> Lexer<'a> {
         self.pos = i;
     }
 
+    #[inline]
     fn skip_word(&mut self) {
         let s = self.src;
         let mut i = self.pos + 1;
-        while i < s.len() && is_ident_char(s[i]) {
+        while i < s.len() && is(s[i], IDENT) {
             i += 1;
         }
         self.pos = i;
@@ -243,10 +247,31 @@ impl<'a> Lexer<'a> {
 impl Iterator for Lexer<'_> {
     type Item = Token;
 
+    #[inline]
     fn next(&mut self) -> Option<Token> {
         let space_before = self.skip_blank();
         let start = self.pos;
         let b = *self.src.get(start)?;
+        // Most tokens are plain words and punctuation: take them before the rarer cases below.
+        let class = CLASS[b as usize];
+        if class & (IDENT_START | PREFIX) == IDENT_START {
+            self.skip_word();
+            return Some(Token {
+                kind: TokenKind::Word,
+                start,
+                end: self.pos,
+                space_before,
+            });
+        }
+        if class & SIMPLE != 0 {
+            self.pos += 1;
+            return Some(Token {
+                kind: TokenKind::Punct,
+                start,
+                end: self.pos,
+                space_before,
+            });
+        }
         let next = self.at(start + 1);
         let kind = match b {
             b'\'' => {
@@ -318,36 +343,83 @@ impl Iterator for Lexer<'_> {
     }
 }
 
-fn is_ident_start(b: u8) -> bool {
-    b.is_ascii_alphabetic() || b == b'_' || b >= 0x80
+/// Byte classes, looked up once per byte instead of a chain of comparisons.
+const SPACE: u8 = 1;
+const IDENT_START: u8 = 2;
+const IDENT: u8 = 4;
+const OP: u8 = 8;
+const TAG: u8 = 16;
+/// Letters that may open a prefixed literal (`E'`, `B'`, `X'`, `N'`, `U&'`).
+const PREFIX: u8 = 32;
+/// Punctuation that is always a one-byte token.
+const SIMPLE: u8 = 64;
+
+static CLASS: [u8; 256] = classes();
+
+const fn classes() -> [u8; 256] {
+    let mut table = [0u8; 256];
+    let mut b = 0usize;
+    while b < 256 {
+        let c = b as u8;
+        let mut class = 0;
+        if matches!(c, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c) {
+            class |= SPACE;
+        }
+        if c.is_ascii_alphabetic() || c == b'_' || c >= 0x80 {
+            class |= IDENT_START | IDENT | TAG;
+        }
+        if c.is_ascii_digit() {
+            class |= IDENT | TAG;
+        }
+        if c == b'$' {
+            class |= IDENT;
+        }
+        if matches!(
+            c,
+            b'+' | b'-'
+                | b'*'
+                | b'/'
+                | b'<'
+                | b'>'
+                | b'='
+                | b'~'
+                | b'!'
+                | b'@'
+                | b'#'
+                | b'%'
+                | b'^'
+                | b'&'
+                | b'|'
+                | b'`'
+                | b'?'
+        ) {
+            class |= OP;
+        }
+        if matches!(
+            c,
+            b'e' | b'E' | b'b' | b'B' | b'x' | b'X' | b'n' | b'N' | b'u' | b'U'
+        ) {
+            class |= PREFIX;
+        }
+        table[b] = class;
+        b += 1;
+    }
+    table
 }
 
-fn is_ident_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80
+#[inline]
+fn is(b: u8, class: u8) -> bool {
+    CLASS[b as usize] & class != 0
+}
+
+fn is_ident_start(b: u8) -> bool {
+    is(b, IDENT_START)
 }
 
 fn is_tag_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80
+    is(b, TAG)
 }
 
 fn is_op_char(b: u8) -> bool {
-    matches!(
-        b,
-        b'+' | b'-'
-            | b'*'
-            | b'/'
-            | b'<'
-            | b'>'
-            | b'='
-            | b'~'
-            | b'!'
-            | b'@'
-            | b'#'
-            | b'%'
-            | b'^'
-            | b'&'
-            | b'|'
-            | b'`'
-            | b'?'
-    )
+    is(b, OP)
 }

@@ -118,6 +118,9 @@ pub struct Analysis {
     pub writes_unknown: bool,
 }
 
+/// Longest text whose analysis is cached.
+const MAX_CACHED_TEXT: usize = 64 * 1024;
+
 /// The statement analyzer shared by all client tasks (`Arc<Router>`).
 pub struct Router {
     cache: moka::sync::Cache<u64, Arc<Analysis>, PassThrough>,
@@ -141,10 +144,15 @@ pub struct RouterStats {
 }
 
 impl Router {
-    /// `capacity`: statement shapes kept in the analysis cache.
+    /// `capacity`: statement shapes kept in the analysis cache. An analysis counts one entry
+    /// per started KiB of its normalized text, so the cache holds about `capacity` KiB of text
+    /// at most, whatever the statements.
     pub fn new(catalog: FunctionCatalog, capacity: u64) -> Self {
         let cache = moka::sync::Cache::builder()
             .max_capacity(capacity)
+            .weigher(|_, analysis: &Arc<Analysis>| {
+                u32::try_from(analysis.normalized.len() / 1024 + 1).unwrap_or(u32::MAX)
+            })
             .build_with_hasher(PassThrough);
         Self {
             cache,
@@ -189,7 +197,8 @@ impl Router {
             (state.salt, state.catalog.clone())
         };
         let analysis = Arc::new(analyze::analyze(sql, &shape, &catalog));
-        if analysis.reuse_by_shape {
+        // Huge texts (bulk INSERTs) rarely repeat their shape and would crowd out the rest.
+        if analysis.reuse_by_shape && sql.len() <= MAX_CACHED_TEXT {
             self.cache.insert(shape.hash ^ salt, analysis.clone());
         }
         analysis
@@ -201,6 +210,12 @@ impl Router {
             misses: self.misses.load(Ordering::Relaxed),
         }
     }
+}
+
+/// Analyzes one text without any cache: the slow path of [`Router::analyze`], for tools and
+/// benchmarks.
+pub fn analyze_uncached(sql: &str, catalog: &FunctionCatalog) -> Analysis {
+    analyze::analyze(sql, &shape::shape(sql), catalog)
 }
 
 /// Cache keys are already well-mixed 64-bit hashes; hashing them again is wasted time.

@@ -100,92 +100,144 @@ impl Keyword {
     }
 }
 
-/// A 64-bit running hash built on the folded multiply used by wyhash and ahash: fast, and with
-/// fixed keys so shapes (and the fingerprints of unparsable text derived from them) are stable.
-struct Mixer(u64);
+/// Hashes the token sequence one 64-bit word per short token. A token of 1 to 7 bytes is one
+/// word: its bytes (lowercased for words) with its kind and length in the top byte. A longer one
+/// is a header word (kind, length 0 in the top byte, real length below) and then its bytes eight
+/// at a time. Literals and punctuation carry no bytes beyond the top one. Distinct token
+/// sequences thus feed distinct word sequences.
+///
+/// The mixing step is the folded multiply of wyhash and ahash; keys are fixed so shapes (and the
+/// fingerprints of unparsable text derived from them) are stable across processes.
+struct TokenHasher(u64);
 
 const K0: u64 = 0x243f_6a88_85a3_08d3;
 const K1: u64 = 0x1319_8a2e_0370_7344;
+const ONES: u64 = u64::MAX / 255;
 
-impl Mixer {
-    #[inline]
+/// Token kinds, in the top five bits of a token's first word.
+const WORD: u64 = 1;
+const QUOTED: u64 = 2;
+const LITERAL: u64 = 3;
+const PARAM: u64 = 4;
+const OPERATOR: u64 = 5;
+const OTHER: u64 = 6;
+
+impl TokenHasher {
+    #[inline(always)]
     fn mix(&mut self, word: u64) {
-        let x = u128::from(self.0 ^ word) * u128::from(K1);
-        self.0 = ((x as u64) ^ ((x >> 64) as u64)).wrapping_add(K0);
+        self.0 = fold(self.0 ^ word);
     }
 
-    #[inline]
-    fn bytes(&mut self, tag: u64, bytes: &[u8], fold_case: bool) {
-        self.mix(tag | (bytes.len() as u64) << 8);
-        for chunk in bytes.chunks(8) {
-            let mut word = 0u64;
-            for (i, &b) in chunk.iter().enumerate() {
-                let b = if fold_case { b.to_ascii_lowercase() } else { b };
-                word |= u64::from(b) << (i * 8);
-            }
-            self.mix(word);
+    #[inline(always)]
+    fn token(&mut self, kind: u64, src: &[u8], start: usize, end: usize, fold_case: bool) {
+        let len = end - start;
+        let lower = |w: u64| if fold_case { ascii_lowercase(w) } else { w };
+        if len < 8 {
+            self.mix(lower(load(src, start, len)) | kind << 59 | (len as u64) << 56);
+            return;
+        }
+        self.mix(kind << 59 | len as u64 & 0x00ff_ffff_ffff_ffff);
+        let mut at = start;
+        while at < end {
+            let n = (end - at).min(8);
+            self.mix(lower(load(src, at, n)));
+            at += n;
         }
     }
 }
 
-const TAG_WORD: u64 = 1;
-const TAG_QUOTED: u64 = 2;
-const TAG_LITERAL: u64 = 3;
-const TAG_PARAM: u64 = 4;
-const TAG_OPERATOR: u64 = 5;
-const TAG_PUNCT: u64 = 6;
-const TAG_HINT: u64 = 7;
-const TAG_UNTERMINATED: u64 = 8;
+/// One round of the folded multiply.
+#[inline(always)]
+fn fold(x: u64) -> u64 {
+    let m = u128::from(x) * u128::from(K1);
+    ((m as u64) ^ ((m >> 64) as u64)).wrapping_add(K0)
+}
+
+/// `len` (1..=8) bytes of `src` from `at`, little-endian, zero above.
+#[inline]
+fn load(src: &[u8], at: usize, len: usize) -> u64 {
+    match src.get(at..at + 8) {
+        Some(eight) => {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(eight);
+            let word = u64::from_le_bytes(word);
+            if len >= 8 {
+                word
+            } else {
+                word & ((1u64 << (len * 8)) - 1)
+            }
+        }
+        None => {
+            let mut word = [0u8; 8];
+            let tail = src.get(at..at + len).unwrap_or(&[]);
+            word[..tail.len()].copy_from_slice(tail);
+            u64::from_le_bytes(word)
+        }
+    }
+}
+
+/// ASCII `A-Z` to `a-z` in all eight bytes at once; other bytes unchanged (as in std's
+/// `make_ascii_lowercase`).
+#[inline]
+fn ascii_lowercase(word: u64) -> u64 {
+    let heptets = word & (ONES * 0x7f);
+    let at_least_a = heptets + ONES * (0x80 - u64::from(b'A'));
+    let beyond_z = heptets + ONES * (0x7f - u64::from(b'Z'));
+    let ascii = !word & (ONES * 0x80);
+    let upper = ascii & (at_least_a ^ beyond_z);
+    word | (upper >> 2)
+}
 
 /// Computes the shape of a statement text: the hot-path key of the analysis cache.
 pub fn shape(sql: &str) -> Shape {
     let src = sql.as_bytes();
     let mut lexer = Lexer::new(sql);
-    let mut h = Mixer(K0);
+    let mut h = TokenHasher(K0);
     let mut first_keyword = Keyword::None;
     let mut leading = true;
     let mut statements = 0u32;
     let mut in_statement = false;
     let mut literals = 0u32;
     for tok in lexer.by_ref() {
-        let text = &src[tok.start..tok.end];
+        let first = src[tok.start];
         match tok.kind {
-            TokenKind::Word => h.bytes(TAG_WORD, text, true),
-            TokenKind::QuotedIdent => h.bytes(TAG_QUOTED, text, false),
+            TokenKind::Word => h.token(WORD, src, tok.start, tok.end, true),
+            TokenKind::QuotedIdent => h.token(QUOTED, src, tok.start, tok.end, false),
             TokenKind::Literal => {
                 literals += 1;
-                h.mix(TAG_LITERAL);
+                h.mix(LITERAL << 59 | 1 << 56);
             }
-            TokenKind::Param => h.bytes(TAG_PARAM, text, false),
-            TokenKind::Operator => h.bytes(TAG_OPERATOR, text, false),
-            TokenKind::Punct => h.mix(TAG_PUNCT | u64::from(text[0]) << 8),
+            TokenKind::Param => h.token(PARAM, src, tok.start + 1, tok.end, false),
+            TokenKind::Operator => h.token(OPERATOR, src, tok.start, tok.end, false),
+            TokenKind::Punct => h.mix(OTHER << 59 | 1 << 56 | u64::from(first)),
         }
         if leading {
             match tok.kind {
                 TokenKind::Word => {
-                    first_keyword = Keyword::from_word(text);
+                    first_keyword = Keyword::from_word(&src[tok.start..tok.end]);
                     leading = false;
                 }
-                TokenKind::Punct if text[0] == b'(' => {}
+                TokenKind::Punct if first == b'(' => {}
                 _ => leading = false,
             }
         }
-        if tok.kind == TokenKind::Punct && text[0] == b';' {
+        if tok.kind == TokenKind::Punct && first == b';' {
             in_statement = false;
         } else if !in_statement {
             in_statement = true;
             statements += 1;
         }
     }
+    let mut hash = fold(h.0 ^ u64::from(statements));
+    // Flags go in after the tokens, whose words never have a zero top byte.
     if lexer.hint {
-        h.mix(TAG_HINT);
+        hash = fold(hash ^ 0x6869_6e74);
     }
     if lexer.unterminated {
-        h.mix(TAG_UNTERMINATED);
+        hash = fold(hash ^ 0x6f70_656e);
     }
-    h.mix(u64::from(statements));
     Shape {
-        hash: h.0,
+        hash,
         primary_hint: lexer.hint,
         first_keyword,
         statements,

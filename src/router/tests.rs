@@ -26,3 +26,22 @@ fn router() -> Router {
 fn analyze(sql: &str) -> Arc<Analysis> {
     router().analyze(sql)
 }
+
+#[test]
+fn router_and_analysis_are_shareable_across_tasks() {
+    fn shareable<T: Send + Sync + 'static>() {}
+    shareable::<Router>();
+    shareable::<Analysis>();
+    shareable::<FunctionCatalog>();
+}
+
+#[test]
+fn huge_texts_are_analyzed_but_not_cached() {
+    let router = router();
+    let rows = vec!["(1, 'x')"; 20_000].join(", ");
+    let sql = format!("INSERT INTO t VALUES {rows}");
+    assert!(sql.len() > 64 * 1024);
+    assert_eq!(router.analyze(&sql).reason, "insert");
+    assert_eq!(router.analyze(&sql).reason, "insert");
+    assert_eq!(router.stats().misses, 2);
+}
