@@ -43,6 +43,8 @@ pub struct ReadyAction {
     pub cursor: usize,
     /// A ROLLBACK completed within the request, undoing SETs it made.
     pub rolled_back: bool,
+    /// With `stats.log_parameters`: the Query text or the last Bind, for the slow-query log.
+    pub parameters: Option<Frame>,
 }
 
 /// The statements of one request; the first is kept inline so most requests allocate nothing.
@@ -400,6 +402,7 @@ impl Session {
         let out = &mut self.swbuf;
         let plan = &mut self.plan;
         let mut action = ReadyAction::new(started, pool_wait_us);
+        let log_parameters = self.shared.stats.settings.log_parameters;
         let mut parsed_unnamed = false;
         let mut failed_at: Option<usize> = None;
         for (i, (f, a)) in frames.iter().zip(analyses).enumerate() {
@@ -412,6 +415,9 @@ impl Session {
                     out.extend_from_slice(f.raw());
                     plan.push(Expect::Query);
                     action.simple = true;
+                    if log_parameters {
+                        action.parameters = Some(f.clone());
+                    }
                     if let Some(a) = a {
                         action.executed.push(a.clone());
                         if a.discard_all {
@@ -482,6 +488,9 @@ impl Session {
                 }
                 tag::BIND => {
                     let b = Bind::decode(f.body())?;
+                    if log_parameters {
+                        action.parameters = Some(f.clone());
+                    }
                     if b.statement.is_empty() {
                         reparse_unnamed(conn, out, plan, &self.unnamed, parsed_unnamed, pid);
                         out.extend_from_slice(f.raw());

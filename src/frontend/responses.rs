@@ -246,11 +246,57 @@ impl Session {
                     database = %self.db,
                     user = %self.user,
                     application_name = %self.application_name,
+                    parameters = action.parameters.as_ref().map(describe_parameters).unwrap_or_default(),
                     "slow query"
                 );
             }
         }
     }
+}
+
+/// The literal text of a simple Query, or a Bind's parameter values (text ones as text), for
+/// the slow-query log when `stats.log_parameters` allows it.
+fn describe_parameters(f: &crate::protocol::Frame) -> String {
+    use crate::protocol::frame::Reader;
+    if f.tag() == crate::protocol::tags::frontend::QUERY {
+        return String::from_utf8_lossy(f.body().strip_suffix(&[0]).unwrap_or(f.body()))
+            .into_owned();
+    }
+    let Ok(b) = crate::protocol::messages::Bind::decode(f.body()) else {
+        return String::new();
+    };
+    let mut r = Reader::new(b.rest, "Bind");
+    let parse = |r: &mut Reader<'_>| -> Result<Vec<String>, crate::protocol::ProtocolError> {
+        let nfmt = r.i16()?.max(0) as usize;
+        let mut formats = Vec::with_capacity(nfmt);
+        for _ in 0..nfmt {
+            formats.push(r.i16()?);
+        }
+        let n = r.i16()?.max(0) as usize;
+        let mut out = Vec::with_capacity(n);
+        for i in 0..n {
+            let len = r.i32()?;
+            let binary = match nfmt {
+                0 => false,
+                1 => formats[0] == 1,
+                _ => formats.get(i) == Some(&1),
+            };
+            out.push(if len < 0 {
+                "NULL".to_string()
+            } else {
+                let v = r.bytes(len as usize)?;
+                if binary {
+                    format!("<{len} binary bytes>")
+                } else {
+                    format!("'{}'", String::from_utf8_lossy(v))
+                }
+            });
+        }
+        Ok(out)
+    };
+    parse(&mut r)
+        .map(|v| format!("[{}]", v.join(", ")))
+        .unwrap_or_default()
 }
 
 fn is_fatal(body: &[u8]) -> bool {
@@ -274,5 +320,34 @@ fn apply(settings: &mut super::settings::Settings, e: &SessionEffect) -> bool {
             settings.reset_all();
             true
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe_parameters;
+    use crate::protocol::{build, frame};
+    use bytes::{BufMut, BytesMut};
+
+    #[test]
+    fn parameters_for_the_slow_log() {
+        let mut out = BytesMut::new();
+        build::query(&mut out, "select 42");
+        let mut rest = BytesMut::new();
+        rest.put_i16(2); // formats: text, binary
+        rest.put_i16(0);
+        rest.put_i16(1);
+        rest.put_i16(3); // three values
+        rest.put_i32(2);
+        rest.put_slice(b"ab");
+        rest.put_i32(4);
+        rest.put_slice(&[0, 0, 0, 7]);
+        rest.put_i32(-1);
+        rest.put_i16(0);
+        build::bind(&mut out, b"", b"s1", &rest);
+        let q = frame::decode(&mut out, 1024).unwrap().unwrap();
+        assert_eq!(describe_parameters(&q), "select 42");
+        let b = frame::decode(&mut out, 1024).unwrap().unwrap();
+        assert_eq!(describe_parameters(&b), "['ab', <4 binary bytes>, NULL]");
     }
 }
