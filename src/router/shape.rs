@@ -255,20 +255,35 @@ pub fn normalize(sql: &str) -> String {
         .unwrap_or(0);
     let mut next = max_param + 1;
     let mut out = String::with_capacity(sql.len());
+    let mut after_placeholder = false;
     for tok in Lexer::new(sql) {
-        if tok.space_before && !out.is_empty() {
+        let text = sql.get(tok.start..tok.end).unwrap_or("");
+        let literal = tok.kind == TokenKind::Literal;
+        // A placeholder must not fuse with a neighbour the source kept apart only by quoting:
+        // `x'a'` must not become `x$1`, nor `'a'1` become `$11`, nor `$'a'` open a `$$` quote.
+        let glued = if literal {
+            out.ends_with(fuses)
+        } else {
+            after_placeholder && text.starts_with(fuses)
+        };
+        if (tok.space_before || glued) && !out.is_empty() {
             out.push(' ');
         }
-        if tok.kind == TokenKind::Literal {
+        if literal {
             out.push('$');
             out.push_str(&next.to_string());
             next += 1;
         } else {
-            // Token bounds always fall on ASCII bytes, so this slice cannot fail; stay total anyway.
-            out.push_str(sql.get(tok.start..tok.end).unwrap_or(""));
+            out.push_str(text);
         }
+        after_placeholder = literal;
     }
     out
+}
+
+/// Characters that continue a word or a `$n` in PostgreSQL's scanner.
+fn fuses(c: char) -> bool {
+    c == '$' || c == '_' || c.is_ascii_alphanumeric() || !c.is_ascii()
 }
 
 /// Whether a text still holds a literal value.

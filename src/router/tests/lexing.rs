@@ -157,9 +157,76 @@ fn normal_form_has_no_literals() {
     );
     assert_eq!(normalize("SELECT E'a\\'b',\n  $$x$$"), "SELECT $1, $2");
     assert_eq!(normalize("SET x TO 'y'"), "SET x TO $1");
+    // Placeholders never fuse with a neighbour that quoting kept apart.
+    assert_eq!(normalize("SELECT a'b'"), "SELECT a $1");
+    assert_eq!(normalize("SELECT 'a'1, $2'b'"), "SELECT $3 $4, $2 $5");
     assert!(!has_literal(&normalize(
         "SELECT U&'x' || B'1' || X'1' || 1.5 || 'it''s'"
     )));
     assert!(has_literal("SELECT 'x'"));
     assert!(!has_literal("SELECT $1, \"x\", x"));
+}
+
+#[test]
+fn hostile_text_never_panics_and_never_leaks_literals() {
+    const PIECES: &[&str] = &[
+        "'",
+        "\"",
+        "$",
+        "$$",
+        "$a$",
+        "$1",
+        "E'",
+        "e'\\",
+        "U&'",
+        "u&\"",
+        "B'",
+        "--",
+        "/*",
+        "*/",
+        "\\",
+        ";",
+        "SELECT",
+        " FROM t",
+        " ",
+        "\n",
+        "1",
+        ".5",
+        "1e",
+        "0x",
+        "x",
+        "é",
+        "(",
+        ")",
+        "+-",
+        "=-",
+        "::",
+        "pgsplit:primary",
+        "\0",
+        "FOR UPDATE",
+        "SET x = ",
+        "BEGIN",
+        "nextval(",
+        "WITH a AS (",
+        "DELETE FROM t",
+        ",",
+    ];
+    let router = super::router();
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    for round in 0..5_000 {
+        let mut sql = String::new();
+        for _ in 0..(round % 24) {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            sql.push_str(PIECES[(state % PIECES.len() as u64) as usize]);
+        }
+        let s = shape(&sql);
+        assert!(s.statements as usize <= sql.len());
+        assert!(!has_literal(&normalize(&sql)), "{sql:?}");
+        if round % 5 == 0 {
+            let a = router.analyze(&sql);
+            assert!(!has_literal(&a.normalized), "{sql:?} -> {:?}", a.normalized);
+        }
+    }
 }
