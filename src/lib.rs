@@ -9,6 +9,7 @@ pub mod frontend;
 pub mod pool;
 pub mod protocol;
 pub mod proxy;
+pub mod report;
 pub mod router;
 pub mod stats;
 
