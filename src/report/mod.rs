@@ -2,6 +2,8 @@
 
 mod export;
 mod fetch;
+#[cfg(test)]
+mod http_tests;
 mod model;
 mod render;
 mod table;
