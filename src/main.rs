@@ -43,6 +43,8 @@ enum Command {
     SeedData(pgsplit::control::seed::SeedArgs),
     /// Combine pg_stat_statements, table/index statistics, EXPLAIN and pgsplit's stats into a report.
     Analyze(pgsplit::control::analyze::AnalyzeArgs),
+    /// Print pgsplit's stats (top queries, pools, targets) from the stats endpoint; --export writes JSON.
+    Report(pgsplit::report::ReportArgs),
 }
 
 fn init_logging(format: LogFormat) {
@@ -76,6 +78,7 @@ fn main() -> ExitCode {
             Command::Migrate(args) => control(pgsplit::control::migrate::run(&args).await),
             Command::SeedData(args) => control(pgsplit::control::seed::run(&args).await),
             Command::Analyze(args) => control(pgsplit::control::analyze::run(&args).await),
+            Command::Report(args) => control(pgsplit::report::run(&args).await),
             Command::CheckConfig { config } => match pgsplit::config::Config::load(&config) {
                 Ok(c) => {
                     print!("{}", c.render());

@@ -276,3 +276,47 @@ async fn the_sql_console_answers_in_psql() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown admin command"));
     proxy.handle.shutdown().await;
 }
+
+#[tokio::test]
+async fn report_prints_and_exports_the_seed_shape() {
+    let proxy = TestProxy::start().await;
+    let c = proxy.connect().await;
+    for i in 0..5i32 {
+        c.query_one("select $1::int + 1", &[&i]).await.unwrap();
+    }
+    let path = std::env::temp_dir().join(format!("{}.json", unique("report")));
+    let args = pgsplit::report::ReportArgs {
+        url: format!("http://{}", proxy.handle.stats_addr),
+        token: None,
+        limit: 10,
+        export: Some(path.clone()),
+    };
+    pgsplit::report::run(&args).await.expect("report");
+    let exported: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let targets = &exported["performance_targets"];
+    for key in [
+        "p90_query_time_ms",
+        "p95_query_time_ms",
+        "connection_pool_efficiency",
+        "cache_hit_rate",
+    ] {
+        let status = targets[key]["status"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{key} in {exported}"));
+        assert!(
+            ["met", "missed", "no data"].contains(&status),
+            "{key}: {status}"
+        );
+    }
+    assert_eq!(targets["p90_query_time_ms"]["status"], "met", "{exported}");
+    assert!(
+        exported["top_queries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|q| q["calls"] == 5),
+        "{exported}"
+    );
+    let _ = std::fs::remove_file(&path);
+    proxy.handle.shutdown().await;
+}
