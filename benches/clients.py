@@ -283,12 +283,16 @@ async def storm(args):
             return False
 
     t0 = time.monotonic()
+    c0 = os.times()
     results = await asyncio.gather(*(one() for _ in range(args.count)))
     wall = time.monotonic() - t0
+    c1 = os.times()
     ok = sum(results)
     print(json.dumps({
         "count": args.count, "ok": ok, "failed": args.count - ok,
-        "wall_s": round(wall, 3), "errors": dict(errors.most_common(3)),
+        "wall_s": round(wall, 3),
+        "client_cpu_s": round(c1.user + c1.system - c0.user - c0.system, 3),
+        "errors": dict(errors.most_common(3)),
     }), flush=True)
 
 

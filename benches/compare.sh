@@ -12,9 +12,9 @@
 #   --idle-counts     ascending totals of idle connections held open (default 1000,5000)
 #   --storm-count     simultaneous SCRAM logins in the login storm (default 2000)
 #   --results DIR     where logs, raw pgbench output and summary.md go (default: a new /tmp dir)
-#   --quiet-wait S    before each run, wait up to S seconds (default 60; 0: never) until the machine's
+#   --quiet-wait S    before each run, wait up to S seconds (default 30; 0: never) until the machine's
 #                     CPUs are < 25% busy for a second, since builds and tests of other people share them
-#   --quiet-budget S  stop waiting once S seconds of waiting have been spent in all (default 900)
+#   --quiet-budget S  stop waiting once S seconds of waiting have been spent in all (default 600)
 #
 # What it does:
 #   1. builds pgsplit (release), starts the cluster of scripts/cluster.sh if it is down (and stops
@@ -52,8 +52,8 @@ IDLE_COUNTS=1000,5000
 STORM_COUNT=2000
 RESULTS=
 SCALE=10
-QUIET_WAIT=60
-QUIET_BUDGET=900
+QUIET_WAIT=30
+QUIET_BUDGET=600
 QUIET_PCT=25
 
 usage() {
@@ -294,18 +294,20 @@ start_pgbouncer() {
 start_pgsplit
 start_pgbouncer
 
-declare -A PORT=([direct]=$PRIMARY_PORT [pgsplit]=$PGSPLIT_PORT [pgbouncer]=$PGBOUNCER_PORT)
+declare -A PORT=([direct]=$PRIMARY_PORT [replica]=$REPLICA_PORT [pgsplit]=$PGSPLIT_PORT [pgbouncer]=$PGBOUNCER_PORT)
 declare -A PID=([pgsplit]=$PGSPLIT_PID [pgbouncer]=$PGBOUNCER_PID)
 TARGETS=(direct pgsplit pgbouncer)
-declare -A NAME=([direct]="direct (primary)" [pgsplit]=pgsplit [pgbouncer]=PgBouncer)
+declare -A NAME=([direct]="direct (primary)" [replica]="direct (replica)" [pgsplit]=pgsplit [pgbouncer]=PgBouncer)
+# The latency section also measures the replica directly: pgsplit's queries run there.
+LAT_TARGETS=(direct replica pgsplit pgbouncer)
 NOTES=()
 
 # Restarts a proxy that died, once per section, and notes it in the report.
 ensure_alive() {
     local t=$1
-    [[ $t == direct ]] && return 0
+    [[ $t == direct || $t == replica ]] && return 0
     kill -0 "${PID[$t]}" 2>/dev/null && return 0
-    NOTES+=("$t exited during the benchmark (before the $2 section); see the log excerpt below")
+    NOTES+=("$t (pid ${PID[$t]}) was found not running in the $2 section and was restarted")
     log "error: $t (pid ${PID[$t]}) has exited; restarting it"
     if [[ $t == pgsplit ]]; then start_pgsplit; PID[pgsplit]=$PGSPLIT_PID; else start_pgbouncer; PID[pgbouncer]=$PGBOUNCER_PID; fi
 }
@@ -318,12 +320,25 @@ run_pgbench() {
     local section=$1 t=$2 mode=$3 c=$4 j=$5 rep=$6 out rc=0 tps lat failed aborted key load
     key="$section|$t|$mode|$c"
     out=$RESULTS/pgbench-$section-$t-$mode-c$c-r$rep.log
-    ensure_alive "$t" "$section"
-    ((QUIET_WAIT == 0)) && BUSY=$(cpu_busy_pct) || wait_quiet
-    load=$(cut -d' ' -f1-3 /proc/loadavg)
-    PGPASSWORD=app timeout --kill-after=10 $((DURATION + 60)) \
-        pgbench -n -S -M "$mode" -c "$c" -j "$j" -T "$DURATION" -h "$HOST" -p "${PORT[$t]}" -U app app \
-        >"$out" 2>&1 || rc=$?
+    local attempt
+    for ((attempt = 1; ; attempt++)); do
+        ensure_alive "$t" "$section"
+        ((QUIET_WAIT == 0)) && BUSY=$(cpu_busy_pct) || wait_quiet
+        load=$(cut -d' ' -f1-3 /proc/loadavg)
+        rc=0
+        PGPASSWORD=app timeout --kill-after=10 $((DURATION + 60)) \
+            pgbench -n -S -M "$mode" -c "$c" -j "$j" -T "$DURATION" -h "$HOST" -p "${PORT[$t]}" -U app app \
+            >"$out" 2>&1 || rc=$?
+        # A proxy that exited during the run (a crash, or a signal from someone else's cleanup on
+        # this shared machine) spoils the run: keep its output, note it, restart and run it again.
+        if [[ $t != direct && $t != replica ]] && ! kill -0 "${PID[$t]}" 2>/dev/null && ((attempt < 3)); then
+            mv "$out" "${out%.log}-attempt$attempt.log"
+            NOTES+=("$t (pid ${PID[$t]}) exited during run $rep of $section -M $mode -c $c (attempt $attempt; run repeated). Last lines of its log: \`$(grep -v 'slow query' "$RESULTS/$t.log" | tail -n 3 | tr '\n' ' ' | cut -c1-400)\`")
+            log "error: $t exited during the run; repeating it"
+            continue
+        fi
+        break
+    done
     tps=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)$/\1/p' "$out")
     lat=$(sed -n 's/^latency average = \([0-9.]*\) ms$/\1/p' "$out")
     failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$out")
@@ -374,7 +389,7 @@ LAT_MODES=(prepared simple)
 if has_section latency; then
     for mode in "${LAT_MODES[@]}"; do
         for ((rep = 1; rep <= REPEAT; rep++)); do
-            for t in "${TARGETS[@]}"; do
+            for t in "${LAT_TARGETS[@]}"; do
                 run_pgbench latency "$t" "$mode" 1 1 "$rep"
             done
         done
@@ -458,22 +473,26 @@ report() {
     if has_section latency; then
         echo "### Added latency, one client (pgbench -S -c 1 -j 1, latency average)"
         echo
-        echo "| mode | target | latency avg (ms) | added vs direct (µs) | TPS | failures |"
+        echo "| mode | target | latency avg (ms) | added vs direct primary (µs) | TPS | failures |"
         echo "|---|---|---:|---:|---:|---|"
         for mode in "${LAT_MODES[@]}"; do
             d=$(median ${LAT[latency|direct|$mode|1]:-})
-            for t in "${TARGETS[@]}"; do
+            for t in "${LAT_TARGETS[@]}"; do
                 key="latency|$t|$mode|1"
                 s=$(median ${LAT[$key]:-})
                 local added=n/a
                 if [[ $t == direct ]]; then
                     added="—"
+                elif [[ $t == replica ]]; then
+                    added="($(awk -v a="$s" -v b="$d" 'BEGIN { printf "%+.0f", (a - b) * 1000 }'))"
                 elif [[ -n $s && -n $d ]]; then
                     added=$(awk -v a="$s" -v b="$d" 'BEGIN { printf "%+.0f", (a - b) * 1000 }')
                 fi
                 echo "| $mode | ${NAME[$t]} | ${s:-n/a} | $added | $(fmt_num "$(median ${TPS[$key]:-})") | $(failures "$key") |"
             done
         done
+        echo
+        echo "pgsplit sends these queries to the replica, PgBouncer to the primary; the replica's own difference to the primary is shown in parentheses."
         echo
     fi
     if has_section idle; then
@@ -495,21 +514,23 @@ report() {
     if has_section storm; then
         echo "### Login storm: $STORM_COUNT SCRAM logins at once (asyncio.gather), each SELECT 1 then close"
         echo
-        echo "| proxy | client | wall time, median (s) | runs (s) | ok | failed | errors |"
-        echo "|---|---|---:|---|---:|---:|---|"
+        echo "| proxy | client | wall time, median (s) | runs (s) | client CPU in runs (s) | ok | failed | errors |"
+        echo "|---|---|---:|---|---|---:|---:|---|"
         for client in "${STORM_CLIENTS[@]}"; do
             for t in pgsplit pgbouncer; do
-                local files=${STORM[$t|$client]:-} walls ok failed errs
+                local files=${STORM[$t|$client]:-} walls cpus ok failed errs
                 walls=$(cat $files /dev/null 2>/dev/null | jq -r '.wall_s' | tr '\n' ' ')
+                cpus=$(cat $files /dev/null 2>/dev/null | jq -r '.client_cpu_s' | tr '\n' ' ')
                 ok=$(cat $files /dev/null 2>/dev/null | jq -r '.ok' | paste -sd/ -)
                 failed=$(cat $files /dev/null 2>/dev/null | jq -r '.failed' | paste -sd/ -)
                 errs=$(cat $files /dev/null 2>/dev/null | jq -r '.errors | to_entries[] | "\(.value)× \(.key)"' | head -n 2 | paste -sd';' - | cut -c1-250)
-                echo "| ${NAME[$t]} | $client | $(median $walls) | ${walls% } | ${ok:-—} | ${failed:-—} | ${errs:-—} |"
+                echo "| ${NAME[$t]} | $client | $(median $walls) | ${walls% } | ${cpus% } | ${ok:-—} | ${failed:-—} | ${errs:-—} |"
             done
         done
         echo
         echo "Clients: *raw* is the standard-library client of benches/clients.py (full SCRAM exchange per login, salted password derived once);"
         echo "*asyncpg* derives the salted password (PBKDF2, 4096 rounds) in the client for every login, which costs the shared CPU several ms per login."
+        echo "Client CPU is the user+system time of the Python client process during the timed part: on 2 shared cores it bounds the wall time from below."
         echo
     fi
     if ((${#NOTES[@]})); then
@@ -519,7 +540,7 @@ report() {
         echo
     fi
     local errs
-    errs=$(grep -E ' (WARN|ERROR) ' "$RESULTS/pgsplit.log" | sed -E 's/^[^ ]+ +//' | sort | uniq -c | sort -rn | head -n 10 || true)
+    errs=$(grep -E ' (WARN|ERROR) ' "$RESULTS/pgsplit.log" | sed -E 's/^[^ ]+ +//; s/(duration_ms|peer)=[^ ]+/\1=*/g' | sort | uniq -c | sort -rn | head -n 10 || true)
     if [[ -n $errs ]]; then
         echo "### pgsplit log: warnings and errors (count, message)"
         echo
