@@ -263,3 +263,67 @@ async fn flush_on_a_replica_then_a_write_does_not_hang() {
     assert_eq!(tags, b"12DCZ", "got {:?}", String::from_utf8_lossy(&tags));
     proxy.handle.shutdown().await;
 }
+
+#[tokio::test]
+async fn notices_notifications_and_empty_queries_pass_through() {
+    use futures_util::StreamExt;
+    use tokio_postgres::AsyncMessage;
+    let proxy = TestProxy::start().await;
+    let (listener, mut conn) =
+        tokio_postgres::connect(&proxy.url("app", "app"), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut messages = futures_util::stream::poll_fn(move |cx| conn.poll_message(cx));
+        while let Some(m) = messages.next().await {
+            match m {
+                Ok(AsyncMessage::Notice(n)) => {
+                    let _ = tx.send(format!("notice:{}", n.message()));
+                }
+                Ok(AsyncMessage::Notification(n)) => {
+                    let _ = tx.send(format!("notify:{}:{}", n.channel(), n.payload()));
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+    });
+    let channel = unique("chan");
+    // LISTEN pins this client to its server connection, so the notification reaches it.
+    listener
+        .batch_execute(&format!("listen {channel}"))
+        .await
+        .unwrap();
+    listener
+        .batch_execute("do $$ begin raise notice 'hello from the server'; end $$")
+        .await
+        .unwrap();
+    let other = proxy.connect().await;
+    other
+        .batch_execute(&format!("notify {channel}, 'payload-1'"))
+        .await
+        .unwrap();
+    // Any request on the listening connection lets the client read what the server queued.
+    let mut seen = Vec::new();
+    for _ in 0..50 {
+        listener.simple_query("").await.unwrap();
+        while let Ok(m) = rx.try_recv() {
+            seen.push(m);
+        }
+        if seen.iter().any(|m| m.starts_with("notify:")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        seen.contains(&"notice:hello from the server".to_string()),
+        "{seen:?}"
+    );
+    assert!(
+        seen.contains(&format!("notify:{channel}:payload-1")),
+        "{seen:?}"
+    );
+    // The empty query answered EmptyQueryResponse (simple_query returned Ok above).
+    proxy.handle.shutdown().await;
+}

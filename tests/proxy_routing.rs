@@ -128,3 +128,30 @@ async fn multi_statement_simple_query_with_a_write_goes_to_the_primary() {
     assert_eq!(v.as_deref(), Some("false"));
     proxy.handle.shutdown().await;
 }
+
+#[tokio::test]
+async fn reads_fall_back_to_the_primary_when_no_replica_answers() {
+    // A replica address where nothing listens.
+    let env = pgsplit::config::EnvOverrides {
+        primary: Some(primary_addr()),
+        replicas: Some("127.0.0.1:1".into()),
+        ..Default::default()
+    };
+    let config = pgsplit::config::Config::from_toml(&config_text(""), &env).unwrap();
+    let listener = pgsplit::bind(config.listen, 128).unwrap();
+    let handle = pgsplit::start(std::sync::Arc::new(config), listener)
+        .await
+        .unwrap();
+    let c = connect(&format!(
+        "postgres://app:app@127.0.0.1:{}/app",
+        handle.addr.port()
+    ))
+    .await;
+    for _ in 0..3 {
+        assert!(
+            !in_recovery(&c, "select pg_is_in_recovery()").await,
+            "read served by the primary"
+        );
+    }
+    handle.shutdown().await;
+}
