@@ -14,6 +14,9 @@ pub struct ChurnCounters {
     pub connect_errors: AtomicU64,
 }
 
+/// Idle time after which a connection is probed for a server-side close before reuse.
+const PROBE_AFTER_IDLE: Duration = Duration::from_secs(1);
+
 pub struct ServerManager {
     pub login: LoginParams,
     pub max_prepared: usize,
@@ -55,6 +58,12 @@ impl Manager for ServerManager {
         }
         if metrics.last_used() > self.idle_timeout {
             return Err(RecycleError::message("idle too long"));
+        }
+        // A connection reused within the last second is almost surely alive; skipping the
+        // probe there saves a syscall per request. One that died in that second fails its
+        // request with a clean 08006 (or the server's FATAL) and is discarded.
+        if metrics.last_used() < PROBE_AFTER_IDLE {
+            return Ok(());
         }
         let mut probe = [0u8; 1];
         match conn.stream.try_read(&mut probe) {

@@ -178,7 +178,6 @@ pub struct QueryStats {
     per_shard: usize,
     other: Mutex<Entry>,
     folded: AtomicU64,
-    all: Mutex<LatencyHistogram>,
     clock: AtomicU64,
 }
 
@@ -201,7 +200,6 @@ impl QueryStats {
             per_shard: max_fingerprints.div_ceil(SHARDS).max(1),
             other: Mutex::new(Entry::new(Arc::from("<other>"), Arc::from("*"), 0)),
             folded: AtomicU64::new(0),
-            all: Mutex::new(LatencyHistogram::new()),
             clock: AtomicU64::new(0),
         }
     }
@@ -223,7 +221,6 @@ impl QueryStats {
                 shard.entries.insert(key, e);
             }
         }
-        self.all.lock().record_us(s.duration_us);
     }
 
     /// Folds the least recently used entry of a full shard into the "other" row.
@@ -260,9 +257,16 @@ impl QueryStats {
         self.folded.load(Ordering::Relaxed)
     }
 
-    /// Percentiles over every statement of every fingerprint.
+    /// Percentiles over every statement of every fingerprint, merged at read time so that
+    /// recording takes only its own shard's lock.
     pub fn overall(&self) -> (u64, Percentiles) {
-        let all = self.all.lock();
+        let mut all = LatencyHistogram::new();
+        for shard in &self.shards {
+            for e in shard.lock().entries.values() {
+                all.merge(&e.hist);
+            }
+        }
+        all.merge(&self.other.lock().hist);
         (all.count(), all.percentiles())
     }
 
@@ -272,7 +276,6 @@ impl QueryStats {
         }
         *self.other.lock() = Entry::new(Arc::from("<other>"), Arc::from("*"), 0);
         self.folded.store(0, Ordering::Relaxed);
-        self.all.lock().reset();
     }
 }
 
