@@ -73,7 +73,7 @@ pub struct StatsSnapshot {
 
 fn pool_snapshot(database: &str, user: &str, p: &ServerPool) -> PoolSnapshot {
     let status = p.pool.status();
-    let hist: LatencyHistogram = p.acquire_time.lock().clone();
+    let hist: LatencyHistogram = p.acquire_time();
     let churn = p.churn();
     PoolSnapshot {
         name: p.name.clone(),
@@ -131,7 +131,7 @@ fn pool_totals(shared: &Shared) -> (Option<f64>, Option<f64>) {
         for p in set.all() {
             n += p.acquisitions.load(Ordering::Relaxed);
             fast += p.fast_acquisitions.load(Ordering::Relaxed);
-            all.merge(&p.acquire_time.lock());
+            all.merge(&p.acquire_time());
         }
     }
     if n == 0 {

@@ -71,8 +71,9 @@ pub struct ServerPool {
     pub server: Arc<ServerInfo>,
     pub pool: Pool<ServerManager>,
     pub timeouts: AtomicU64,
-    /// Time clients waited for a connection, successful acquisitions only.
-    pub acquire_time: parking_lot::Mutex<LatencyHistogram>,
+    /// Time clients waited for a connection, successful acquisitions only; sharded so that
+    /// concurrent acquisitions rarely meet on one lock.
+    acquire_time: [parking_lot::Mutex<LatencyHistogram>; ACQUIRE_SHARDS],
     pub acquisitions: AtomicU64,
     /// Acquisitions served within the efficiency target (5 ms by default).
     pub fast_acquisitions: AtomicU64,
@@ -86,11 +87,22 @@ impl ServerPool {
 
     fn record_acquire(&self, waited: Duration) {
         let us = waited.as_micros() as u64;
-        self.acquisitions.fetch_add(1, Ordering::Relaxed);
+        let n = self.acquisitions.fetch_add(1, Ordering::Relaxed);
         if us <= self.fast_us {
             self.fast_acquisitions.fetch_add(1, Ordering::Relaxed);
         }
-        self.acquire_time.lock().record_us(us);
+        self.acquire_time[n as usize % ACQUIRE_SHARDS]
+            .lock()
+            .record_us(us);
+    }
+
+    /// Every acquisition's wait, merged from the shards.
+    pub fn acquire_time(&self) -> LatencyHistogram {
+        let mut all = LatencyHistogram::new();
+        for shard in &self.acquire_time {
+            all.merge(&shard.lock());
+        }
+        all
     }
 
     /// Share of acquisitions served within the target time; `None` before the first.
@@ -103,7 +115,9 @@ impl ServerPool {
         self.acquisitions.store(0, Ordering::Relaxed);
         self.fast_acquisitions.store(0, Ordering::Relaxed);
         self.timeouts.store(0, Ordering::Relaxed);
-        self.acquire_time.lock().reset();
+        for shard in &self.acquire_time {
+            shard.lock().reset();
+        }
     }
 }
 
@@ -173,6 +187,7 @@ pub struct PoolSet {
 }
 
 const DOWN_FOR: Duration = Duration::from_secs(2);
+const ACQUIRE_SHARDS: usize = 8;
 
 impl PoolSet {
     /// A connection for a request routed to `role`; reads fall back to the primary when no replica answers.
@@ -351,7 +366,9 @@ impl Pools {
                 server: server.clone(),
                 pool,
                 timeouts: AtomicU64::new(0),
-                acquire_time: parking_lot::Mutex::new(LatencyHistogram::new()),
+                acquire_time: std::array::from_fn(|_| {
+                    parking_lot::Mutex::new(LatencyHistogram::new())
+                }),
                 acquisitions: AtomicU64::new(0),
                 fast_acquisitions: AtomicU64::new(0),
                 fast_us: (c.stats.settings.thresholds.fast_acquire_ms * 1000.0) as u64,
