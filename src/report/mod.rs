@@ -1,7 +1,7 @@
 //! `pgsplit report`: reads a running pgsplit's stats endpoint, prints a readable report and optionally exports the seed's JSON.
 
 mod export;
-mod fetch;
+pub mod fetch;
 #[cfg(test)]
 mod http_tests;
 mod model;

@@ -1,19 +1,8 @@
-//! Fetching pgsplit's `/stats` JSON over plain HTTP and reading it leniently.
+//! Fetching pgsplit's `/stats` JSON (with `pgsplit report`'s HTTP client) and reading it leniently.
 //!
-//! A hand-written GET over a TcpStream: the endpoint is local, plain HTTP and small, so a
-//! client crate (and its TLS stack) would add more than it saves. Every field is optional,
-//! because the endpoint is evolving alongside this command.
-
-use std::time::Duration;
+//! Every field is optional, because the endpoint is evolving alongside this command.
 
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-const READ_TIMEOUT: Duration = Duration::from_secs(5);
-/// A stats document larger than this is refused rather than buffered.
-const MAX_BODY: usize = 32 * 1024 * 1024;
 
 /// One `queries[]` entry.
 #[derive(Debug, Clone, Default)]
@@ -56,7 +45,11 @@ pub struct PgsplitStats {
 
 /// GETs `url` (a bare `http://host:port` means `/stats`) and parses the JSON.
 pub async fn fetch(url: &str) -> Result<PgsplitStats, String> {
-    let body = get(url).await?;
+    // `report` appends /stats itself; this command has always accepted either form.
+    let base = url.trim_end_matches('/').trim_end_matches("/stats");
+    let body = crate::report::fetch::get_stats(base, None)
+        .await
+        .map_err(|e| e.to_string())?;
     let json: Value =
         serde_json::from_slice(&body).map_err(|e| format!("{url} did not return JSON: {e}"))?;
     Ok(parse(&json))
@@ -117,92 +110,9 @@ pub fn parse(json: &Value) -> PgsplitStats {
     }
 }
 
-async fn get(url: &str) -> Result<Vec<u8>, String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("{url}: only plain http:// URLs are supported for --stats-url"))?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) if &rest[i..] != "/" => (&rest[..i], &rest[i..]),
-        Some(i) => (&rest[..i], "/stats"),
-        None => (rest, "/stats"),
-    };
-    let addr = if authority.contains(':') {
-        authority.to_string()
-    } else {
-        format!("{authority}:80")
-    };
-    let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&addr))
-        .await
-        .map_err(|_| format!("connecting to {addr} timed out"))?
-        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
-    );
-    let mut response = Vec::new();
-    let io = async {
-        stream.write_all(request.as_bytes()).await?;
-        (&mut stream)
-            .take(MAX_BODY as u64 + 1)
-            .read_to_end(&mut response)
-            .await
-    };
-    tokio::time::timeout(READ_TIMEOUT, io)
-        .await
-        .map_err(|_| format!("{url} did not answer within {READ_TIMEOUT:?}"))?
-        .map_err(|e| format!("reading from {url}: {e}"))?;
-    if response.len() > MAX_BODY {
-        return Err(format!("{url} returned more than {MAX_BODY} bytes"));
-    }
-    let split = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| format!("{url} sent no complete HTTP header"))?;
-    let head = String::from_utf8_lossy(&response[..split]).to_string();
-    let body = &response[split + 4..];
-    let status = head.split_whitespace().nth(1).unwrap_or("");
-    if status != "200" {
-        let line = head.lines().next().unwrap_or("");
-        return Err(format!("{url}{path} answered `{line}`"));
-    }
-    let chunked = head.lines().any(|l| {
-        let l = l.to_ascii_lowercase();
-        l.starts_with("transfer-encoding:") && l.contains("chunked")
-    });
-    if chunked {
-        dechunk(body).ok_or_else(|| format!("{url} sent a malformed chunked body"))
-    } else {
-        Ok(body.to_vec())
-    }
-}
-
-/// Decodes an HTTP/1.1 chunked body.
-fn dechunk(mut body: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let eol = body.windows(2).position(|w| w == b"\r\n")?;
-        let size_text = std::str::from_utf8(&body[..eol]).ok()?;
-        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
-        body = &body[eol + 2..];
-        if size == 0 {
-            return Some(out);
-        }
-        out.extend_from_slice(body.get(..size)?);
-        body = body.get(size + 2..)?;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dechunks_a_two_chunk_body() {
-        assert_eq!(
-            dechunk(b"3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n").as_deref(),
-            Some(&b"abcde"[..])
-        );
-        assert_eq!(dechunk(b"5\r\nab"), None);
-    }
 
     #[test]
     fn parses_leniently_and_takes_the_worst_pool() {

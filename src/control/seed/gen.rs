@@ -97,7 +97,7 @@ impl<'a> Row<'a> {
 /// `YYYY-MM-DD HH:MM:SS+00` for Unix seconds (proleptic Gregorian, Howard Hinnant's algorithm).
 pub fn timestamp(epoch: i64) -> String {
     let (days, secs) = (epoch.div_euclid(DAY), epoch.rem_euclid(DAY));
-    let (y, m, d) = civil_from_days(days);
+    let (y, m, d) = crate::civil::civil_from_days(days);
     format!(
         "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}+00",
         secs / 3600,
@@ -106,27 +106,9 @@ pub fn timestamp(epoch: i64) -> String {
     )
 }
 
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
 /// Unix seconds at midnight UTC of a civil date.
 pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    (era * 146_097 + doe - 719_468) * DAY
+    crate::civil::days_from_civil(y, m, d) * DAY
 }
 
 pub const LEAD_COLUMNS: &str =
