@@ -59,12 +59,10 @@ async fn client(
     shutdown: watch::Receiver<bool>,
 ) {
     let deadline = shared.config.startup_timeout;
-    let outcome = match tokio::time::timeout(
-        deadline,
-        handshake(&shared, socket, Some(peer), shutdown),
-    )
-    .await
-    {
+    // Boxed so the handshake's large state is freed when it ends instead of staying in every
+    // idle client's task.
+    let handshake = Box::pin(handshake(&shared, socket, Some(peer), shutdown));
+    let outcome = match tokio::time::timeout(deadline, handshake).await {
         Ok(o) => o,
         Err(_) => {
             tracing::debug!(%peer, "client did not finish startup in time");

@@ -126,7 +126,7 @@ impl Session {
     }
 
     /// Drives the session until the client leaves or its stream is unusable.
-    pub async fn run(mut self) {
+    pub async fn run(mut self: Box<Self>) {
         let end = self.drive().await;
         match &end {
             End::Fatal(e) => {
