@@ -2,7 +2,7 @@
 # Compares pgsplit with direct PostgreSQL and with PgBouncer (transaction pooling) on this machine.
 #
 #   benches/compare.sh [--duration S] [--repeat N] [--quick] [--no-build] [--only SECTIONS]
-#                      [--idle-counts N,M] [--storm-count N] [--results DIR]
+#                      [--idle-counts N,M] [--storm-count N] [--results DIR] [--quiet-wait S] [--quiet-budget S]
 #
 #   --duration S      seconds of each pgbench run (default 15)
 #   --repeat N        runs of each configuration; the median is reported (default 2)
@@ -57,7 +57,7 @@ QUIET_BUDGET=600
 QUIET_PCT=25
 
 usage() {
-    sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
