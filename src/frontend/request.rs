@@ -295,7 +295,9 @@ impl Session {
         }
         let mut pool_wait_us = 0;
         if self.server.is_none() {
-            match self.pools.acquire(role).await {
+            // Boxed: the pool's wait future is large and would otherwise sit in every idle
+            // client's task for its whole life.
+            match Box::pin(self.pools.acquire(role)).await {
                 Ok(lease) => {
                     pool_wait_us = lease.waited.as_micros() as u64;
                     self.attach(lease)

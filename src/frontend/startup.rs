@@ -302,7 +302,7 @@ async fn read_auth(stream: &mut ClientStream, rbuf: &mut BytesMut) -> Result<Fra
             }
             return Ok(f);
         }
-        match stream.read_into(rbuf).await {
+        match stream.read_small(rbuf).await {
             Ok(0) | Err(_) => {
                 return Err(ClientError::Protocol(
                     crate::protocol::ProtocolError::BadStartup("client left during authentication"),
@@ -324,7 +324,7 @@ async fn read_startup(
                 return Ok(Some(rbuf.split_to(len).freeze()));
             }
         }
-        match stream.read_into(rbuf).await {
+        match stream.read_small(rbuf).await {
             Ok(0) | Err(_) => return Ok(None),
             Ok(_) => {}
         }

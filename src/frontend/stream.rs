@@ -15,17 +15,29 @@ pub enum ClientStream {
 
 /// Bytes read per call while a request is in flight.
 const READ_CHUNK: usize = 16 * 1024;
+const HANDSHAKE_CHUNK: usize = 512;
 
 impl ClientStream {
     /// Reads more bytes into `buf`; an empty `buf` is allocated only once data is ready, so an
     /// idle client holds no read buffer. Cancel safe: no bytes are lost if the future is dropped.
     pub async fn read_into(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        self.read_chunk(buf, READ_CHUNK).await
+    }
+
+    /// Like [`read_into`](Self::read_into) with a smaller reservation, for the handshake: its
+    /// messages are tiny, and thousands of clients logging in at once would otherwise each
+    /// allocate a full chunk that the allocator keeps after they go idle.
+    pub async fn read_small(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        self.read_chunk(buf, HANDSHAKE_CHUNK).await
+    }
+
+    async fn read_chunk(&mut self, buf: &mut BytesMut, chunk: usize) -> io::Result<usize> {
         match self {
             ClientStream::Plain(s) => loop {
                 if buf.capacity() == 0 {
                     s.readable().await?;
                 }
-                buf.reserve(READ_CHUNK);
+                buf.reserve(chunk);
                 match s.try_read_buf(buf) {
                     Ok(n) => return Ok(n),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -38,7 +50,7 @@ impl ClientStream {
                 }
             },
             ClientStream::Tls(s) => {
-                buf.reserve(READ_CHUNK);
+                buf.reserve(chunk);
                 s.read_buf(buf).await
             }
         }
