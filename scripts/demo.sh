@@ -57,8 +57,13 @@ sleep 0.2
 run "select count(*) as notes, inet_server_port() as server_port from demo_notes"
 
 echo
+echo "== what pgsplit measured (pgsplit report; also http://127.0.0.1:9930/stats and psql -d pgsplit -c 'SHOW QUERIES')"
+./target/release/pgsplit report --url http://127.0.0.1:9930 --limit 6 || true
+
+echo
 echo "Reads went to the replica (port ${PGSPLIT_REPLICA_PORT:-15433}), writes and transactions to the primary (port ${PGSPLIT_PRIMARY_PORT:-15432})."
 echo "Point an application at:  DATABASE_URL=postgresql://app:app@127.0.0.1:6432/app"
+echo "Stats: http://127.0.0.1:9930/stats   Prometheus: http://127.0.0.1:9930/metrics"
 if ((EXIT_AFTER)); then
     exit 0
 fi
