@@ -240,14 +240,7 @@ async fn a_server_dying_mid_request_fails_only_that_request() {
     let sql = format!("select pg_sleep(5), '{marker}'");
     let killer = tokio::spawn(async move {
         // Find the replica backend running the marked query and terminate it.
-        let replica_url = format!(
-            "postgres://postgres:postgres@{}/app",
-            replica_addrs()
-                .split(',')
-                .next()
-                .unwrap_or("127.0.0.1:15433")
-        );
-        let admin = connect(&replica_url).await;
+        let admin = replica_superuser().await;
         for _ in 0..100 {
             let n: i64 = admin
                 .query_one(

@@ -186,43 +186,22 @@ async fn the_sql_console_answers_in_psql() {
     c.simple_query("select 'console marker' as m")
         .await
         .unwrap();
-    let port = proxy.port().to_string();
-    let out = tokio::process::Command::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "-U",
-            "app",
-            "-d",
-            "pgsplit",
-            "-AtX",
-            "-F",
-            "|",
-        ])
-        .args([
-            "-c",
-            "SHOW QUERIES",
-            "-c",
-            "show pools",
-            "-c",
-            "SHOW CLIENTS",
-            "-c",
-            "SHOW TARGETS",
-            "-c",
-            "SHOW STATS",
-            "-c",
-            "SHOW SERVERS",
-            "-c",
-            "SHOW CACHE",
-            "-c",
-            "SHOW N_PLUS_ONE",
-        ])
-        .env("PGPASSWORD", "app")
-        .output()
-        .await
-        .unwrap();
+    let port = proxy.port();
+    let shows = [
+        "SHOW QUERIES",
+        "show pools",
+        "SHOW CLIENTS",
+        "SHOW TARGETS",
+        "SHOW STATS",
+        "SHOW SERVERS",
+        "SHOW CACHE",
+        "SHOW N_PLUS_ONE",
+    ];
+    let mut args = vec!["-At", "-F", "|"];
+    for s in &shows {
+        args.extend(["-c", s]);
+    }
+    let out = psql(port, "app", "app", "pgsplit", &args).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -237,42 +216,10 @@ async fn the_sql_console_answers_in_psql() {
     );
     assert!(stdout.contains("p90_query_time_ms|<|50|"), "{stdout}");
     // A non-admin user is refused, and an unknown command is an error, not a crash.
-    let out = tokio::process::Command::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "-U",
-            "app_md5",
-            "-d",
-            "pgsplit",
-            "-c",
-            "SHOW STATS",
-        ])
-        .env("PGPASSWORD", "app_md5")
-        .output()
-        .await
-        .unwrap();
+    let out = psql(port, "app_md5", "app_md5", "pgsplit", &["-c", "SHOW STATS"]).await;
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("admin console"));
-    let out = tokio::process::Command::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "-U",
-            "app",
-            "-d",
-            "pgsplit",
-            "-c",
-            "DROP TABLE x",
-        ])
-        .env("PGPASSWORD", "app")
-        .output()
-        .await
-        .unwrap();
+    let out = psql(port, "app", "app", "pgsplit", &["-c", "DROP TABLE x"]).await;
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown admin command"));
     proxy.handle.shutdown().await;
 }

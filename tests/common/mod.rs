@@ -119,6 +119,40 @@ pub async fn superuser() -> Client {
     connect(&superuser_url()).await
 }
 
+/// The superuser on the first replica, bypassing the proxy.
+pub async fn replica_superuser() -> Client {
+    let addr = replica_addrs();
+    let first = addr.split(',').next().unwrap_or("127.0.0.1:15433");
+    connect(&format!("postgres://postgres:postgres@{first}/app")).await
+}
+
+/// Runs psql against the proxy and returns its output.
+pub async fn psql(
+    port: u16,
+    user: &str,
+    password: &str,
+    database: &str,
+    args: &[&str],
+) -> std::process::Output {
+    tokio::process::Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-U",
+            user,
+            "-d",
+            database,
+            "-X",
+        ])
+        .args(args)
+        .env("PGPASSWORD", password)
+        .output()
+        .await
+        .expect("psql")
+}
+
 /// A table name unique to this test run, so tests can run in parallel.
 pub fn unique(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
@@ -146,14 +180,7 @@ pub async fn wait_for_replica() {
         .await
         .expect("lsn")
         .get(0);
-    let replica_url = format!(
-        "postgres://postgres:postgres@{}/app",
-        replica_addrs()
-            .split(',')
-            .next()
-            .unwrap_or("127.0.0.1:15433")
-    );
-    let replica = connect(&replica_url).await;
+    let replica = replica_superuser().await;
     for _ in 0..500 {
         let caught_up: bool = replica
             .query_one(
