@@ -15,26 +15,9 @@ use bytes::Buf;
 
 /// Server messages may be large (a wide row); they are bounded only by PostgreSQL's own 1 GiB.
 const MAX_SERVER_MESSAGE: usize = 1 << 30;
-const READ_CHUNK: usize = 64 * 1024;
 
 impl Session {
-    /// Reads what the server has sent and handles every whole message in it.
-    pub(super) fn on_server_readable(&mut self) -> Result<(), End> {
-        let Some(lease) = self.server.as_mut() else {
-            return Ok(());
-        };
-        let conn = lease.conn();
-        conn.rbuf.reserve(READ_CHUNK);
-        match conn.stream.try_read_buf(&mut conn.rbuf) {
-            Ok(0) => return self.server_lost("server closed the connection"),
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
-            Err(_) => return self.server_lost("read failed"),
-        }
-        self.handle_server_messages()
-    }
-
-    fn handle_server_messages(&mut self) -> Result<(), End> {
+    pub(super) fn handle_server_messages(&mut self) -> Result<(), End> {
         let mut forget: Vec<Forget> = Vec::new();
         let mut became_ready = false;
         loop {

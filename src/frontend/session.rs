@@ -4,6 +4,7 @@ use super::plan::Plan;
 use super::request::{ClientStatement, Pending, ReadyAction};
 use super::settings::Settings;
 use super::stream::ClientStream;
+use crate::backend::ServerConn;
 use crate::clients::{CancelTarget, Registration};
 use crate::error::ClientError;
 use crate::pool::{Lease, PoolSet};
@@ -14,6 +15,10 @@ use crate::Shared;
 use bytes::{Bytes, BytesMut};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use tokio::io::AsyncReadExt;
+
+/// Bytes read from a server at a time while a reply is streaming.
+const SERVER_READ_CHUNK: usize = 64 * 1024;
 
 /// Why a session ended.
 #[derive(Debug)]
@@ -166,8 +171,19 @@ impl Session {
                 self.rbuf = BytesMut::new();
             }
             let read_client = !self.pending.blocked;
-            let server = self.server.as_ref().map(|l| &l.conn_ref().stream);
             let want_write = !self.swbuf.is_empty();
+            let has_server = self.server.is_some();
+            // Split borrows: the read half fills the connection's buffer while the write half
+            // waits for room, in the same select.
+            let (server_read, server_write) = match self.server.as_mut() {
+                Some(lease) => {
+                    let ServerConn { stream, rbuf, .. } = lease.conn();
+                    let (rd, wr) = stream.split();
+                    rbuf.reserve(SERVER_READ_CHUNK);
+                    (Some((rd, rbuf)), Some(wr))
+                }
+                None => (None, None),
+            };
             tokio::select! {
                 r = self.client.read_into(&mut self.rbuf), if read_client => {
                     match r {
@@ -175,16 +191,28 @@ impl Session {
                         Ok(_) => {}
                     }
                 }
-                r = async { match server { Some(s) => s.readable().await, None => std::future::pending().await } }, if server.is_some() => {
-                    if r.is_err() {
-                        if let Err(end) = self.server_lost("read failed") { return end; }
-                        continue;
+                r = async move {
+                    match server_read {
+                        // AsyncRead: a short read clears tokio's readiness, so no empty read follows.
+                        Some((mut rd, buf)) => rd.read_buf(buf).await,
+                        None => std::future::pending().await,
                     }
-                    if let Err(end) = self.on_server_readable() {
+                }, if has_server => {
+                    let step = match r {
+                        Ok(0) => self.server_lost("server closed the connection"),
+                        Err(_) => self.server_lost("read failed"),
+                        Ok(_) => self.handle_server_messages(),
+                    };
+                    if let Err(end) = step {
                         return end;
                     }
                 }
-                r = async { match server { Some(s) => s.writable().await, None => std::future::pending().await } }, if want_write && server.is_some() => {
+                r = async move {
+                    match server_write {
+                        Some(wr) => wr.as_ref().writable().await,
+                        None => std::future::pending().await,
+                    }
+                }, if want_write && has_server => {
                     if r.is_err() {
                         if let Err(end) = self.server_lost("write failed") { return end; }
                         continue;
@@ -249,7 +277,7 @@ impl Session {
             if !conn.rbuf.is_empty() {
                 conn.broken = true;
             }
-            if conn.rbuf.capacity() > 64 * 1024 {
+            if conn.rbuf.capacity() > 4 * SERVER_READ_CHUNK {
                 conn.rbuf = BytesMut::with_capacity(8192);
             }
             drop(lease);

@@ -33,22 +33,16 @@ impl ClientStream {
 
     async fn read_chunk(&mut self, buf: &mut BytesMut, chunk: usize) -> io::Result<usize> {
         match self {
-            ClientStream::Plain(s) => loop {
+            ClientStream::Plain(s) => {
                 if buf.capacity() == 0 {
                     s.readable().await?;
                 }
                 buf.reserve(chunk);
-                match s.try_read_buf(buf) {
-                    Ok(n) => return Ok(n),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        if buf.is_empty() {
-                            *buf = BytesMut::new();
-                        }
-                        s.readable().await?;
-                    }
-                    Err(e) => return Err(e),
-                }
-            },
+                // AsyncRead rather than try_read: after a short read tokio clears the readiness
+                // itself, so the next wait goes to epoll instead of costing a read that finds
+                // the socket empty (one syscall less per message).
+                s.read_buf(buf).await
+            }
             ClientStream::Tls(s) => {
                 buf.reserve(chunk);
                 s.read_buf(buf).await
