@@ -8,7 +8,8 @@ use tokio::io::AsyncWriteExt;
 /// Where a client's query is running right now.
 #[derive(Clone, Debug)]
 pub struct CancelTarget {
-    pub host: String,
+    /// Shared with the server's pool entry, so taking a connection copies no string.
+    pub host: Arc<str>,
     pub port: u16,
     pub pid: i32,
     pub secret: i32,
@@ -128,7 +129,7 @@ impl CancelRegistry {
 pub async fn send_cancel(t: CancelTarget) {
     let mut buf = bytes::BytesMut::new();
     postgres_protocol::message::frontend::cancel_request(t.pid, t.secret, &mut buf);
-    match tokio::net::TcpStream::connect((t.host.as_str(), t.port)).await {
+    match tokio::net::TcpStream::connect((t.host.as_ref(), t.port)).await {
         Ok(mut s) => {
             if let Err(e) = s.write_all(&buf).await {
                 tracing::debug!(error = %e, "cancel request not delivered");

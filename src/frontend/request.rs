@@ -350,6 +350,14 @@ impl Session {
         p.frames
     }
 
+    /// Hands a drained frame list back, so the next request reuses its allocation.
+    fn recycle_frames(&mut self, mut frames: Vec<Frame>) {
+        frames.clear();
+        if frames.capacity() <= 64 && self.pending.frames.is_empty() {
+            self.pending.frames = frames;
+        }
+    }
+
     /// DEALLOCATE of a protocol-level statement is answered by the proxy: the server knows it
     /// under another name.
     fn try_local_deallocate(&mut self, analyses: &[Option<Arc<Analysis>>]) -> bool {
@@ -562,6 +570,7 @@ impl Session {
         }
         // Replies the proxy makes itself are due now if nothing before them is outstanding.
         self.plan.drain_synthetic(&mut self.wbuf);
+        self.recycle_frames(frames);
         self.write_server()
     }
 }

@@ -252,7 +252,7 @@ impl Session {
     pub(super) fn attach(&mut self, lease: Lease) {
         let conn = lease.conn_ref();
         self.cancel.slot.set(Some(CancelTarget {
-            host: lease.server.addr.host.clone(),
+            host: lease.server.host.clone(),
             port: lease.server.addr.port,
             pid: conn.backend_pid,
             secret: conn.backend_secret,

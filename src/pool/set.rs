@@ -32,6 +32,8 @@ impl Role {
 #[derive(Debug)]
 pub struct ServerInfo {
     pub addr: ServerAddr,
+    /// `addr.host` once more, shareable without a copy (cancel targets take it per request).
+    pub host: Arc<str>,
     pub role: Role,
     /// Requests holding a connection to this server right now, for least-outstanding balancing.
     pub outstanding: AtomicUsize,
@@ -43,6 +45,7 @@ pub struct ServerInfo {
 impl ServerInfo {
     fn new(addr: ServerAddr, role: Role, epoch: Instant) -> Self {
         ServerInfo {
+            host: Arc::from(addr.host.as_str()),
             addr,
             role,
             outstanding: AtomicUsize::new(0),
