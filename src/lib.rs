@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod auth;
 pub mod backend;
+pub mod cache;
 pub mod civil;
 pub mod clients;
 pub mod config;

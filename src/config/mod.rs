@@ -1,5 +1,6 @@
 //! Configuration: parse `proxy.toml` strictly, apply environment overrides, validate into a checked value.
 
+pub mod cache;
 mod raw;
 #[cfg(test)]
 mod tests;
@@ -139,6 +140,7 @@ pub struct Config {
     pub databases: Vec<Database>,
     pub stats: StatsConfig,
     pub analysis_cache_entries: u64,
+    pub cache: crate::cache::CacheSettings,
 }
 
 /// Environment variables that override addresses, so one file serves every environment.
@@ -338,6 +340,7 @@ impl Config {
                 settings: stats_settings(&raw.stats)?,
             },
             analysis_cache_entries: raw.analysis_cache_entries.max(16),
+            cache: cache::settings(&raw.cache)?,
         })
     }
 
@@ -422,6 +425,46 @@ impl Config {
                 "\n[[databases]]\nname = \"{}\"\nserver_database = \"{}\"",
                 d.name, d.server_database
             );
+        }
+        let c = &self.cache;
+        let _ = write!(
+            s,
+            "\n[cache]\nenabled = {}\nmax_bytes = {}\nmax_entry_bytes = {}\nttl_ms = {}\nshare_across_users = {}\ncoalesce_wait_ms = {}\nreplica_fill_delay_ms = {}\ninvalidation = \"{}\"\nwal_poll_ms = {}\nwal_publication = \"{}\"\n",
+            c.enabled,
+            c.max_bytes,
+            c.max_entry_bytes,
+            c.ttl.as_millis(),
+            c.share_across_users,
+            c.coalesce_wait.as_millis(),
+            c.replica_fill_delay.as_millis(),
+            match c.invalidation {
+                crate::cache::Invalidation::Proxy => "proxy",
+                crate::cache::Invalidation::Wal => "wal",
+            },
+            c.wal_poll.as_millis(),
+            c.wal_publication
+        );
+        if let Some(u) = &c.wal_user {
+            let _ = writeln!(s, "wal_user = \"{u}\"");
+        }
+        for r in &c.rules {
+            let _ = writeln!(s, "[[cache.rules]]");
+            match &r.target {
+                crate::cache::RuleTarget::Table(t) => {
+                    let _ = writeln!(s, "table = \"{t}\"");
+                }
+                crate::cache::RuleTarget::Fingerprint(f) => {
+                    let _ = writeln!(s, "fingerprint = \"{f:016x}\"");
+                }
+            }
+            match r.ttl {
+                Some(t) => {
+                    let _ = writeln!(s, "ttl_ms = {}", t.as_millis());
+                }
+                None => {
+                    let _ = writeln!(s, "never = true");
+                }
+            }
         }
         let st = &self.stats.settings;
         let _ = writeln!(

@@ -33,6 +33,8 @@ pub struct RawConfig {
     pub databases: Vec<RawDatabase>,
     #[serde(default)]
     pub stats: RawStats,
+    #[serde(default)]
+    pub cache: super::cache::RawCache,
 }
 
 #[derive(Debug, Deserialize)]

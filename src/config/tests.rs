@@ -110,3 +110,47 @@ fn shipped_proxy_toml_is_valid() {
     assert!(c.user("app").is_some());
     assert!(c.database("app").is_some());
 }
+
+#[test]
+fn cache_section_defaults_rules_and_errors() {
+    let c = Config::from_toml(MINIMAL, &EnvOverrides::default()).unwrap();
+    assert!(!c.cache.enabled);
+    assert_eq!(c.cache.max_bytes, 256 << 20);
+    assert_eq!(c.cache.max_entry_bytes, 1 << 20);
+    assert_eq!(c.cache.ttl, Duration::from_secs(60));
+    assert_eq!(c.cache.invalidation, crate::cache::Invalidation::Proxy);
+    let text = format!(
+        "{MINIMAL}\n[cache]\nenabled = true\ninvalidation = \"wal\"\n\
+         [[cache.rules]]\ntable = \"Public.Sessions\"\nnever = true\n\
+         [[cache.rules]]\nfingerprint = \"00ff\"\nttl_ms = 5\n"
+    );
+    let c = Config::from_toml(&text, &EnvOverrides::default()).unwrap();
+    assert_eq!(c.cache.invalidation, crate::cache::Invalidation::Wal);
+    assert_eq!(
+        c.cache.rules[0].target,
+        crate::cache::RuleTarget::Table("sessions".into())
+    );
+    assert_eq!(c.cache.rules[0].ttl, None);
+    assert_eq!(
+        c.cache.rules[1].target,
+        crate::cache::RuleTarget::Fingerprint(255)
+    );
+    // The rendered configuration reads back the same.
+    let again = Config::from_toml(&c.render(), &EnvOverrides::default()).unwrap();
+    assert_eq!(again.cache.rules, c.cache.rules);
+    for (bad, key) in [
+        ("invalidation = \"trigger\"", "cache.invalidation"),
+        ("ttl_ms = 0", "cache.ttl_ms"),
+        ("max_entry_bytes = 0", "cache.max_entry_bytes"),
+        ("wal_publication = \"Drop Table\"", "cache.wal_publication"),
+        ("[[cache.rules]]\ntable = \"t\"", "cache.rules[0]"),
+        (
+            "[[cache.rules]]\nfingerprint = \"xyz\"\nnever = true",
+            "cache.rules[0]",
+        ),
+    ] {
+        let text = format!("{MINIMAL}\n[cache]\n{bad}\n");
+        let err = Config::from_toml(&text, &EnvOverrides::default()).unwrap_err();
+        assert!(err.to_string().contains(key), "{bad}: {err}");
+    }
+}

@@ -1,5 +1,6 @@
 //! Assembling a client request up to Sync/Query/Flush, choosing its server, and translating it for that server.
 
+use super::cached::Outcome;
 use super::plan::Expect;
 use super::session::{End, Session};
 use crate::backend::prepared::server_name;
@@ -26,6 +27,17 @@ pub struct ClientStatement {
     pub analysis: Arc<Analysis>,
 }
 
+impl ClientStatement {
+    pub fn new(p: &Parse<'_>, analysis: Arc<Analysis>) -> ClientStatement {
+        ClientStatement {
+            key: statement_key(p.sql, p.param_types),
+            sql: Bytes::copy_from_slice(p.sql),
+            param_types: Bytes::copy_from_slice(p.param_types),
+            analysis,
+        }
+    }
+}
+
 /// What to do when the ReadyForQuery of one Sync/Query/FunctionCall arrives.
 #[derive(Default, Debug)]
 pub struct ReadyAction {
@@ -45,6 +57,14 @@ pub struct ReadyAction {
     pub rolled_back: bool,
     /// With `stats.log_parameters`: the Query text or the last Bind, for the slow-query log.
     pub parameters: Option<Frame>,
+    /// Captures the reply for the result cache (the request missed it).
+    pub fill: Option<Box<crate::cache::Fill>>,
+    /// The result cache was consulted and missed.
+    pub cache_miss: bool,
+    /// A FunctionCall: it may write anything.
+    pub function_call: bool,
+    /// The last CommandComplete was ROLLBACK (a ROLLBACK, or a COMMIT of a failed transaction).
+    pub ended_with_rollback: bool,
 }
 
 /// The statements of one request; the first is kept inline so most requests allocate nothing.
@@ -281,7 +301,7 @@ impl Session {
 
     /// Sends the pending request to a server, acquiring one first if needed.
     async fn dispatch(&mut self) -> Result<(), End> {
-        let (role, analyses) = self.route();
+        let (mut role, analyses) = self.route();
         let terminator = self.pending.terminator;
         // A lone Sync with nothing in flight needs no server.
         if self.server.is_none() && self.pending.frames.len() == 1 && terminator == Some(tag::SYNC)
@@ -292,6 +312,23 @@ impl Session {
         }
         if self.server.is_none() && self.try_local_deallocate(&analyses) {
             return Ok(());
+        }
+        if self.server.is_none() && self.try_local_close() {
+            return Ok(());
+        }
+        let mut fill = None;
+        if let Some(probe) = self.cache_probe(&analyses) {
+            match self.consult_cache(probe).await? {
+                Outcome::Answered => return Ok(()),
+                Outcome::Server(f) => fill = f,
+            }
+        }
+        let cache_miss = fill.is_some();
+        if fill
+            .as_ref()
+            .is_some_and(|f| f.needs_primary(&self.shared.cache))
+        {
+            role = Role::Primary;
         }
         let mut pool_wait_us = 0;
         if self.server.is_none() {
@@ -326,7 +363,7 @@ impl Session {
             }
             self.sync_settings();
         }
-        self.translate(analyses, pool_wait_us)
+        self.translate(analyses, pool_wait_us, fill, cache_miss)
     }
 
     /// Replays the client's settings when the server connection last served other settings.
@@ -345,17 +382,46 @@ impl Session {
         conn.settings_hash = want;
     }
 
-    fn take_pending(&mut self) -> Vec<Frame> {
+    pub(super) fn take_pending(&mut self) -> Vec<Frame> {
         let p = std::mem::take(&mut self.pending);
         p.frames
     }
 
     /// Hands a drained frame list back, so the next request reuses its allocation.
-    fn recycle_frames(&mut self, mut frames: Vec<Frame>) {
+    pub(super) fn recycle_frames(&mut self, mut frames: Vec<Frame>) {
         frames.clear();
         if frames.capacity() <= 64 && self.pending.frames.is_empty() {
             self.pending.frames = frames;
         }
+    }
+
+    /// Close of named statements then Sync (what drivers send when a statement is dropped) is
+    /// answered by the proxy: the server statements stay for reuse, so no server is needed.
+    fn try_local_close(&mut self) -> bool {
+        let frames = &self.pending.frames;
+        let Some((last, closes)) = frames.split_last() else {
+            return false;
+        };
+        if last.tag() != tag::SYNC
+            || closes.is_empty()
+            || !closes.iter().all(|f| {
+                f.tag() == tag::CLOSE
+                    && Target::decode(f.body(), "Close")
+                        .is_ok_and(|c| c.kind == TARGET_STATEMENT && !c.name.is_empty())
+            })
+        {
+            return false;
+        }
+        let frames = self.take_pending();
+        for f in &frames[..frames.len() - 1] {
+            if let Ok(c) = Target::decode(f.body(), "Close") {
+                self.statements.remove(c.name);
+            }
+            build::close_complete(&mut self.wbuf);
+        }
+        build::ready_for_query(&mut self.wbuf, self.tx);
+        self.recycle_frames(frames);
+        true
     }
 
     /// DEALLOCATE of a protocol-level statement is answered by the proxy: the server knows it
@@ -399,10 +465,12 @@ impl Session {
         &mut self,
         analyses: Vec<Option<Arc<Analysis>>>,
         pool_wait_us: u64,
+        mut fill: Option<Box<crate::cache::Fill>>,
+        cache_miss: bool,
     ) -> Result<(), End> {
         let started = self.pending.arrived;
         let frames = self.take_pending();
-        let pid = self.cancel.pid;
+        let mut unnamed_id = self.unnamed_id;
         let Some(lease) = self.server.as_mut() else {
             return Err(End::Fatal(ClientError::Internal(
                 "no server for request".into(),
@@ -412,6 +480,8 @@ impl Session {
         let out = &mut self.swbuf;
         let plan = &mut self.plan;
         let mut action = ReadyAction::new(started, pool_wait_us);
+        action.fill = fill.take();
+        action.cache_miss = cache_miss;
         let log_parameters = self.shared.stats.settings.log_parameters;
         let mut parsed_unnamed = false;
         let mut failed_at: Option<usize> = None;
@@ -445,6 +515,7 @@ impl Session {
                 tag::FUNCTION_CALL => {
                     out.extend_from_slice(f.raw());
                     plan.push(Expect::FunctionCall);
+                    action.function_call = true;
                     self.ready_actions
                         .push_back(std::mem::replace(&mut action, ReadyAction::new(started, 0)));
                 }
@@ -461,12 +532,7 @@ impl Session {
                     let Some(a) = a else {
                         return Err(End::Fatal(ClientError::Internal("unanalyzed Parse".into())));
                     };
-                    let stmt = Arc::new(ClientStatement {
-                        key: statement_key(p.sql, p.param_types),
-                        sql: Bytes::copy_from_slice(p.sql),
-                        param_types: Bytes::copy_from_slice(p.param_types),
-                        analysis: a,
-                    });
+                    let stmt = Arc::new(ClientStatement::new(&p, a));
                     if p.name.is_empty() {
                         out.extend_from_slice(f.raw());
                         plan.push(Expect::Parse {
@@ -474,7 +540,8 @@ impl Session {
                             key: None,
                             client_name: None,
                         });
-                        conn.unnamed_owner = pid;
+                        unnamed_id = next_unnamed_id(unnamed_id);
+                        conn.unnamed_owner = unnamed_id;
                         parsed_unnamed = true;
                         self.unnamed = Some(stmt);
                     } else if self.statements.contains_key(p.name) {
@@ -502,7 +569,7 @@ impl Session {
                         action.parameters = Some(f.clone());
                     }
                     if b.statement.is_empty() {
-                        reparse_unnamed(conn, out, plan, &self.unnamed, parsed_unnamed, pid);
+                        reparse_unnamed(conn, out, plan, &self.unnamed, parsed_unnamed, unnamed_id);
                         out.extend_from_slice(f.raw());
                     } else if let Some(stmt) = self.statements.get(b.statement) {
                         ensure_prepared(conn, out, plan, stmt, None);
@@ -521,7 +588,7 @@ impl Session {
                 tag::DESCRIBE => {
                     let d = Target::decode(f.body(), "Describe")?;
                     if d.kind == TARGET_STATEMENT && d.name.is_empty() {
-                        reparse_unnamed(conn, out, plan, &self.unnamed, parsed_unnamed, pid);
+                        reparse_unnamed(conn, out, plan, &self.unnamed, parsed_unnamed, unnamed_id);
                         out.extend_from_slice(f.raw());
                     } else if d.kind == TARGET_STATEMENT {
                         match self.statements.get(d.name) {
@@ -562,6 +629,7 @@ impl Session {
                 _ => out.extend_from_slice(f.raw()),
             }
         }
+        self.unnamed_id = unnamed_id;
         // Effects of statements bound before a Flush wait for the Sync that ends them.
         if !action.effects.is_empty() {
             self.flushed_effects.append(&mut action.effects);
@@ -615,9 +683,9 @@ fn reparse_unnamed(
     plan: &mut super::plan::Plan,
     unnamed: &Option<Arc<ClientStatement>>,
     parsed_in_request: bool,
-    pid: i32,
+    unnamed_id: u64,
 ) {
-    if parsed_in_request || conn.unnamed_owner == pid {
+    if parsed_in_request || conn.unnamed_owner == unnamed_id {
         return;
     }
     if let Some(stmt) = unnamed {
@@ -627,8 +695,16 @@ fn reparse_unnamed(
             key: None,
             client_name: None,
         });
-        conn.unnamed_owner = pid;
+        conn.unnamed_owner = unnamed_id;
     }
+}
+
+/// A fresh identity for a client's unnamed statement, unique across all sessions: a server
+/// connection holds the client's current one only if it was the last to parse it, not merely
+/// some earlier statement of the same client (or of a client with a reused pid).
+pub fn next_unnamed_id(_previous: u64) -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 #[cfg(test)]

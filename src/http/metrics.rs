@@ -358,6 +358,63 @@ impl SnapshotCollector {
         )?;
         family(
             e,
+            "cache_coalesced",
+            "Cacheable statements answered by an identical request already in flight.",
+            MetricType::Counter,
+            [(vec![], counter(s.cache.coalesced))],
+        )?;
+        family(
+            e,
+            "cache_entries",
+            "Result cache entries held.",
+            MetricType::Gauge,
+            [(vec![], gauge(s.cache.entries as f64))],
+        )?;
+        family(
+            e,
+            "cache_bytes",
+            "Bytes held by the result cache (entries and keys).",
+            MetricType::Gauge,
+            [(vec![], gauge(s.cache.bytes as f64))],
+        )?;
+        family(
+            e,
+            "cache_evictions",
+            "Result cache entries evicted, by cause (size, expired).",
+            MetricType::Counter,
+            [
+                (
+                    vec![("cause", "size".to_string())],
+                    counter(s.cache.evictions_size),
+                ),
+                (
+                    vec![("cause", "expired".to_string())],
+                    counter(s.cache.evictions_expired),
+                ),
+            ],
+        )?;
+        family(
+            e,
+            "cache_invalidations",
+            "Result cache invalidation events, by cause (write, unknown, wal).",
+            MetricType::Counter,
+            [
+                (
+                    vec![("cause", "write".to_string())],
+                    counter(s.cache.invalidations.write),
+                ),
+                (
+                    vec![("cause", "unknown".to_string())],
+                    counter(s.cache.invalidations.unknown),
+                ),
+                (
+                    vec![("cause", "wal".to_string())],
+                    counter(s.cache.invalidations.wal),
+                ),
+            ],
+        )?;
+        family(
+            e,
             "n_plus_one_bursts",
             "N+1 bursts detected.",
             MetricType::Counter,

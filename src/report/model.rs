@@ -126,6 +126,23 @@ pub struct Cache {
     pub bytes: u64,
     #[serde(deserialize_with = "null_default")]
     pub evictions: u64,
+    #[serde(deserialize_with = "null_default")]
+    pub coalesced: u64,
+    #[serde(deserialize_with = "null_default")]
+    pub invalidation: String,
+    #[serde(deserialize_with = "null_default")]
+    pub invalidations: CacheInvalidations,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct CacheInvalidations {
+    #[serde(deserialize_with = "null_default")]
+    pub write: u64,
+    #[serde(deserialize_with = "null_default")]
+    pub unknown: u64,
+    #[serde(deserialize_with = "null_default")]
+    pub wal: u64,
 }
 
 /// One N+1 burst, as the detector is planned to report it.
