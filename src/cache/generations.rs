@@ -38,6 +38,8 @@ type TableKey = (Arc<str>, Box<str>);
 pub struct Generations {
     started: Instant,
     global: AtomicU64,
+    /// Milliseconds since start at the last bump of everything (0: never).
+    global_bumped_ms: AtomicU64,
     tables: RwLock<AHashMap<TableKey, Arc<TableGen>>>,
     /// Relation name → every relation whose rows it shares (views over it, partitions,
     /// inheritance parents and children), from the catalog.
@@ -49,6 +51,7 @@ impl Default for Generations {
         Generations {
             started: Instant::now(),
             global: AtomicU64::new(1),
+            global_bumped_ms: AtomicU64::new(0),
             tables: RwLock::new(AHashMap::new()),
             groups: RwLock::new(AHashMap::new()),
         }
@@ -63,7 +66,7 @@ impl Generations {
         let mut map = self.tables.write();
         if map.len() >= MAX_TABLES {
             map.clear();
-            self.global.fetch_add(1, Ordering::AcqRel);
+            self.bump_all();
         }
         map.entry((db.clone(), Box::from(name)))
             .or_default()
@@ -96,10 +99,11 @@ impl Generations {
     pub fn written_within(&self, s: &Snapshot, window: std::time::Duration) -> bool {
         let now = self.started.elapsed().as_millis() as u64;
         let w = window.as_millis() as u64;
-        s.tables.iter().any(|(g, _)| {
-            let b = g.bumped_ms.load(Ordering::Acquire);
-            b != 0 && now.saturating_sub(b) < w
-        })
+        let recent = |b: u64| b != 0 && now.saturating_sub(b) < w;
+        recent(self.global_bumped_ms.load(Ordering::Acquire))
+            || s.tables
+                .iter()
+                .any(|(g, _)| recent(g.bumped_ms.load(Ordering::Acquire)))
     }
 
     /// A write to `tables` (names as the parser or the WAL report them) is about to be
@@ -131,6 +135,8 @@ impl Generations {
     /// A write whose tables are unknown: every entry is stale.
     pub fn bump_all(&self) {
         self.global.fetch_add(1, Ordering::AcqRel);
+        let now = (self.started.elapsed().as_millis() as u64).max(1);
+        self.global_bumped_ms.store(now, Ordering::Release);
     }
 
     /// Replaces one database's relation groups (from `catalog::load_groups`).
@@ -209,5 +215,9 @@ mod tests {
         assert!(!g.written_within(&s, std::time::Duration::from_secs(5)));
         g.bump(&db(), &["a".into()]);
         assert!(g.written_within(&s, std::time::Duration::from_secs(5)));
+        let other = g.snapshot(&db(), &["b".into()]);
+        assert!(!g.written_within(&other, std::time::Duration::from_secs(5)));
+        g.bump_all();
+        assert!(g.written_within(&other, std::time::Duration::from_secs(5)));
     }
 }

@@ -1,8 +1,8 @@
 //! The result cache: raw server replies to cacheable reads, keyed by everything that changes them and invalidated by table generations.
 
 pub mod catalog;
+pub mod decoding;
 pub mod generations;
-pub mod pgoutput;
 pub mod wal;
 
 use crate::protocol::messages::command_rows;
@@ -53,7 +53,6 @@ pub struct CacheSettings {
     pub replica_fill_delay: Duration,
     pub invalidation: Invalidation,
     pub wal_poll: Duration,
-    pub wal_publication: String,
     pub wal_user: Option<String>,
     pub rules: Vec<Rule>,
 }
@@ -70,7 +69,6 @@ impl Default for CacheSettings {
             replica_fill_delay: Duration::from_secs(1),
             invalidation: Invalidation::Proxy,
             wal_poll: Duration::from_millis(20),
-            wal_publication: "pgsplit_cache".into(),
             wal_user: None,
             rules: Vec::new(),
         }

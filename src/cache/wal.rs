@@ -1,6 +1,6 @@
-//! Follows the primary's WAL through a temporary logical replication slot (pgoutput) and invalidates by relation at every commit.
+//! Follows the primary's WAL through a temporary logical replication slot (test_decoding) and invalidates by relation at every commit.
 
-use super::pgoutput::Decoder;
+use super::decoding::{parse_lsn, Decoder};
 use super::ResultCache;
 use crate::config::{Config, Database, User};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -90,22 +90,6 @@ async fn run(
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(), String> {
     let client = super::catalog::connect(config, db, user, "pgsplit-cache-wal").await?;
-    let publication = &cache.settings.wal_publication;
-    let exists = client
-        .query_opt(
-            "select 1 from pg_publication where pubname = $1",
-            &[publication],
-        )
-        .await
-        .map_err(|e| e.to_string())?
-        .is_some();
-    if !exists {
-        // The name is validated as a plain identifier, so it can be spliced in.
-        client
-            .batch_execute(&format!("create publication {publication} for all tables"))
-            .await
-            .map_err(|e| format!("cannot create publication {publication}: {e}"))?;
-    }
     let slot = format!(
         "pgsplit_cache_{}_{:08x}",
         std::process::id(),
@@ -115,7 +99,7 @@ async fn run(
     // holds WAL back.
     client
         .query_one(
-            "select lsn::text from pg_create_logical_replication_slot($1, 'pgoutput', true)",
+            "select lsn::text from pg_create_logical_replication_slot($1, 'test_decoding', true)",
             &[&slot],
         )
         .await
@@ -128,25 +112,28 @@ async fn run(
     tracing::info!(database = %db.name, slot = %slot, "following the WAL for cache invalidation");
     let read = client
         .prepare(
-            "select data from pg_logical_slot_get_binary_changes($1, NULL, 10000, \
-             'proto_version', '1', 'publication_names', $2)",
+            "select lsn::text, data from pg_logical_slot_get_changes($1, NULL, 10000, \
+             'include-xids', '0', 'skip-empty-xacts', '1')",
         )
         .await
         .map_err(|e| e.to_string())?;
     let mut decoder = Decoder::default();
     loop {
         let rows = client
-            .query(&read, &[&slot, publication])
+            .query(&read, &[&slot])
             .await
             .map_err(|e| e.to_string())?;
         let full = rows.len() >= 10000;
         for r in rows {
-            let data: &[u8] = r.get(0);
+            let lsn: &str = r.get(0);
+            let data: &str = r.get(1);
             match decoder.feed(data) {
-                Ok(Some((tables, lsn))) => {
+                Ok(Some(tables)) => {
                     cache.invalidate_from_wal(&name, &tables);
                     progress.transactions.fetch_add(1, Ordering::Relaxed);
-                    progress.lsn.fetch_max(lsn, Ordering::Relaxed);
+                    if let Some(lsn) = parse_lsn(lsn) {
+                        progress.lsn.fetch_max(lsn, Ordering::Relaxed);
+                    }
                 }
                 Ok(None) => {}
                 Err(e) => {

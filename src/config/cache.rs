@@ -26,8 +26,6 @@ pub struct RawCache {
     pub invalidation: String,
     #[serde(default = "d_wal_poll_ms")]
     pub wal_poll_ms: u64,
-    #[serde(default = "d_wal_publication")]
-    pub wal_publication: String,
     #[serde(default)]
     pub wal_user: Option<String>,
     #[serde(default)]
@@ -46,7 +44,6 @@ impl Default for RawCache {
             replica_fill_delay_ms: d_replica_fill_delay_ms(),
             invalidation: d_invalidation(),
             wal_poll_ms: d_wal_poll_ms(),
-            wal_publication: d_wal_publication(),
             wal_user: None,
             rules: Vec::new(),
         }
@@ -87,9 +84,6 @@ fn d_invalidation() -> String {
 fn d_wal_poll_ms() -> u64 {
     20
 }
-fn d_wal_publication() -> String {
-    "pgsplit_cache".into()
-}
 
 pub fn settings(r: &RawCache) -> Result<CacheSettings, ConfigError> {
     if r.max_bytes < 1024 {
@@ -117,17 +111,6 @@ pub fn settings(r: &RawCache) -> Result<CacheSettings, ConfigError> {
             ))
         }
     };
-    if r.wal_publication.is_empty()
-        || !r
-            .wal_publication
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-    {
-        return Err(invalid(
-            "cache.wal_publication",
-            "must be a lowercase identifier (a-z, 0-9, _)",
-        ));
-    }
     let mut rules = Vec::with_capacity(r.rules.len());
     for (i, rule) in r.rules.iter().enumerate() {
         let key = format!("cache.rules[{i}]");
@@ -170,7 +153,6 @@ pub fn settings(r: &RawCache) -> Result<CacheSettings, ConfigError> {
         replica_fill_delay: Duration::from_millis(r.replica_fill_delay_ms),
         invalidation,
         wal_poll: Duration::from_millis(r.wal_poll_ms),
-        wal_publication: r.wal_publication.clone(),
         wal_user: r.wal_user.clone(),
         rules,
     })

@@ -429,7 +429,7 @@ impl Config {
         let c = &self.cache;
         let _ = write!(
             s,
-            "\n[cache]\nenabled = {}\nmax_bytes = {}\nmax_entry_bytes = {}\nttl_ms = {}\nshare_across_users = {}\ncoalesce_wait_ms = {}\nreplica_fill_delay_ms = {}\ninvalidation = \"{}\"\nwal_poll_ms = {}\nwal_publication = \"{}\"\n",
+            "\n[cache]\nenabled = {}\nmax_bytes = {}\nmax_entry_bytes = {}\nttl_ms = {}\nshare_across_users = {}\ncoalesce_wait_ms = {}\nreplica_fill_delay_ms = {}\ninvalidation = \"{}\"\nwal_poll_ms = {}\n",
             c.enabled,
             c.max_bytes,
             c.max_entry_bytes,
@@ -442,7 +442,6 @@ impl Config {
                 crate::cache::Invalidation::Wal => "wal",
             },
             c.wal_poll.as_millis(),
-            c.wal_publication
         );
         if let Some(u) = &c.wal_user {
             let _ = writeln!(s, "wal_user = \"{u}\"");

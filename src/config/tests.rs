@@ -142,7 +142,6 @@ fn cache_section_defaults_rules_and_errors() {
         ("invalidation = \"trigger\"", "cache.invalidation"),
         ("ttl_ms = 0", "cache.ttl_ms"),
         ("max_entry_bytes = 0", "cache.max_entry_bytes"),
-        ("wal_publication = \"Drop Table\"", "cache.wal_publication"),
         ("[[cache.rules]]\ntable = \"t\"", "cache.rules[0]"),
         (
             "[[cache.rules]]\nfingerprint = \"xyz\"\nnever = true",
