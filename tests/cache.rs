@@ -275,8 +275,9 @@ async fn outside_writes_are_seen_after_the_ttl() {
     table(&t, 1).await;
     let c = p.connect().await;
     let q = format!("select v from {t} where id = 1");
-    let filled = std::time::Instant::now();
     assert_eq!(read(&c, &q).await, "v1");
+    // The entry is stored before the reply is sent, so it expires at most ttl_ms from here.
+    let filled = std::time::Instant::now();
     superuser()
         .await
         .execute(&format!("update {t} set v = 'outside' where id = 1"), &[])
@@ -290,7 +291,7 @@ async fn outside_writes_are_seen_after_the_ttl() {
         assert_eq!(stats(&p).hits, hits + 1);
     }
     wait_for_replica().await;
-    tokio::time::sleep(Duration::from_millis(1600).saturating_sub(filled.elapsed())).await;
+    tokio::time::sleep(Duration::from_millis(1700).saturating_sub(filled.elapsed())).await;
     assert_eq!(read(&c, &q).await, "outside");
 }
 
@@ -579,4 +580,42 @@ async fn writes_to_unknown_tables_invalidate_everything() {
         .unwrap();
     assert_eq!(read(&c, &q).await, "by function");
     assert!(stats(&p).invalidations.unknown >= 1);
+}
+
+#[tokio::test]
+async fn cascades_and_triggers_reach_the_tables_they_change() {
+    let p = start("").await;
+    let t = unique("cache_fk");
+    let c = p.connect().await;
+    c.batch_execute(&format!(
+        "create table {t}_lead (id int primary key);
+         create table {t}_conv (id int primary key,
+                                lead_id int references {t}_lead on delete cascade);
+         create table {t}_log (n int);
+         create table {t}_src (id int);
+         create function {t}_f() returns trigger language plpgsql as
+           $$ begin insert into {t}_log values (new.id); return new; end $$;
+         create trigger {t}_trg after insert on {t}_src for each row execute function {t}_f();
+         insert into {t}_lead values (1); insert into {t}_conv values (10, 1);"
+    ))
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_for_replica().await;
+    let conv = format!("select count(*)::text from {t}_conv where lead_id = 1");
+    let log = format!("select count(*)::text from {t}_log");
+    for _ in 0..2 {
+        assert_eq!(read(&c, &conv).await, "1");
+        assert_eq!(read(&c, &log).await, "0");
+    }
+    // The DELETE names only the parent; the cascade empties the child.
+    c.execute(&format!("delete from {t}_lead where id = 1"), &[])
+        .await
+        .unwrap();
+    assert_eq!(read(&c, &conv).await, "0");
+    // The INSERT names only the source; its trigger writes the log.
+    c.execute(&format!("insert into {t}_src values (5)"), &[])
+        .await
+        .unwrap();
+    assert_eq!(read(&c, &log).await, "1");
 }

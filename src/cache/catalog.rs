@@ -36,8 +36,9 @@ pub async fn connect(
 }
 
 /// Pairs of relations whose rows are shared: a view and each relation its rules read, a
-/// partition or inheritance child and its parent. Materialized views are left out: their
-/// rows change only on REFRESH, which is itself a write to them.
+/// partition or inheritance child and its parent, a referencing table and the table whose
+/// deletes or updates cascade into it. Materialized views are left out: their rows change only
+/// on REFRESH, which is itself a write to them.
 const RELATED: &str = "
     select lower(c.relname), lower(p.relname)
       from pg_inherits i
@@ -50,10 +51,31 @@ const RELATED: &str = "
       join pg_depend d on d.objid = r.oid
                       and d.classid = 'pg_rewrite'::regclass
                       and d.refclassid = 'pg_class'::regclass
-      join pg_class t on t.oid = d.refobjid and t.oid <> v.oid";
+      join pg_class t on t.oid = d.refobjid and t.oid <> v.oid
+    union
+    select lower(c.relname), lower(p.relname)
+      from pg_constraint k
+      join pg_class c on c.oid = k.conrelid
+      join pg_class p on p.oid = k.confrelid
+     where k.contype = 'f'
+       and (k.confdeltype in ('c', 'n', 'd') or k.confupdtype in ('c', 'n', 'd'))";
 
-/// Groups of relation names that must be invalidated together (connected components).
-pub async fn load_groups(client: &tokio_postgres::Client) -> Result<Vec<Vec<String>>, String> {
+/// Tables with user triggers: a write to them may write anything else.
+const TRIGGERED: &str = "
+    select distinct lower(c.relname)
+      from pg_trigger t
+      join pg_class c on c.oid = t.tgrelid
+     where not t.tgisinternal";
+
+/// What the catalog says about how writes spread.
+pub struct Relations {
+    /// Relation names that must be invalidated together (connected components).
+    pub groups: Vec<Vec<String>>,
+    /// Tables whose triggers may write other tables.
+    pub triggered: Vec<String>,
+}
+
+pub async fn load(client: &tokio_postgres::Client) -> Result<Relations, String> {
     let rows = client
         .query(RELATED, &[])
         .await
@@ -61,7 +83,15 @@ pub async fn load_groups(client: &tokio_postgres::Client) -> Result<Vec<Vec<Stri
     let pairs = rows
         .iter()
         .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1)));
-    Ok(components(pairs))
+    let groups = components(pairs);
+    let triggered = client
+        .query(TRIGGERED, &[])
+        .await
+        .map_err(|e| e.to_string())?
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect();
+    Ok(Relations { groups, triggered })
 }
 
 /// Union-find over name pairs.
@@ -122,12 +152,12 @@ pub async fn refresh_groups(
     loop {
         for db in &config.databases {
             let name: Arc<str> = Arc::from(db.name.as_str());
-            let groups = match connect(&config, db, user, "pgsplit-cache-catalog").await {
-                Ok(c) => load_groups(&c).await,
+            let relations = match connect(&config, db, user, "pgsplit-cache-catalog").await {
+                Ok(c) => load(&c).await,
                 Err(e) => Err(e),
             };
-            match groups {
-                Ok(g) => cache.generations.set_groups(&name, g),
+            match relations {
+                Ok(r) => cache.generations.set_relations(&name, r),
                 Err(e) => tracing::warn!(database = %db.name, error = %e,
                     "cannot load views and partitions for cache invalidation; writes invalidate only the tables they name"),
             }

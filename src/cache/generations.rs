@@ -44,6 +44,8 @@ pub struct Generations {
     /// Relation name → every relation whose rows it shares (views over it, partitions,
     /// inheritance parents and children), from the catalog.
     groups: RwLock<AHashMap<TableKey, Arc<[Box<str>]>>>,
+    /// Tables with user triggers, whose writes may reach any table.
+    triggered: RwLock<ahash::AHashSet<TableKey>>,
 }
 
 impl Default for Generations {
@@ -54,6 +56,7 @@ impl Default for Generations {
             global_bumped_ms: AtomicU64::new(0),
             tables: RwLock::new(AHashMap::new()),
             groups: RwLock::new(AHashMap::new()),
+            triggered: RwLock::new(ahash::AHashSet::new()),
         }
     }
 }
@@ -113,6 +116,13 @@ impl Generations {
         let mut bumped = 0;
         for t in tables {
             let name = super::relname(t);
+            if self
+                .triggered
+                .read()
+                .contains(&(db.clone(), Box::from(name.as_str())))
+            {
+                self.bump_all();
+            }
             let group = self
                 .groups
                 .read()
@@ -139,7 +149,21 @@ impl Generations {
         self.global_bumped_ms.store(now, Ordering::Release);
     }
 
-    /// Replaces one database's relation groups (from `catalog::load_groups`).
+    /// Replaces one database's relation groups and triggered tables (from `catalog::load`).
+    pub fn set_relations(&self, db: &Arc<str>, r: super::catalog::Relations) {
+        {
+            let mut t = self.triggered.write();
+            t.retain(|(d, _)| d != db);
+            t.extend(
+                r.triggered
+                    .into_iter()
+                    .map(|n| (db.clone(), n.into_boxed_str())),
+            );
+        }
+        self.set_groups(db, r.groups);
+    }
+
+    /// Replaces one database's relation groups.
     pub fn set_groups(&self, db: &Arc<str>, groups: Vec<Vec<String>>) {
         let mut map = self.groups.write();
         map.retain(|(d, _), _| d != db);
@@ -196,6 +220,23 @@ mod tests {
         g.bump(&db(), &["events_2024".into()]);
         assert!(!g.unchanged(&view));
         assert!(!g.unchanged(&parent));
+    }
+
+    #[test]
+    fn writes_to_tables_with_triggers_invalidate_everything() {
+        let g = Generations::default();
+        g.set_relations(
+            &db(),
+            crate::cache::catalog::Relations {
+                groups: vec![],
+                triggered: vec!["audited".into()],
+            },
+        );
+        let other = g.snapshot(&db(), &["elsewhere".into()]);
+        g.bump(&db(), &["plain".into()]);
+        assert!(g.unchanged(&other));
+        g.bump(&db(), &["public.audited".into()]);
+        assert!(!g.unchanged(&other));
     }
 
     #[test]
