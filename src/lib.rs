@@ -10,6 +10,7 @@ pub mod control;
 pub mod error;
 pub mod frontend;
 pub mod http;
+pub mod nplusone;
 pub mod pool;
 pub mod protocol;
 pub mod proxy;

@@ -21,6 +21,7 @@ pub struct Shared {
     pub secrets: HashMap<String, UserSecret>,
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     pub stats: Arc<crate::stats::Stats>,
+    pub n_plus_one: Arc<crate::nplusone::Detector>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +81,7 @@ impl Shared {
             secrets,
             tls,
             stats: Arc::new(crate::stats::Stats::new(config.stats.settings.clone())),
+            n_plus_one: Arc::new(crate::nplusone::Detector::new(config.n_plus_one.clone())),
             config,
         })
     }

@@ -5,6 +5,7 @@ use super::session::{End, Session};
 use crate::backend::prepared::server_name;
 use crate::backend::ServerConn;
 use crate::error::ClientError;
+use crate::nplusone::Call;
 use crate::pool::{AcquireError, Role};
 use crate::protocol::build;
 use crate::protocol::frame::{self, Frame};
@@ -24,6 +25,8 @@ pub struct ClientStatement {
     pub sql: Bytes,
     pub param_types: Bytes,
     pub analysis: Arc<Analysis>,
+    /// W3C trace id of a `traceparent` in the text (0: none), found once at Parse.
+    pub trace: u128,
 }
 
 /// What to do when the ReadyForQuery of one Sync/Query/FunctionCall arrives.
@@ -52,6 +55,9 @@ pub struct ReadyAction {
 pub struct Executed {
     pub first: Option<(Arc<Analysis>, u64)>,
     pub more: Vec<(Arc<Analysis>, u64)>,
+    /// Parameter hash and trace id per statement, for N+1 detection (default while it is off).
+    pub first_call: Call,
+    pub more_calls: Vec<Call>,
 }
 
 impl Executed {
@@ -73,6 +79,26 @@ impl Executed {
 
     pub fn iter(&self) -> impl Iterator<Item = &(Arc<Analysis>, u64)> {
         self.first.iter().chain(self.more.iter())
+    }
+
+    /// Sets the N+1 details of the statement pushed last.
+    pub fn set_call(&mut self, c: Call) {
+        if self.more.is_empty() {
+            self.first_call = c;
+        } else {
+            self.more_calls.resize(self.more.len(), Call::default());
+            if let Some(last) = self.more_calls.last_mut() {
+                *last = c;
+            }
+        }
+    }
+
+    pub fn call(&self, i: usize) -> Call {
+        if i == 0 {
+            self.first_call
+        } else {
+            self.more_calls.get(i - 1).copied().unwrap_or_default()
+        }
     }
 }
 
@@ -413,6 +439,7 @@ impl Session {
         let plan = &mut self.plan;
         let mut action = ReadyAction::new(started, pool_wait_us);
         let log_parameters = self.shared.stats.settings.log_parameters;
+        let detect = self.shared.n_plus_one.settings.enabled;
         let mut parsed_unnamed = false;
         let mut failed_at: Option<usize> = None;
         for (i, (f, a)) in frames.iter().zip(analyses).enumerate() {
@@ -430,6 +457,11 @@ impl Session {
                     }
                     if let Some(a) = a {
                         action.executed.push(a.clone());
+                        if detect {
+                            action
+                                .executed
+                                .set_call(super::n_plus_one::query_call(f.body()));
+                        }
                         if a.discard_all {
                             conn.prepared.clear();
                             self.statements.clear();
@@ -466,6 +498,11 @@ impl Session {
                         sql: Bytes::copy_from_slice(p.sql),
                         param_types: Bytes::copy_from_slice(p.param_types),
                         analysis: a,
+                        trace: if detect {
+                            crate::nplusone::trace_id(p.sql)
+                        } else {
+                            0
+                        },
                     });
                     if p.name.is_empty() {
                         out.extend_from_slice(f.raw());
@@ -513,6 +550,16 @@ impl Session {
                     plan.push(Expect::Bind);
                     if let Some(a) = a {
                         action.executed.push(a.clone());
+                        if detect {
+                            let stmt = if b.statement.is_empty() {
+                                self.unnamed.as_deref()
+                            } else {
+                                self.statements.get(b.statement).map(|s| &**s)
+                            };
+                            action
+                                .executed
+                                .set_call(super::n_plus_one::bind_call(stmt, b.rest));
+                        }
                         if has_effects(&a) {
                             action.effects.push(a);
                         }

@@ -135,6 +135,7 @@ impl Session {
             return;
         };
         self.record(&action);
+        self.detect_bursts(&action);
         let mut changed = false;
         let mut reset = false;
         for a in &action.effects {

@@ -83,6 +83,8 @@ pub struct Session {
     /// The attached server sent FATAL: requests wait for a fresh connection instead.
     pub(super) server_dying: bool,
     pub(super) shutdown: tokio::sync::watch::Receiver<bool>,
+    /// This session's recent statements, for N+1 detection.
+    pub(super) n_plus_one: crate::nplusone::Stream,
 }
 
 impl Session {
@@ -127,6 +129,7 @@ impl Session {
             cancel,
             shutdown,
             server_dying: false,
+            n_plus_one: crate::nplusone::Stream::default(),
         }
     }
 
