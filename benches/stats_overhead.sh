@@ -1,27 +1,31 @@
 #!/usr/bin/env bash
 # Measures what per-query statistics cost: pgbench select-only through two pgsplit instances,
 # one with [stats] enabled = true and one with enabled = false, interleaved, median of N runs.
+# With --section n_plus_one it measures the N+1 detector the same way ([n_plus_one] enabled).
 #
 #   benches/stats_overhead.sh [--duration S] [--repeat N] [--clients C] [--mode prepared|simple]
+#                             [--section stats|n_plus_one]
 #
 # Needs the local cluster (scripts/cluster.sh start) with pgbench tables (pgbench -i) in database app.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-DURATION=10 REPEAT=3 CLIENTS=10 MODE=prepared
+DURATION=10 REPEAT=3 CLIENTS=10 MODE=prepared SECTION=stats
 while (($#)); do
     case $1 in
         --duration) DURATION=$2; shift 2 ;;
         --repeat) REPEAT=$2; shift 2 ;;
         --clients) CLIENTS=$2; shift 2 ;;
         --mode) MODE=$2; shift 2 ;;
-        *) echo "usage: $0 [--duration S] [--repeat N] [--clients C] [--mode prepared|simple]" >&2; exit 2 ;;
+        --section) SECTION=$2; shift 2 ;;
+        *) echo "usage: $0 [--duration S] [--repeat N] [--clients C] [--mode prepared|simple] [--section stats|n_plus_one]" >&2; exit 2 ;;
     esac
 done
 
 PG_BIN=$(pg_config --bindir)
 export PATH="$PG_BIN:$PATH" PGPASSWORD=app
 cargo build --release --quiet
+BIN=${CARGO_TARGET_DIR:-target}/release/pgsplit
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() {
@@ -37,9 +41,10 @@ start() { # name enabled
     local port stats
     port=$(free_port)
     stats=$(free_port)
-    sed "s/^enabled = true/enabled = $2/" proxy.toml >"$WORK/$1.toml"
+    # Only the `enabled` key of the chosen section.
+    sed "/^\[$SECTION\]/,/^\[/ s/^enabled = true/enabled = $2/" proxy.toml >"$WORK/$1.toml"
     PGSPLIT_LISTEN=127.0.0.1:$port PGSPLIT_STATS_LISTEN=127.0.0.1:$stats \
-        ./target/release/pgsplit serve --config "$WORK/$1.toml" >"$WORK/$1.log" 2>&1 &
+        "$BIN" serve --config "$WORK/$1.toml" >"$WORK/$1.log" 2>&1 &
     PIDS+=($!)
     for _ in $(seq 100); do pg_isready -q -h 127.0.0.1 -p "$port" && break; sleep 0.1; done
     echo "$port"
@@ -66,7 +71,7 @@ for i in $(seq "$REPEAT"); do
 done
 on=$(median <"$WORK/on")
 off=$(median <"$WORK/off")
-printf '| stats | pgbench -S -M %s -c %s, median of %s x %ss | tps |\n|---|---|---|\n' "$MODE" "$CLIENTS" "$REPEAT" "$DURATION"
+printf '| %s | pgbench -S -M %s -c %s, median of %s x %ss | tps |\n|---|---|---|\n' "$SECTION" "$MODE" "$CLIENTS" "$REPEAT" "$DURATION"
 printf '| on  | runs: %s | %.0f |\n' "$(paste -sd' ' "$WORK/on")" "$on"
 printf '| off | runs: %s | %.0f |\n' "$(paste -sd' ' "$WORK/off")" "$off"
-awk -v a="$on" -v b="$off" 'BEGIN { printf "\nstats overhead: %.1f%% of TPS\n", (b - a) / b * 100 }'
+awk -v a="$on" -v b="$off" -v s="$SECTION" 'BEGIN { printf "\n%s overhead: %.1f%% of TPS\n", s, (b - a) / b * 100 }'
