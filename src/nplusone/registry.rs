@@ -1,4 +1,4 @@
-//! The findings: one entry per (kind, fingerprint, parent, database), sharded and bounded, counted live while a burst grows.
+//! The findings: one entry per (kind, fingerprint, parent of a loop, database), sharded and bounded, counted live while a burst grows.
 
 use super::{suggest, Kind, Origin};
 use crate::stats::unix_now;
@@ -157,7 +157,12 @@ impl Registry {
         let key = Key {
             kind,
             fingerprint,
-            parent: parent.map_or(0, |p| p.0),
+            // Only a loop is told apart by its parent; a repeat or a batch is one finding
+            // whatever ran before it.
+            parent: match kind {
+                Kind::NPlusOne => parent.map_or(0, |p| p.0),
+                _ => 0,
+            },
             database: origin.database.clone(),
         };
         let now = unix_now();
