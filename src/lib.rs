@@ -11,6 +11,7 @@ pub mod control;
 pub mod error;
 pub mod frontend;
 pub mod http;
+pub mod nplusone;
 pub mod pool;
 pub mod protocol;
 pub mod proxy;

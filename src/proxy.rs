@@ -25,6 +25,7 @@ pub struct Shared {
     /// Notified after DDL through the proxy: views and partitions may have changed.
     pub cache_catalog_changed: Arc<tokio::sync::Notify>,
     pub wal: Arc<crate::cache::wal::WalProgress>,
+    pub n_plus_one: Arc<crate::nplusone::Detector>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +88,7 @@ impl Shared {
             cache: crate::cache::ResultCache::new(config.cache.clone()),
             cache_catalog_changed: Arc::new(tokio::sync::Notify::new()),
             wal: Arc::new(Default::default()),
+            n_plus_one: Arc::new(crate::nplusone::Detector::new(config.n_plus_one.clone())),
             config,
         })
     }

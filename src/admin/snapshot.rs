@@ -138,8 +138,10 @@ pub struct StatsSnapshot {
     pub pools: Vec<PoolSnapshot>,
     pub servers: Vec<ServerSnapshot>,
     pub cache: CacheSnapshot,
-    /// N+1 bursts; empty until the detector exists.
-    pub n_plus_one: Vec<serde_json::Value>,
+    /// N+1 findings (and repeated identical queries, batchable writes), most recent first.
+    pub n_plus_one: Vec<crate::nplusone::FindingSnapshot>,
+    /// Bursts detected since start or reset, by kind (findings may have been evicted since).
+    pub n_plus_one_bursts: crate::nplusone::BurstCounts,
     pub targets: Targets,
     pub clients: usize,
 }
@@ -226,8 +228,12 @@ pub fn targets(shared: &Shared) -> Targets {
             .enabled()
             .then(|| cache(shared).hit_rate)
             .flatten(),
-        // No detector yet: "no data" rather than a claim of zero.
-        n_plus_one_bursts: None,
+        // Detection off: "no data" rather than a claim of zero.
+        n_plus_one_bursts: shared
+            .n_plus_one
+            .settings
+            .enabled
+            .then(|| shared.n_plus_one.registry.bursts().n_plus_one),
     };
     Targets::judge(&shared.stats.settings.thresholds, &measured)
 }
@@ -240,7 +246,8 @@ pub fn snapshot(shared: &Shared) -> StatsSnapshot {
         pools: pools(shared),
         servers: servers(shared),
         cache: cache(shared),
-        n_plus_one: Vec::new(),
+        n_plus_one: shared.n_plus_one.registry.snapshot(),
+        n_plus_one_bursts: shared.n_plus_one.registry.bursts(),
         targets: targets(shared),
         clients: shared.cancels.len(),
     }
@@ -249,6 +256,7 @@ pub fn snapshot(shared: &Shared) -> StatsSnapshot {
 /// Clears query stats and pool acquisition figures (connections stay open).
 pub fn reset(shared: &Shared) {
     shared.stats.queries.reset();
+    shared.n_plus_one.reset();
     for set in shared.pools.sets() {
         for p in set.all() {
             p.reset_stats();

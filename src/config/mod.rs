@@ -141,6 +141,7 @@ pub struct Config {
     pub stats: StatsConfig,
     pub analysis_cache_entries: u64,
     pub cache: crate::cache::CacheSettings,
+    pub n_plus_one: crate::nplusone::Settings,
 }
 
 /// Environment variables that override addresses, so one file serves every environment.
@@ -341,6 +342,7 @@ impl Config {
             },
             analysis_cache_entries: raw.analysis_cache_entries.max(16),
             cache: cache::settings(&raw.cache)?,
+            n_plus_one: n_plus_one_settings(&raw.n_plus_one)?,
         })
     }
 
@@ -480,6 +482,12 @@ impl Config {
             "\n[stats.targets]\np90_ms = {}\np95_ms = {}\npool_efficiency = {}\nfast_acquire_ms = {}\nacquire_p95_ms = {}\ncache_hit_rate = {}\nn_plus_one_bursts = {}",
             t.p90_ms, t.p95_ms, t.pool_efficiency, t.fast_acquire_ms, t.acquire_p95_ms, t.cache_hit_rate, t.n_plus_one_bursts
         );
+        let n = &self.n_plus_one;
+        let _ = writeln!(
+            s,
+            "\n[n_plus_one]\nenabled = {}\nthreshold = {}\nwindow_ms = {}\nnotify_client = {}\nrepeated_identical = {}\nbatchable_writes = {}\nmax_findings = {}\nmax_traces = {}",
+            n.enabled, n.threshold, n.window_ms, n.notify_client, n.repeated_identical, n.batchable_writes, n.max_findings, n.max_traces
+        );
         s
     }
 }
@@ -522,6 +530,38 @@ fn stats_settings(r: &raw::RawStats) -> Result<crate::stats::StatsSettings, Conf
             cache_hit_rate: t.cache_hit_rate,
             n_plus_one_bursts: t.n_plus_one_bursts,
         },
+    })
+}
+
+/// Largest `n_plus_one.threshold`: each session keeps up to 8 × threshold × 8 bytes of times.
+pub const MAX_N_PLUS_ONE_THRESHOLD: u32 = 1000;
+/// Largest `n_plus_one.window_ms`, which keeps every time span the detector compares in 32 bits.
+pub const MAX_N_PLUS_ONE_WINDOW_MS: u32 = 60_000;
+
+fn n_plus_one_settings(r: &raw::RawNPlusOne) -> Result<crate::nplusone::Settings, ConfigError> {
+    if !(2..=MAX_N_PLUS_ONE_THRESHOLD).contains(&r.threshold) {
+        return Err(invalid(
+            "n_plus_one.threshold",
+            format!("must be between 2 and {MAX_N_PLUS_ONE_THRESHOLD}"),
+        ));
+    }
+    if !(1..=MAX_N_PLUS_ONE_WINDOW_MS).contains(&r.window_ms) {
+        return Err(invalid(
+            "n_plus_one.window_ms",
+            format!("must be between 1 and {MAX_N_PLUS_ONE_WINDOW_MS} ms"),
+        ));
+    }
+    positive("n_plus_one.max_findings", r.max_findings)?;
+    positive("n_plus_one.max_traces", r.max_traces)?;
+    Ok(crate::nplusone::Settings {
+        enabled: r.enabled,
+        threshold: r.threshold,
+        window_ms: r.window_ms,
+        notify_client: r.notify_client,
+        repeated_identical: r.repeated_identical,
+        batchable_writes: r.batchable_writes,
+        max_findings: r.max_findings,
+        max_traces: r.max_traces,
     })
 }
 

@@ -93,6 +93,38 @@ fn stats_settings_are_checked() {
 }
 
 #[test]
+fn n_plus_one_defaults_and_checks() {
+    let c = Config::from_toml(MINIMAL, &EnvOverrides::default()).unwrap();
+    let n = &c.n_plus_one;
+    assert!(n.enabled && n.repeated_identical);
+    assert!(!n.notify_client && !n.batchable_writes);
+    assert_eq!((n.threshold, n.window_ms), (10, 1000));
+    assert_eq!((n.max_findings, n.max_traces), (1000, 1000));
+    let c = Config::from_toml(
+        &format!("{MINIMAL}\n[n_plus_one]\nthreshold = 25\nwindow_ms = 250\nnotify_client = true\nbatchable_writes = true\n"),
+        &EnvOverrides::default(),
+    )
+    .unwrap();
+    assert_eq!((c.n_plus_one.threshold, c.n_plus_one.window_ms), (25, 250));
+    assert!(c.n_plus_one.notify_client && c.n_plus_one.batchable_writes);
+    assert!(c
+        .render()
+        .contains("[n_plus_one]\nenabled = true\nthreshold = 25"));
+    for (text, key) in [
+        ("threshold = 1", "n_plus_one.threshold"),
+        ("threshold = 1001", "n_plus_one.threshold"),
+        ("window_ms = 0", "n_plus_one.window_ms"),
+        ("window_ms = 60001", "n_plus_one.window_ms"),
+        ("max_findings = 0", "n_plus_one.max_findings"),
+        ("max_traces = 0", "n_plus_one.max_traces"),
+        ("bogus = true", "bogus"),
+    ] {
+        let e = err(&format!("{MINIMAL}\n[n_plus_one]\n{text}\n"));
+        assert!(e.contains(key), "{text}: {e}");
+    }
+}
+
+#[test]
 fn missing_file_is_an_error() {
     let e = Config::load_with(
         Path::new("/nonexistent/proxy.toml"),

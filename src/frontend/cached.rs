@@ -234,8 +234,25 @@ impl Session {
             ..Default::default()
         };
         action.executed.push(probe.analysis.clone());
+        if self.shared.n_plus_one.settings.enabled {
+            // A loop answered from the cache is still a loop in the application.
+            let call = if probe.simple {
+                super::n_plus_one::query_call(frames[0].body())
+            } else {
+                let bind = &frames[probe.parse.map_or(0, |i| i + 1)];
+                let b = Bind::decode(bind.body())?;
+                let stmt = if b.statement.is_empty() {
+                    self.unnamed.as_deref()
+                } else {
+                    self.statements.get(b.statement).map(|s| &**s)
+                };
+                super::n_plus_one::bind_call(stmt, b.rest)
+            };
+            action.executed.set_call(call);
+        }
         action.completed(rows);
         self.record_as(&action, AnsweredBy::Cache);
+        self.detect_bursts(&action);
         self.recycle_frames(frames);
         Ok(())
     }
@@ -243,7 +260,12 @@ impl Session {
     /// A Parse answered from the cache: the statement exists for the client all the same.
     fn register_parsed(&mut self, f: &Frame, analysis: Arc<Analysis>) -> Result<(), End> {
         let p = Parse::decode(f.body())?;
-        let stmt = Arc::new(ClientStatement::new(&p, analysis));
+        let trace = if self.shared.n_plus_one.settings.enabled {
+            crate::nplusone::trace_id(p.sql)
+        } else {
+            0
+        };
+        let stmt = Arc::new(ClientStatement::new(&p, analysis, trace));
         if p.name.is_empty() {
             // No server holds this unnamed statement: the next Bind of it must re-parse.
             self.next_unnamed_id();

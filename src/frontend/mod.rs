@@ -2,6 +2,7 @@
 
 mod cached;
 mod listener;
+mod n_plus_one;
 pub mod plan;
 mod request;
 mod responses;

@@ -6,6 +6,7 @@ use super::session::{End, Session};
 use crate::backend::prepared::server_name;
 use crate::backend::ServerConn;
 use crate::error::ClientError;
+use crate::nplusone::Call;
 use crate::pool::{AcquireError, Role};
 use crate::protocol::build;
 use crate::protocol::frame::{self, Frame};
@@ -25,15 +26,18 @@ pub struct ClientStatement {
     pub sql: Bytes,
     pub param_types: Bytes,
     pub analysis: Arc<Analysis>,
+    /// W3C trace id of a `traceparent` in the text (0: none), found once at Parse.
+    pub trace: u128,
 }
 
 impl ClientStatement {
-    pub fn new(p: &Parse<'_>, analysis: Arc<Analysis>) -> ClientStatement {
+    pub fn new(p: &Parse<'_>, analysis: Arc<Analysis>, trace: u128) -> ClientStatement {
         ClientStatement {
             key: statement_key(p.sql, p.param_types),
             sql: Bytes::copy_from_slice(p.sql),
             param_types: Bytes::copy_from_slice(p.param_types),
             analysis,
+            trace,
         }
     }
 }
@@ -72,6 +76,9 @@ pub struct ReadyAction {
 pub struct Executed {
     pub first: Option<(Arc<Analysis>, u64)>,
     pub more: Vec<(Arc<Analysis>, u64)>,
+    /// Parameter hash and trace id per statement, for N+1 detection (default while it is off).
+    pub first_call: Call,
+    pub more_calls: Vec<Call>,
 }
 
 impl Executed {
@@ -93,6 +100,26 @@ impl Executed {
 
     pub fn iter(&self) -> impl Iterator<Item = &(Arc<Analysis>, u64)> {
         self.first.iter().chain(self.more.iter())
+    }
+
+    /// Sets the N+1 details of the statement pushed last.
+    pub fn set_call(&mut self, c: Call) {
+        if self.more.is_empty() {
+            self.first_call = c;
+        } else {
+            self.more_calls.resize(self.more.len(), Call::default());
+            if let Some(last) = self.more_calls.last_mut() {
+                *last = c;
+            }
+        }
+    }
+
+    pub fn call(&self, i: usize) -> Call {
+        if i == 0 {
+            self.first_call
+        } else {
+            self.more_calls.get(i - 1).copied().unwrap_or_default()
+        }
     }
 }
 
@@ -483,6 +510,7 @@ impl Session {
         action.fill = fill.take();
         action.cache_miss = cache_miss;
         let log_parameters = self.shared.stats.settings.log_parameters;
+        let detect = self.shared.n_plus_one.settings.enabled;
         let mut parsed_unnamed = false;
         let mut failed_at: Option<usize> = None;
         for (i, (f, a)) in frames.iter().zip(analyses).enumerate() {
@@ -500,6 +528,11 @@ impl Session {
                     }
                     if let Some(a) = a {
                         action.executed.push(a.clone());
+                        if detect {
+                            action
+                                .executed
+                                .set_call(super::n_plus_one::query_call(f.body()));
+                        }
                         if a.discard_all {
                             conn.prepared.clear();
                             self.statements.clear();
@@ -532,7 +565,12 @@ impl Session {
                     let Some(a) = a else {
                         return Err(End::Fatal(ClientError::Internal("unanalyzed Parse".into())));
                     };
-                    let stmt = Arc::new(ClientStatement::new(&p, a));
+                    let trace = if detect {
+                        crate::nplusone::trace_id(p.sql)
+                    } else {
+                        0
+                    };
+                    let stmt = Arc::new(ClientStatement::new(&p, a, trace));
                     if p.name.is_empty() {
                         out.extend_from_slice(f.raw());
                         plan.push(Expect::Parse {
@@ -580,6 +618,16 @@ impl Session {
                     plan.push(Expect::Bind);
                     if let Some(a) = a {
                         action.executed.push(a.clone());
+                        if detect {
+                            let stmt = if b.statement.is_empty() {
+                                self.unnamed.as_deref()
+                            } else {
+                                self.statements.get(b.statement).map(|s| &**s)
+                            };
+                            action
+                                .executed
+                                .set_call(super::n_plus_one::bind_call(stmt, b.rest));
+                        }
                         if has_effects(&a) {
                             action.effects.push(a);
                         }

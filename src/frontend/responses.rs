@@ -145,6 +145,7 @@ impl Session {
             return;
         };
         self.record(&action);
+        self.detect_bursts(&action);
         self.cache_on_ready(&mut action);
         let mut changed = false;
         let mut reset = false;

@@ -89,6 +89,8 @@ pub struct Session {
     pub(super) tx_writes: super::cached::TxWrites,
     /// Identity of the client's current unnamed statement (see `request::next_unnamed_id`).
     pub(super) unnamed_id: u64,
+    /// This session's recent statements, for N+1 detection.
+    pub(super) n_plus_one: crate::nplusone::Stream,
 }
 
 impl Session {
@@ -136,6 +138,7 @@ impl Session {
             cancel,
             shutdown,
             server_dying: false,
+            n_plus_one: crate::nplusone::Stream::default(),
         }
     }
 

@@ -416,9 +416,21 @@ impl SnapshotCollector {
         family(
             e,
             "n_plus_one_bursts",
-            "N+1 bursts detected.",
+            "Bursts found by the N+1 detector, by kind (n_plus_one, repeated_identical, batchable_writes).",
             MetricType::Counter,
-            [(vec![], counter(s.n_plus_one.len() as u64))],
+            crate::nplusone::Kind::ALL.into_iter().map(|k| {
+                (
+                    vec![("kind", k.as_str().to_string())],
+                    counter(s.n_plus_one_bursts.get(k)),
+                )
+            }),
+        )?;
+        family(
+            e,
+            "n_plus_one_findings",
+            "Distinct N+1 findings held now (bounded by n_plus_one.max_findings).",
+            MetricType::Gauge,
+            [(vec![], gauge(s.n_plus_one.len() as f64))],
         )?;
         family(
             e,

@@ -145,10 +145,16 @@ pub struct CacheInvalidations {
     pub wal: u64,
 }
 
-/// One N+1 burst, as the detector is planned to report it.
+/// One N+1 finding (kind "n_plus_one", "repeated_identical" or "batchable_writes").
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct NPlusOne {
+    #[serde(deserialize_with = "null_default")]
+    pub fingerprint: String,
+    #[serde(deserialize_with = "null_default")]
+    pub database: String,
+    #[serde(deserialize_with = "null_default")]
+    pub application_name: String,
     #[serde(deserialize_with = "null_default")]
     pub query: String,
     #[serde(deserialize_with = "null_default")]

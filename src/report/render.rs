@@ -224,6 +224,18 @@ fn n_plus_one(out: &mut String, doc: &StatsDoc) {
         if !b.suggestion.is_empty() {
             notes.push(format!("fix:   {}", one_line(&b.suggestion)));
         }
+        if !b.application_name.is_empty() || !b.database.is_empty() {
+            notes.push(format!(
+                "from:  {}{}{}",
+                b.application_name,
+                if b.application_name.is_empty() || b.database.is_empty() {
+                    ""
+                } else {
+                    " on "
+                },
+                b.database
+            ));
+        }
         t.row_with_notes(
             vec![
                 (i + 1).to_string(),
