@@ -619,3 +619,47 @@ async fn cascades_and_triggers_reach_the_tables_they_change() {
         .unwrap();
     assert_eq!(read(&c, &log).await, "1");
 }
+
+#[tokio::test]
+async fn an_n_plus_one_loop_answered_from_the_cache_is_still_reported() {
+    let p = start("[n_plus_one]\nenabled = true").await;
+    let t = unique("cache_n1");
+    let su = superuser().await;
+    su.batch_execute(&format!(
+        "create table {t}_parent (id int primary key);
+         create table {t}_child (id serial primary key, parent_id int, note text);
+         insert into {t}_parent select generate_series(1, 30);
+         insert into {t}_child (parent_id, note) select i % 30 + 1, 'n' || i from generate_series(1, 90) i;
+         grant select on {t}_parent, {t}_child to app;"
+    ))
+    .await
+    .unwrap();
+    wait_for_replica().await;
+    let c = p.connect().await;
+    let child = c
+        .prepare(&format!("select note from {t}_child where parent_id = $1"))
+        .await
+        .unwrap();
+    for round in 0..2 {
+        let parents = c
+            .query(&format!("select id from {t}_parent order by id"), &[])
+            .await
+            .unwrap();
+        for r in &parents {
+            let id: i32 = r.get(0);
+            assert_eq!(c.query(&child, &[&id]).await.unwrap().len(), 3);
+        }
+        // Let the second loop be a new burst.
+        if round == 0 {
+            tokio::time::sleep(Duration::from_millis(1100)).await;
+        }
+    }
+    let s = stats(&p);
+    assert!(s.hits >= 30, "the second loop came from the cache: {s:?}");
+    let findings = p.handle.shared.n_plus_one.registry.snapshot();
+    let f = findings
+        .iter()
+        .find(|f| f.query.contains(&format!("{t}_child")))
+        .expect("the loop is reported");
+    assert_eq!(f.occurrences, 2, "{f:?}");
+}
