@@ -28,8 +28,9 @@ section() {
 check "the workload ran and finished" '^workload done: [1-9][0-9]* statements'
 check "the workload's progress line read pgsplit's stats" 'QPS [0-9]+ · p90 [0-9.]+ ms'
 check "top queries with p50/p90/p99 and route" '^ *# +calls +errors +rows +total ms +mean +p50 +p90 +p99 +route'
-check "property search among the top queries" 'FROM properties WHERE status = \$[0-9]+ AND price BETWEEN'
-check "active-leads dashboard query among the top queries" 'FROM leads WHERE status = \$[0-9]+ ORDER BY created_at DESC, ml_score DESC'
+# (The report shortens query text to its line, so only the start of each statement is matched.)
+check "property search among the top queries" 'SELECT id, address, city, price, bedrooms, bathrooms, property_type FROM properties'
+check "active-leads dashboard query among the top queries" 'SELECT id, contact_id, name, email, phone, ml_score, created_at FROM leads WHERE status'
 check "reads answered by the replica" 'replica [1-9][0-9]*% / primary'
 check "writes answered by the primary" 'replica 0% / primary 100%'
 check "pools with efficiency" '^ *pool +size/max +busy +waiting +acquire p95 ms +efficiency'
@@ -45,7 +46,7 @@ check "cache hit-rate target judged (issue 5: result cache)" '^ *[Cc]ache hit ra
 
 # Needs N+1 detection (issue 6): the planted loop (leads, then conversations per lead) is found.
 n1=$(section "N\\+1 bursts")
-if grep -Eq 'query: .*FROM conversations WHERE contact_id = \$1' <<<"$n1" &&
+if grep -Eq 'query: .*FROM conversations WHERE contact_id' <<<"$n1" &&
     grep -Eq 'fix: +[^ ]' <<<"$n1"; then
     echo "[demo check] ok: the planted N+1 burst with a suggested fix (issue 6: N+1 detection)"
 else

@@ -67,7 +67,7 @@ eval "$(scripts/cluster.sh env)"
 PG_BIN=${PGSPLIT_PG_BINDIR:-$(pg_config --bindir)}
 export PATH="$PG_BIN:$PATH"
 # The control plane talks to the primary directly; the workload goes through pgsplit.
-PRIMARY_URL=postgres://postgres:postgres@$PGSPLIT_PRIMARY/app
+PRIMARY_URL=postgres://app:app@$PGSPLIT_PRIMARY/app
 APP_URL=postgresql://app:app@$LISTEN/app
 STATS_URL=http://$STATS_LISTEN
 

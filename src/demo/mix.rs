@@ -162,7 +162,8 @@ pub async fn client(
         let (ok, statements) = match run_one(&c, &p, kind, universe, &mut rng).await {
             Ok(n) => (true, n),
             Err(e) => {
-                tracing::debug!(kind = kind.label(), error = %e, "workload statement failed");
+                let error = super::describe(&e);
+                tracing::debug!(kind = kind.label(), error, "workload statement failed");
                 if c.is_closed() {
                     return Err(e);
                 }

@@ -110,7 +110,7 @@ pub async fn run(args: &WorkloadArgs) -> Result<(), WorkloadError> {
     for t in tasks {
         match t.await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => failures.push(e.to_string()),
+            Ok(Err(e)) => failures.push(describe(&e)),
             Err(e) => failures.push(e.to_string()),
         }
     }
@@ -123,6 +123,19 @@ pub async fn run(args: &WorkloadArgs) -> Result<(), WorkloadError> {
             clients: args.clients,
             first: first.clone(),
         }),
+    }
+}
+
+/// The server's own message when there is one ("db error" alone says nothing).
+pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!(
+            "{}: {} (SQLSTATE {})",
+            db.severity(),
+            db.message(),
+            db.code().code()
+        ),
+        None => e.to_string(),
     }
 }
 
@@ -140,7 +153,7 @@ fn target(c: &tokio_postgres::Config) -> String {
 }
 
 async fn universe(c: &tokio_postgres::Client) -> Result<Universe, WorkloadError> {
-    let no_data = |e: tokio_postgres::Error| WorkloadError::NoData(e.to_string());
+    let no_data = |e: tokio_postgres::Error| WorkloadError::NoData(describe(&e));
     let row = c
         .query_one(
             "SELECT (SELECT coalesce(max(id), 0) FROM leads), (SELECT count(*) FROM properties)",
