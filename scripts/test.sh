@@ -14,7 +14,9 @@ REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 # libclang-dev: bindgen in the pg_query crate. pgbouncer: benchmarks compare against it.
 # postgresql-15-postgis-3: the postgis extension in database app. prometheus: for promtool.
+# chromium: tests/dashboard.rs renders the web dashboard headless.
 TEST_PACKAGES=(
+    chromium
     libclang-dev
     pgbouncer
     postgresql-15

@@ -8,6 +8,8 @@ pub mod civil;
 pub mod clients;
 pub mod config;
 pub mod control;
+pub mod demo;
+pub mod docs;
 pub mod error;
 pub mod frontend;
 pub mod http;

@@ -45,6 +45,10 @@ enum Command {
     Analyze(pgsplit::control::analyze::AnalyzeArgs),
     /// Print pgsplit's stats (top queries, pools, targets) from the stats endpoint; --export writes JSON.
     Report(pgsplit::report::ReportArgs),
+    /// Run the seed application's workload through pgsplit (several clients, live progress line).
+    Workload(pgsplit::demo::WorkloadArgs),
+    /// Print the configuration reference (every key, default, reloadable) generated from proxy.toml.
+    ConfigReference(pgsplit::docs::ConfigReferenceArgs),
 }
 
 fn init_logging(format: LogFormat) {
@@ -79,6 +83,8 @@ fn main() -> ExitCode {
             Command::SeedData(args) => control(pgsplit::control::seed::run(&args).await),
             Command::Analyze(args) => control(pgsplit::control::analyze::run(&args).await),
             Command::Report(args) => control(pgsplit::report::run(&args).await),
+            Command::Workload(args) => control(pgsplit::demo::run(&args).await),
+            Command::ConfigReference(args) => control(pgsplit::docs::run(&args)),
             Command::CheckConfig { config } => match pgsplit::config::Config::load(&config) {
                 Ok(c) => {
                     print!("{}", c.render());

@@ -1,5 +1,6 @@
-//! The operator's HTTP endpoint: /stats JSON, /metrics for Prometheus, /health and /ready.
+//! The operator's HTTP endpoint: the dashboard at /, /stats JSON, /stats/timeseries, /metrics for Prometheus, /health and /ready.
 
+mod dashboard;
 pub mod metrics;
 
 use crate::admin::snapshot;
@@ -10,7 +11,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -22,6 +23,11 @@ pub async fn serve(
     listener: TcpListener,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    // The per-second series exists for this endpoint, so it ticks while the endpoint serves.
+    tokio::spawn(crate::stats::timeseries::run(
+        shared.stats.clone(),
+        shutdown.clone(),
+    ));
     let app = router(shared);
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
@@ -37,13 +43,16 @@ pub fn router(shared: Arc<Shared>) -> Router {
     let protected = Router::new()
         .route("/stats", get(stats))
         .route("/stats/queries", get(queries))
+        .route("/stats/timeseries", get(timeseries))
         .route("/stats/reset", post(reset))
         .route("/metrics", get(metrics_text))
         .route_layer(middleware::from_fn_with_state(
             shared.clone(),
             require_token,
         ));
+    // The page holds no data, only code; it asks for the token (see dashboard.rs) to fetch any.
     Router::new()
+        .route("/", get(dashboard::page))
         .route("/health", get(|| async { "ok\n" }))
         .route("/ready", get(ready))
         .merge(protected)
@@ -108,6 +117,31 @@ async fn queries(State(shared): State<Arc<Shared>>, Query(p): Query<QueriesParam
     }
     rows.truncate(p.limit.unwrap_or(100));
     Json(rows).into_response()
+}
+
+#[derive(Deserialize)]
+struct TimeseriesParams {
+    /// Only the newest N points.
+    last: Option<usize>,
+}
+
+#[derive(Serialize)]
+struct TimeseriesDoc {
+    interval_s: u64,
+    capacity: usize,
+    points: Vec<crate::stats::timeseries::Point>,
+}
+
+async fn timeseries(
+    State(shared): State<Arc<Shared>>,
+    Query(p): Query<TimeseriesParams>,
+) -> Json<TimeseriesDoc> {
+    let ts = &shared.stats.timeseries;
+    Json(TimeseriesDoc {
+        interval_s: 1,
+        capacity: ts.capacity(),
+        points: ts.points(p.last),
+    })
 }
 
 async fn reset(State(shared): State<Arc<Shared>>) -> &'static str {

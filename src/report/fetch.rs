@@ -116,6 +116,11 @@ pub struct Response {
 
 /// GETs `{url}/stats` and returns the body of a 200 response.
 pub async fn get_stats(url: &str, token: Option<&str>) -> Result<Vec<u8>, ReportError> {
+    get(url, "/stats", token).await
+}
+
+/// GETs `{url}{path}` (path starts with `/`) and returns the body of a 200 response.
+pub async fn get(url: &str, path: &str, token: Option<&str>) -> Result<Vec<u8>, ReportError> {
     let endpoint = Endpoint::parse(url).map_err(|reason| ReportError::BadUrl {
         url: url.to_string(),
         reason,
@@ -126,7 +131,7 @@ pub async fn get_stats(url: &str, token: Option<&str>) -> Result<Vec<u8>, Report
             return Err(ReportError::BadToken);
         }
     }
-    let response = tokio::time::timeout(TIMEOUT, exchange(url, &endpoint, token))
+    let response = tokio::time::timeout(TIMEOUT, exchange(url, &endpoint, path, token))
         .await
         .map_err(|_| ReportError::Timeout {
             url: url.to_string(),
@@ -161,6 +166,7 @@ fn snippet(body: &[u8]) -> String {
 async fn exchange(
     url: &str,
     endpoint: &Endpoint,
+    path: &str,
     token: Option<&str>,
 ) -> Result<Response, ReportError> {
     let mut stream = TcpStream::connect((endpoint.host.as_str(), endpoint.port))
@@ -174,7 +180,7 @@ async fn exchange(
         source,
     };
     stream
-        .write_all(endpoint.request("/stats", token).as_bytes())
+        .write_all(endpoint.request(path, token).as_bytes())
         .await
         .map_err(lost)?;
     let bad = |reason: String| ReportError::BadResponse {

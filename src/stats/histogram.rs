@@ -81,6 +81,12 @@ impl LatencyHistogram {
         let _ = self.h.add(&other.h);
     }
 
+    /// Removes `other`'s counts (an earlier reading of the same cumulative histogram); false,
+    /// leaving `self` unusable, when `other` holds a count `self` lacks.
+    pub fn subtract(&mut self, other: &LatencyHistogram) -> bool {
+        self.h.subtract(&other.h).is_ok()
+    }
+
     pub fn reset(&mut self) {
         self.h.reset();
     }

@@ -1,12 +1,16 @@
-//! Measurements: per-fingerprint query latency and counts, latency histograms, and the seed's targets.
+//! Measurements: per-fingerprint query latency and counts, latency histograms, the seed's targets and a per-second series.
 
+mod events;
 mod histogram;
 mod queries;
 mod targets;
+pub mod timeseries;
 
+pub use events::{EventCounts, Events};
 pub use histogram::{LatencyHistogram, Percentiles};
 pub use queries::{AnsweredBy, QuerySnapshot, QueryStats, Sample};
 pub use targets::{Measured, Target, TargetThresholds, Targets};
+pub use timeseries::TimeSeries;
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -36,6 +40,10 @@ impl Default for StatsSettings {
 pub struct Stats {
     pub settings: StatsSettings,
     pub queries: QueryStats,
+    /// Counters the cache and the N+1 detector bump; read by the per-second series.
+    pub events: Events,
+    /// The last ten minutes, one point a second (filled by `timeseries::run`).
+    pub timeseries: TimeSeries,
     started: Instant,
 }
 
@@ -43,6 +51,8 @@ impl Stats {
     pub fn new(settings: StatsSettings) -> Stats {
         Stats {
             queries: QueryStats::new(settings.max_fingerprints),
+            events: Events::default(),
+            timeseries: TimeSeries::default(),
             settings,
             started: Instant::now(),
         }

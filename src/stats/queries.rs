@@ -188,6 +188,8 @@ pub struct QueryStats {
     other: Mutex<Entry>,
     folded: AtomicU64,
     clock: AtomicU64,
+    /// Bumped by `reset`, so readers of cumulative figures know the counters restarted.
+    generation: AtomicU64,
 }
 
 fn db_hash(db: &str) -> u64 {
@@ -210,6 +212,7 @@ impl QueryStats {
             other: Mutex::new(Entry::new(Arc::from("<other>"), Arc::from("*"), 0)),
             folded: AtomicU64::new(0),
             clock: AtomicU64::new(0),
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -279,7 +282,26 @@ impl QueryStats {
         (all.count(), all.percentiles())
     }
 
+    /// Every statement's latency and the error count since start or the last reset, with the
+    /// reset generation: what the per-second series subtracts from one second to the next.
+    pub fn cumulative(&self) -> (LatencyHistogram, u64, u64) {
+        let generation = self.generation.load(Ordering::Acquire);
+        let mut all = LatencyHistogram::new();
+        let mut errors = 0;
+        for shard in &self.shards {
+            for e in shard.lock().entries.values() {
+                all.merge(&e.hist);
+                errors += e.errors;
+            }
+        }
+        let other = self.other.lock();
+        all.merge(&other.hist);
+        errors += other.errors;
+        (all, errors, generation)
+    }
+
     pub fn reset(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
         for shard in &self.shards {
             shard.lock().entries.clear();
         }

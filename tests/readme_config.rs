@@ -1,0 +1,117 @@
+//! The README's configuration reference is generated from proxy.toml, documents every key proxy.toml sets, and every key the configuration accepts is in proxy.toml.
+
+use pgsplit::docs::{self, reference};
+use std::path::Path;
+
+fn read(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn readme_reference_matches_proxy_toml() {
+    let readme = read("README.md");
+    let want = docs::reference_markdown(&read("proxy.toml"));
+    let Some(spliced) = docs::splice(&readme, &want) else {
+        panic!(
+            "README.md lacks the configuration reference markers:\n{}\n{}",
+            docs::BEGIN,
+            docs::END
+        );
+    };
+    assert!(
+        spliced == readme,
+        "README.md's configuration reference is out of date with proxy.toml.\n\
+         Regenerate it with one command:  {}   (= cargo run -q -- config-reference --write README.md)\n\
+         then commit README.md. Generated reference:\n{want}",
+        docs::REGENERATE
+    );
+}
+
+/// Leaf keys of a TOML value as "section.key" (arrays of tables contribute their entries' keys).
+fn leaves(prefix: &str, v: &toml::Value, out: &mut Vec<String>) {
+    match v {
+        toml::Value::Table(t) => {
+            for (k, v) in t {
+                let path = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                match v {
+                    toml::Value::Table(_) => leaves(&path, v, out),
+                    toml::Value::Array(items) if items.iter().all(|i| i.is_table()) => {
+                        for i in items {
+                            leaves(&path, i, out);
+                        }
+                    }
+                    _ => out.push(path),
+                }
+            }
+        }
+        _ => out.push(prefix.to_string()),
+    }
+}
+
+#[test]
+fn every_key_set_in_proxy_toml_is_documented() {
+    let text = read("proxy.toml");
+    let documented: Vec<String> = reference::parse(&text)
+        .iter()
+        .map(|k| {
+            if k.section.is_empty() {
+                k.key.clone()
+            } else {
+                format!("{}.{}", k.section, k.key)
+            }
+        })
+        .collect();
+    let value: toml::Value = toml::from_str(&text).expect("proxy.toml parses");
+    let mut set = Vec::new();
+    leaves("", &value, &mut set);
+    for key in set {
+        assert!(
+            documented.contains(&key),
+            "proxy.toml sets `{key}` but the generated reference does not list it; \
+             put its description in a comment right above it. Documented: {documented:?}"
+        );
+    }
+    for k in reference::parse(&text) {
+        assert!(
+            !k.description.is_empty(),
+            "`{}.{}` has no description in proxy.toml",
+            k.section,
+            k.key
+        );
+    }
+}
+
+/// Every field of the serde structs in src/config/raw.rs is a key or a table in proxy.toml, so a
+/// key added to the configuration without documenting it fails here.
+#[test]
+fn every_accepted_key_is_in_proxy_toml() {
+    let text = read("proxy.toml");
+    let keys = reference::parse(&text);
+    let raw = read("src/config/raw.rs");
+    for line in raw.lines() {
+        let Some(field) = line.trim().strip_prefix("pub ") else {
+            continue;
+        };
+        let Some((name, _)) = field.split_once(':') else {
+            continue;
+        };
+        if name.contains(char::is_whitespace) || name.contains('(') {
+            continue;
+        }
+        let known = keys.iter().any(|k| {
+            k.key == name || k.section == name || k.section.rsplit('.').next() == Some(name)
+        });
+        assert!(
+            known,
+            "src/config/raw.rs accepts `{name}` but proxy.toml does not document it; \
+             add it (commented out if it has no default) with a comment giving its default, \
+             then run `{}`",
+            docs::REGENERATE
+        );
+    }
+}
