@@ -72,7 +72,10 @@ APP_URL=postgresql://app:app@$LISTEN/app
 STATS_URL=http://$STATS_LISTEN
 
 PROXY_PID=
+DEMO_CONFIG=
 cleanup() {
+    [[ -n $DEMO_CONFIG ]] && rm -f "$DEMO_CONFIG"
+    true
     if [[ -n $PROXY_PID ]]; then
         kill "$PROXY_PID" 2>/dev/null || true
         wait "$PROXY_PID" 2>/dev/null || true
@@ -96,8 +99,12 @@ else
 fi
 
 LOG=$(mktemp -t pgsplit-demo.XXXXXX.log)
-echo "== starting pgsplit on $LISTEN, stats and dashboard on $STATS_URL (log: $LOG)"
-"$PGSPLIT" serve --config proxy.toml >"$LOG" 2>&1 &
+# The documented defaults, with the result cache on (it is off by default: see README).
+DEMO_CONFIG=$(mktemp -t pgsplit-demo.XXXXXX.toml)
+awk '/^\[/{section=$0} section=="[cache]" && /^enabled = false$/{print "enabled = true"; next} {print}' \
+    proxy.toml >"$DEMO_CONFIG"
+echo "== starting pgsplit on $LISTEN, stats and dashboard on $STATS_URL, result cache on (log: $LOG)"
+"$PGSPLIT" serve --config "$DEMO_CONFIG" >"$LOG" 2>&1 &
 PROXY_PID=$!
 ready=0
 for _ in $(seq 1 100); do

@@ -37,9 +37,17 @@ pub fn parse(text: &str) -> Vec<KeyDoc> {
             after_commented_key = false;
             continue;
         }
-        if let Some(name) = table_header(line) {
+        // A commented-out table header (`# [[cache.rules]]`, an optional table shown as an
+        // example) opens its section like a real one.
+        let header = table_header(line).or_else(|| {
+            line.strip_prefix('#')
+                .map(str::trim)
+                .filter(|l| l.starts_with('['))
+                .and_then(table_header)
+        });
+        if let Some(name) = header {
             section = name.to_string();
-            array = line.starts_with("[[");
+            array = line.trim_start_matches(['#', ' ']).starts_with("[[");
             let fields = field_list(&prose);
             section_prose = if fields.is_empty() {
                 prose.join(" ")

@@ -192,6 +192,7 @@ impl Session {
         loop {
             match cache.lookup(&probe.key, a.fingerprint, &a.tables_read) {
                 Lookup::Hit(entry) => {
+                    self.shared.stats.events.cache_hit();
                     if waited {
                         cache
                             .counters
@@ -201,7 +202,10 @@ impl Session {
                     self.replay(&probe, &entry.reply, entry.rows)?;
                     return Ok(Outcome::Answered);
                 }
-                Lookup::Fill(fill) => return Ok(Outcome::Server(Some(fill))),
+                Lookup::Fill(fill) => {
+                    self.shared.stats.events.cache_miss();
+                    return Ok(Outcome::Server(Some(fill)));
+                }
                 Lookup::Bypass => return Ok(Outcome::Server(None)),
                 Lookup::Wait(mut rx) => {
                     waited = true;

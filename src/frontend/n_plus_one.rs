@@ -113,6 +113,9 @@ impl Session {
             }
         }
         for (d, trace) in &bursts {
+            if d.kind == Kind::NPlusOne {
+                self.shared.stats.events.n_plus_one_burst();
+            }
             self.report_burst(d, *trace);
         }
     }
