@@ -134,6 +134,7 @@ pub async fn start(config: Arc<Config>, listener: TcpListener) -> Result<ProxyHa
         })?;
     let (tx, rx) = watch::channel(false);
     tokio::spawn(refresh_catalog(shared.clone(), rx.clone()));
+    spawn_health_checks(&shared, &rx);
     tokio::spawn(crate::http::serve(
         shared.clone(),
         stats_listener,
@@ -147,6 +148,17 @@ pub async fn start(config: Arc<Config>, listener: TcpListener) -> Result<ProxyHa
         shutdown: tx,
         task,
     })
+}
+
+/// One health task per configured server, for the life of the proxy.
+fn spawn_health_checks(shared: &Arc<Shared>, shutdown: &watch::Receiver<bool>) {
+    for server in shared.pools.servers() {
+        let (shared, server, shutdown) = (shared.clone(), server.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            let config = shared.config.clone();
+            crate::pool::checker::run(&shared.pools, server, config, shutdown).await
+        });
+    }
 }
 
 /// Learns which functions are read-only from the primary's catalog, then keeps it fresh.

@@ -83,6 +83,8 @@ pub struct Session {
     /// The attached server sent FATAL: requests wait for a fresh connection instead.
     pub(super) server_dying: bool,
     pub(super) shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Read-your-writes and read-retry state (frontend/consistency.rs).
+    pub(super) ryw: super::consistency::Ryw,
 }
 
 impl Session {
@@ -127,6 +129,7 @@ impl Session {
             cancel,
             shutdown,
             server_dying: false,
+            ryw: Default::default(),
         }
     }
 
@@ -286,6 +289,10 @@ impl Session {
 
     /// The server connection died: tell the client and carry on if no transaction was lost.
     pub(super) fn server_lost(&mut self, why: &str) -> Result<(), End> {
+        if self.retry_read(why) {
+            return Ok(());
+        }
+        self.writes_orphaned();
         let was_in_tx = self.tx != TxStatus::Idle || self.pin.is_some();
         if let Some(lease) = self.server.take() {
             tracing::warn!(server = %lease.server.addr, reason = why, "server connection lost");
@@ -326,6 +333,7 @@ impl Session {
 
     /// At the end of the session: a server still held is mid-transaction or pinned, so close it.
     fn finish_server(&mut self) {
+        self.writes_orphaned();
         if let Some(lease) = self.server.take() {
             let clean = self.tx == TxStatus::Idle
                 && self.pin.is_none()
