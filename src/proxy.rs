@@ -201,6 +201,13 @@ async fn load_catalog(shared: &Shared) -> Result<FunctionCatalog, String> {
     let catalog = FunctionCatalog::load(&client)
         .await
         .map_err(|e| e.to_string());
+    // Read-your-writes tracks reads of these by name; reads of anything else need every write.
+    match crate::pool::load_plain_tables(&client).await {
+        Ok(tables) => shared.pools.lsns.set_plain_tables(tables),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list tables; reads after writes lean on the primary")
+        }
+    }
     drop(client);
     let _ = task.await;
     catalog

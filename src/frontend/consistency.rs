@@ -179,15 +179,17 @@ impl Session {
     /// The connection is gone (lost, or the session ended) with writes whose LSN is unknown:
     /// the next primary poll stands in for the probe.
     pub(super) fn writes_orphaned(&mut self) {
-        let mut set = std::mem::take(&mut self.ryw.written);
-        if let Some(p) = self.ryw.probing.take() {
-            set.tables.extend(p.tables);
-            set.unknown |= p.unknown;
+        // Two sets, deferred apart: each was marked pending on its own.
+        let written = std::mem::take(&mut self.ryw.written);
+        for set in [Some(written), self.ryw.probing.take()]
+            .into_iter()
+            .flatten()
+        {
+            if !set.is_empty() {
+                self.defer(set);
+            }
         }
         self.ryw.probe_lsn = None;
-        if !set.is_empty() {
-            self.defer(set);
-        }
     }
 
     /// Before a freshly acquired read is sent: keep a copy if it could be re-sent elsewhere.

@@ -180,9 +180,15 @@ async fn poll_once(
             return Err(
                 "replica is not in recovery (promoted?); set role = \"auto\" to follow it".into(),
             );
-        } else {
+        } else if !h
+            .role_mismatch
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
             tracing::warn!(server = %server.addr, "the primary is in recovery; writes will fail until it is promoted (role = \"auto\" follows role changes)");
         }
+    } else {
+        h.role_mismatch
+            .store(false, std::sync::atomic::Ordering::Relaxed);
     }
     let now = Instant::now();
     if in_recovery {

@@ -51,6 +51,8 @@ pub struct ServerHealth {
     polled: AtomicBool,
     pub bans: AtomicU64,
     pub checks_failed: AtomicU64,
+    /// A fixed-role server reports the other role; logged once per occurrence.
+    pub role_mismatch: AtomicBool,
     last_error: parking_lot::Mutex<Option<String>>,
 }
 
@@ -70,6 +72,7 @@ impl ServerHealth {
             polled: AtomicBool::new(false),
             bans: AtomicU64::new(0),
             checks_failed: AtomicU64::new(0),
+            role_mismatch: AtomicBool::new(false),
             last_error: parking_lot::Mutex::new(None),
         }
     }

@@ -91,6 +91,12 @@ pub struct WriteLsns {
     seq: AtomicU64,
     /// Set when any entry exists, so reads skip the map entirely before the first write.
     used: std::sync::atomic::AtomicBool,
+    /// Every write: what a read of a relation the proxy cannot see through needs.
+    any: Mutex<Entry>,
+    /// Plain tables (and materialized views, partitions, foreign tables) by unqualified name, from
+    /// the primary's catalog. A read of anything else (a view, a table created since the last
+    /// load) may read any table, so it needs every write.
+    tables: parking_lot::RwLock<std::collections::HashSet<Box<str>>>,
 }
 
 impl WriteLsns {
@@ -103,6 +109,8 @@ impl WriteLsns {
             deferred: Mutex::new(Vec::new()),
             seq: AtomicU64::new(0),
             used: std::sync::atomic::AtomicBool::new(false),
+            any: Mutex::new(Entry::default()),
+            tables: Default::default(),
         }
     }
 
@@ -114,6 +122,8 @@ impl WriteLsns {
     /// Marks the tables of a write about to run as pending, before its client can see it done.
     pub fn begin(&self, tables: &[Box<str>], unknown: bool) {
         self.used.store(true, Ordering::Relaxed);
+        // One count per table and per unknown write, as `finish` takes them back.
+        self.any.lock().pending += tables.len() as u32 + u32::from(unknown);
         if unknown {
             self.everything.lock().pending += 1;
         }
@@ -128,6 +138,12 @@ impl WriteLsns {
 
     /// The write committed (or ended) at or before `lsn`: its tables need that much from now on.
     pub fn finish(&self, set: &WriteSet, lsn: u64) {
+        {
+            let mut e = self.any.lock();
+            let n = set.tables.len() as u32 + u32::from(set.unknown);
+            e.pending = e.pending.saturating_sub(n);
+            e.lsn = e.lsn.max(lsn);
+        }
         if set.unknown {
             let mut e = self.everything.lock();
             e.pending = e.pending.saturating_sub(1);
@@ -181,13 +197,31 @@ impl WriteLsns {
         if floor > 0 {
             need = need.and(ReadNeed::Lsn(floor));
         }
+        let known = self.tables.read();
         for t in tables {
             let key = table_key(t);
+            if !known.contains(key) {
+                return need.and(ReadNeed::of(&self.any.lock()));
+            }
             if let Some(e) = self.shard(key).lock().get(key) {
                 need = need.and(ReadNeed::of(e));
             }
         }
         need
+    }
+
+    /// Whether reads of `table` are tracked by name (it was in the last catalog load).
+    pub fn knows_table(&self, table: &str) -> bool {
+        self.tables.read().contains(table_key(table))
+    }
+
+    /// Replaces the set of plain tables (see [`load_plain_tables`]).
+    pub fn set_plain_tables(&self, names: Vec<String>) {
+        let set = names
+            .iter()
+            .map(|n| Box::from(table_key(&n.to_lowercase())))
+            .collect();
+        *self.tables.write() = set;
     }
 
     /// Drops the settled entry with the lowest LSN, folding it into the floor.
@@ -202,6 +236,19 @@ impl WriteLsns {
             self.floor.fetch_max(lsn, Ordering::Relaxed);
         }
     }
+}
+
+/// Relations whose reads the proxy can track by name: everything with storage of its own.
+pub async fn load_plain_tables(
+    client: &tokio_postgres::Client,
+) -> Result<Vec<String>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "select relname::text from pg_class where relkind in ('r', 'p', 'm', 'f')",
+            &[],
+        )
+        .await?;
+    rows.iter().map(|r| r.try_get(0)).collect()
 }
 
 #[cfg(test)]
@@ -219,9 +266,34 @@ mod tests {
         s
     }
 
+    fn tracker() -> WriteLsns {
+        let w = WriteLsns::new(100);
+        w.set_plain_tables(["a", "b", "t", "x"].iter().map(|s| s.to_string()).collect());
+        w
+    }
+
+    #[test]
+    fn reads_of_views_and_unknown_relations_need_every_write() {
+        let w = tracker();
+        let s = set(&["a"], false);
+        w.begin(&s.tables, false);
+        assert_eq!(w.need(&["b".to_string()]), ReadNeed::Any);
+        assert_eq!(w.need(&["a_view".to_string()]), ReadNeed::Primary);
+        w.finish(&s, 40);
+        assert_eq!(w.need(&["a_view".to_string()]), ReadNeed::Lsn(40));
+        assert_eq!(w.need(&["b".to_string()]), ReadNeed::Any);
+        // Written in two steps (two statements of one transaction), finished once.
+        let mut s = set(&["a"], false);
+        w.begin(&s.tables, false);
+        s.add("b");
+        w.begin(&[Box::from("b")], false);
+        w.finish(&s, 50);
+        assert_eq!(w.need(&["v".to_string()]), ReadNeed::Lsn(50));
+    }
+
     #[test]
     fn pending_then_lsn_per_table() {
-        let w = WriteLsns::new(100);
+        let w = tracker();
         let reads = |t: &str| w.need(&[t.to_string()]);
         assert_eq!(reads("a"), ReadNeed::Any);
         let s = set(&["public.a"], false);
@@ -245,7 +317,7 @@ mod tests {
 
     #[test]
     fn unknown_writes_count_for_every_table() {
-        let w = WriteLsns::new(100);
+        let w = tracker();
         let s = set(&[], true);
         w.begin(&s.tables, true);
         assert_eq!(w.need(&["x".to_string()]), ReadNeed::Primary);
@@ -255,7 +327,7 @@ mod tests {
 
     #[test]
     fn deferred_writes_wait_for_a_later_poll() {
-        let w = WriteLsns::new(100);
+        let w = tracker();
         let early = w.poll_ticket();
         let s = set(&["t"], false);
         w.begin(&s.tables, false);
@@ -274,6 +346,7 @@ mod tests {
     #[test]
     fn bounded_by_folding_old_tables_into_a_floor() {
         let w = WriteLsns::new(16);
+        w.set_plain_tables((0..200).map(|i| format!("t{i}")).collect());
         for i in 0..200u64 {
             let s = set(&[&format!("t{i}")], false);
             w.begin(&s.tables, false);

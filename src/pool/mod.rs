@@ -7,6 +7,6 @@ mod manager;
 mod set;
 
 pub use health::{HealthPolicy, ServerHealth};
-pub use lsn::{ReadNeed, WriteLsns, WriteSet};
+pub use lsn::{load_plain_tables, ReadNeed, WriteLsns, WriteSet};
 pub use manager::ServerManager;
 pub use set::{AcquireError, Lease, PoolSet, Pools, Role, ServerInfo, ServerPool};
