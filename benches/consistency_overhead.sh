@@ -35,8 +35,8 @@ run() {
         sleep 0.1
     done
     local tps
-    tps=$(pgbench -n -M prepared "$script" -c "$CLIENTS" -j 2 -T "$SECONDS_EACH" \
-        -h 127.0.0.1 -p "$PORT" -U app app 2>&1 | sed -n 's/^tps = \([0-9.]*\).*/\1/p')
+    tps=$(pgbench -n -M prepared $script -c "$CLIENTS" -j 2 -T "$SECONDS_EACH" \
+        -h 127.0.0.1 -p "$PORT" -U app app 2>&1 | sed -n 's/^tps = \([0-9.]*\).*/\1/p' || true)
     kill "$PROXY_PID"
     wait "$PROXY_PID" 2>/dev/null || true
     PROXY_PID=
