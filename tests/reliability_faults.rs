@@ -372,6 +372,40 @@ async fn paused_replay_never_hides_a_write_from_any_session() {
     assert!(!answered_by_replica(&strict_client, &untouched_read).await);
     strict.shutdown().await;
 
+    // consistency = "session": a session never misses its own writes; another session may.
+    // consistency = "none": reads go to the replica regardless.
+    for mode in ["session", "none"] {
+        let m = start_proxy(&format!(
+            "[replication]\nmax_lag_bytes = 0\nmax_lag_ms = 0\nconsistency = \"{mode}\"\n"
+        ))
+        .await;
+        let (own, other) = (proxy_client(&m).await, proxy_client(&m).await);
+        for i in 1000..1020 {
+            own.execute(&format!("update {written} set v = $1 where id = 1"), &[&i])
+                .await
+                .expect("update");
+            let mine: i32 = own.query_one(&read, &[]).await.expect("own read").get(0);
+            let theirs: i32 = other.query_one(&read, &[]).await.expect("other").get(0);
+            assert_ne!(
+                theirs, i,
+                "{mode}: another session read from the paused replica"
+            );
+            if mode == "session" {
+                assert_eq!(mine, i, "session mode missed the session's own write");
+            } else {
+                assert_ne!(
+                    mine, i,
+                    "none: the read should have gone to the paused replica"
+                );
+            }
+        }
+        m.shutdown().await;
+    }
+    writer
+        .execute(&format!("update {written} set v = 200 where id = 1"), &[])
+        .await
+        .expect("update");
+
     replica
         .execute("select pg_wal_replay_resume()", &[])
         .await
