@@ -37,7 +37,10 @@ run() {
     local tps
     tps=$(pgbench -n -M prepared $script -c "$CLIENTS" -j 2 -T "$SECONDS_EACH" \
         -h 127.0.0.1 -p "$PORT" -U app app 2>&1 | sed -n 's/^tps = \([0-9.]*\).*/\1/p' || true)
-    kill "$PROXY_PID"
+    if ! kill "$PROXY_PID" 2>/dev/null; then
+        echo "pgsplit exited during the run; its log:" >&2
+        cat "$WORK/proxy.log" >&2
+    fi
     wait "$PROXY_PID" 2>/dev/null || true
     PROXY_PID=
     printf '%-10s %-14s %s tps\n' "$mode" "${script#-b }" "$tps"

@@ -116,6 +116,14 @@ impl CancelRegistry {
         rows
     }
 
+    /// The client address of a session, for the N+1 log line.
+    pub fn peer(&self, pid: i32) -> Option<std::net::SocketAddr> {
+        self.sessions
+            .lock()
+            .get(&pid)
+            .and_then(|(_, _, info)| info.peer)
+    }
+
     pub fn len(&self) -> usize {
         self.sessions.lock().len()
     }

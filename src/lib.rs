@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod auth;
 pub mod backend;
+pub mod cache;
 pub mod civil;
 pub mod clients;
 pub mod config;
@@ -10,6 +11,7 @@ pub mod control;
 pub mod error;
 pub mod frontend;
 pub mod http;
+pub mod nplusone;
 pub mod pool;
 pub mod protocol;
 pub mod proxy;

@@ -21,6 +21,11 @@ pub struct Shared {
     pub secrets: HashMap<String, UserSecret>,
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     pub stats: Arc<crate::stats::Stats>,
+    pub cache: Arc<crate::cache::ResultCache>,
+    /// Notified after DDL through the proxy: views and partitions may have changed.
+    pub cache_catalog_changed: Arc<tokio::sync::Notify>,
+    pub wal: Arc<crate::cache::wal::WalProgress>,
+    pub n_plus_one: Arc<crate::nplusone::Detector>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +85,10 @@ impl Shared {
             secrets,
             tls,
             stats: Arc::new(crate::stats::Stats::new(config.stats.settings.clone())),
+            cache: crate::cache::ResultCache::new(config.cache.clone()),
+            cache_catalog_changed: Arc::new(tokio::sync::Notify::new()),
+            wal: Arc::new(Default::default()),
+            n_plus_one: Arc::new(crate::nplusone::Detector::new(config.n_plus_one.clone())),
             config,
         })
     }
@@ -135,6 +144,22 @@ pub async fn start(config: Arc<Config>, listener: TcpListener) -> Result<ProxyHa
     let (tx, rx) = watch::channel(false);
     tokio::spawn(refresh_catalog(shared.clone(), rx.clone()));
     spawn_health_checks(&shared, &rx);
+    if shared.cache.enabled() {
+        tokio::spawn(crate::cache::catalog::refresh_groups(
+            shared.config.clone(),
+            shared.cache.clone(),
+            shared.cache_catalog_changed.clone(),
+            rx.clone(),
+        ));
+        if shared.cache.settings.invalidation == crate::cache::Invalidation::Wal {
+            tokio::spawn(crate::cache::wal::follow(
+                shared.config.clone(),
+                shared.cache.clone(),
+                shared.wal.clone(),
+                rx.clone(),
+            ));
+        }
+    }
     tokio::spawn(crate::http::serve(
         shared.clone(),
         stats_listener,

@@ -157,6 +157,21 @@ fn n<T: ToString>(v: T) -> Option<String> {
     Some(v.to_string())
 }
 
+/// Unix seconds as RFC 3339 UTC with milliseconds.
+fn utc(unix_s: f64) -> String {
+    let ms = (unix_s.max(0.0) * 1000.0) as i64;
+    let (days, rem_ms) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
+    let (y, m, d) = crate::civil::civil_from_days(days);
+    let s = rem_ms / 1000;
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        s / 3600,
+        s / 60 % 60,
+        s % 60,
+        rem_ms % 1000
+    )
+}
+
 fn show(shared: &Shared, what: &str) -> Result<Table, String> {
     match what {
         "STATS" => {
@@ -353,28 +368,50 @@ fn show(shared: &Shared, what: &str) -> Result<Table, String> {
             Ok(Table {
                 columns: vec![
                     "enabled",
+                    "invalidation",
                     "hits",
                     "misses",
                     "hit_rate",
+                    "coalesced",
                     "entries",
                     "bytes",
-                    "evictions",
+                    "max_bytes",
+                    "evictions_size",
+                    "evictions_expired",
+                    "fills",
+                    "fills_stale",
+                    "stale_dropped",
+                    "invalidations_write",
+                    "invalidations_unknown",
+                    "invalidations_wal",
                 ],
                 rows: vec![vec![
                     n(c.enabled),
+                    n(c.invalidation),
                     n(c.hits),
                     n(c.misses),
                     c.hit_rate.map(|h| format!("{h:.4}")),
+                    n(c.coalesced),
                     n(c.entries),
                     n(c.bytes),
-                    n(c.evictions),
+                    n(c.max_bytes),
+                    n(c.evictions_size),
+                    n(c.evictions_expired),
+                    n(c.fills),
+                    n(c.fills_stale),
+                    n(c.stale_dropped),
+                    n(c.invalidations.write),
+                    n(c.invalidations.unknown),
+                    n(c.invalidations.wal),
                 ]],
             })
         }
         "N_PLUS_ONE" => Ok(Table {
             columns: vec![
                 "fingerprint",
+                "database",
                 "query",
+                "parent_fingerprint",
                 "parent_query",
                 "kind",
                 "occurrences",
@@ -384,8 +421,32 @@ fn show(shared: &Shared, what: &str) -> Result<Table, String> {
                 "first_seen",
                 "last_seen",
                 "application_name",
+                "suggestion",
             ],
-            rows: Vec::new(),
+            rows: shared
+                .n_plus_one
+                .registry
+                .snapshot()
+                .into_iter()
+                .map(|f| {
+                    vec![
+                        Some(f.fingerprint),
+                        Some(f.database),
+                        Some(f.query),
+                        f.parent_fingerprint,
+                        Some(f.parent_query).filter(|q| !q.is_empty()),
+                        n(f.kind.as_str()),
+                        n(f.occurrences),
+                        n(f.last_count),
+                        n(f.max_count),
+                        ms(f.total_ms),
+                        Some(utc(f.first_seen)),
+                        Some(utc(f.last_seen)),
+                        Some(f.application_name),
+                        Some(f.suggestion),
+                    ]
+                })
+                .collect(),
         }),
         "TARGETS" => Ok(Table {
             columns: vec!["target", "comparison", "threshold", "actual", "status"],

@@ -58,16 +58,89 @@ pub struct ServerSnapshot {
     pub lag_ok: bool,
 }
 
-/// Cache figures; all zero until the result cache exists.
+/// The result cache's figures, cumulative since start.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct CacheSnapshot {
     pub enabled: bool,
+    /// "proxy" (writes through this proxy, TTL for others) or "wal" (also the primary's WAL).
+    pub invalidation: &'static str,
     pub hits: u64,
     pub misses: u64,
+    /// hits / (hits + misses); null before the first lookup.
     pub hit_rate: Option<f64>,
+    /// Requests that waited for an identical request in flight and were answered by its entry.
+    pub coalesced: u64,
+    /// Requests a `never` rule kept out of the cache.
+    pub bypassed: u64,
     pub entries: u64,
     pub bytes: u64,
+    pub max_bytes: u64,
+    /// Entries dropped for space or age (size + expired).
     pub evictions: u64,
+    pub evictions_size: u64,
+    pub evictions_expired: u64,
+    /// Replies stored.
+    pub fills: u64,
+    /// Replies not stored: error, notice, too large (aborted); written meanwhile (stale);
+    /// from a replica that may lag a recent write (lagging).
+    pub fills_aborted: u64,
+    pub fills_stale: u64,
+    pub fills_lagging: u64,
+    /// Entries found invalid at lookup (a table they read was written) and dropped.
+    pub stale_dropped: u64,
+    pub invalidations: CacheInvalidations,
+    /// Databases whose WAL is being followed now (with `invalidation = "wal"`).
+    pub wal_followers: u64,
+    pub wal_transactions: u64,
+}
+
+/// Invalidation events by cause.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct CacheInvalidations {
+    /// A write through the proxy to known tables (DML, DDL, TRUNCATE).
+    pub write: u64,
+    /// A write whose tables are unknown (a function, DO, CALL): everything was invalidated.
+    pub unknown: u64,
+    /// A commit seen in the primary's WAL.
+    pub wal: u64,
+}
+
+pub fn cache(shared: &Shared) -> CacheSnapshot {
+    let c = &shared.cache;
+    let k = &c.counters;
+    let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    let (hits, misses) = (get(&k.hits), get(&k.misses));
+    let (size, expired) = (get(&k.evictions_size), get(&k.evictions_expired));
+    CacheSnapshot {
+        enabled: c.enabled(),
+        invalidation: match c.settings.invalidation {
+            crate::cache::Invalidation::Proxy => "proxy",
+            crate::cache::Invalidation::Wal => "wal",
+        },
+        hits,
+        misses,
+        hit_rate: (hits + misses > 0).then(|| hits as f64 / (hits + misses) as f64),
+        coalesced: get(&k.coalesced),
+        bypassed: get(&k.bypassed),
+        entries: c.entry_count(),
+        bytes: c.weighted_size(),
+        max_bytes: c.settings.max_bytes,
+        evictions: size + expired,
+        evictions_size: size,
+        evictions_expired: expired,
+        fills: get(&k.fills),
+        fills_aborted: get(&k.fills_aborted),
+        fills_stale: get(&k.fills_stale),
+        fills_lagging: get(&k.fills_lagging),
+        stale_dropped: get(&k.stale_dropped),
+        invalidations: CacheInvalidations {
+            write: get(&k.invalidations_write),
+            unknown: get(&k.invalidations_unknown),
+            wal: get(&k.invalidations_wal),
+        },
+        wal_followers: get(&shared.wal.attached),
+        wal_transactions: get(&shared.wal.transactions),
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -79,8 +152,10 @@ pub struct StatsSnapshot {
     pub pools: Vec<PoolSnapshot>,
     pub servers: Vec<ServerSnapshot>,
     pub cache: CacheSnapshot,
-    /// N+1 bursts; empty until the detector exists.
-    pub n_plus_one: Vec<serde_json::Value>,
+    /// N+1 findings (and repeated identical queries, batchable writes), most recent first.
+    pub n_plus_one: Vec<crate::nplusone::FindingSnapshot>,
+    /// Bursts detected since start or reset, by kind (findings may have been evicted since).
+    pub n_plus_one_bursts: crate::nplusone::BurstCounts,
     pub targets: Targets,
     pub clients: usize,
 }
@@ -179,9 +254,17 @@ pub fn targets(shared: &Shared) -> Targets {
         p95_ms: (count > 0).then_some(overall.p95_ms),
         pool_efficiency: efficiency,
         acquire_p95_ms: acquire_p95,
-        cache_hit_rate: None,
-        // No detector yet: "no data" rather than a claim of zero.
-        n_plus_one_bursts: None,
+        cache_hit_rate: shared
+            .cache
+            .enabled()
+            .then(|| cache(shared).hit_rate)
+            .flatten(),
+        // Detection off: "no data" rather than a claim of zero.
+        n_plus_one_bursts: shared
+            .n_plus_one
+            .settings
+            .enabled
+            .then(|| shared.n_plus_one.registry.bursts().n_plus_one),
     };
     Targets::judge(&shared.stats.settings.thresholds, &measured)
 }
@@ -193,8 +276,9 @@ pub fn snapshot(shared: &Shared) -> StatsSnapshot {
         queries_folded: shared.stats.queries.folded(),
         pools: pools(shared),
         servers: servers(shared),
-        cache: CacheSnapshot::default(),
-        n_plus_one: Vec::new(),
+        cache: cache(shared),
+        n_plus_one: shared.n_plus_one.registry.snapshot(),
+        n_plus_one_bursts: shared.n_plus_one.registry.bursts(),
         targets: targets(shared),
         clients: shared.cancels.len(),
     }
@@ -203,6 +287,7 @@ pub fn snapshot(shared: &Shared) -> StatsSnapshot {
 /// Clears query stats and pool acquisition figures (connections stay open).
 pub fn reset(shared: &Shared) {
     shared.stats.queries.reset();
+    shared.n_plus_one.reset();
     for set in shared.pools.sets() {
         for p in set.all() {
             p.reset_stats();

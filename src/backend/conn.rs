@@ -69,7 +69,7 @@ pub struct ServerConn {
     /// Hash of the session settings last applied to this connection (0: the login defaults).
     pub settings_hash: u64,
     /// The session whose unnamed statement the server holds (0: none known).
-    pub unnamed_owner: i32,
+    pub unnamed_owner: u64,
     /// Set when the connection must not be reused: lost, mid-request, or its state unknown.
     pub broken: bool,
     pub created: Instant,

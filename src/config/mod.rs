@@ -1,5 +1,6 @@
 //! Configuration: parse `proxy.toml` strictly, apply environment overrides, validate into a checked value.
 
+pub mod cache;
 mod raw;
 #[cfg(test)]
 mod tests;
@@ -189,6 +190,8 @@ pub struct Config {
     pub replica_role_auto: Vec<bool>,
     pub health: HealthConfig,
     pub replication: ReplicationConfig,
+    pub cache: crate::cache::CacheSettings,
+    pub n_plus_one: crate::nplusone::Settings,
 }
 
 /// Environment variables that override addresses, so one file serves every environment.
@@ -433,6 +436,8 @@ impl Config {
             replica_role_auto,
             health,
             replication,
+            cache: cache::settings(&raw.cache)?,
+            n_plus_one: n_plus_one_settings(&raw.n_plus_one)?,
         })
     }
 
@@ -543,6 +548,45 @@ impl Config {
                 d.name, d.server_database
             );
         }
+        let c = &self.cache;
+        let _ = write!(
+            s,
+            "\n[cache]\nenabled = {}\nmax_bytes = {}\nmax_entry_bytes = {}\nttl_ms = {}\nshare_across_users = {}\ncoalesce_wait_ms = {}\nreplica_fill_delay_ms = {}\ninvalidation = \"{}\"\nwal_poll_ms = {}\n",
+            c.enabled,
+            c.max_bytes,
+            c.max_entry_bytes,
+            c.ttl.as_millis(),
+            c.share_across_users,
+            c.coalesce_wait.as_millis(),
+            c.replica_fill_delay.as_millis(),
+            match c.invalidation {
+                crate::cache::Invalidation::Proxy => "proxy",
+                crate::cache::Invalidation::Wal => "wal",
+            },
+            c.wal_poll.as_millis(),
+        );
+        if let Some(u) = &c.wal_user {
+            let _ = writeln!(s, "wal_user = \"{u}\"");
+        }
+        for r in &c.rules {
+            let _ = writeln!(s, "[[cache.rules]]");
+            match &r.target {
+                crate::cache::RuleTarget::Table(t) => {
+                    let _ = writeln!(s, "table = \"{t}\"");
+                }
+                crate::cache::RuleTarget::Fingerprint(f) => {
+                    let _ = writeln!(s, "fingerprint = \"{f:016x}\"");
+                }
+            }
+            match r.ttl {
+                Some(t) => {
+                    let _ = writeln!(s, "ttl_ms = {}", t.as_millis());
+                }
+                None => {
+                    let _ = writeln!(s, "never = true");
+                }
+            }
+        }
         let st = &self.stats.settings;
         let _ = writeln!(
             s,
@@ -557,6 +601,12 @@ impl Config {
             s,
             "\n[stats.targets]\np90_ms = {}\np95_ms = {}\npool_efficiency = {}\nfast_acquire_ms = {}\nacquire_p95_ms = {}\ncache_hit_rate = {}\nn_plus_one_bursts = {}",
             t.p90_ms, t.p95_ms, t.pool_efficiency, t.fast_acquire_ms, t.acquire_p95_ms, t.cache_hit_rate, t.n_plus_one_bursts
+        );
+        let n = &self.n_plus_one;
+        let _ = writeln!(
+            s,
+            "\n[n_plus_one]\nenabled = {}\nthreshold = {}\nwindow_ms = {}\nnotify_client = {}\nrepeated_identical = {}\nbatchable_writes = {}\nmax_findings = {}\nmax_traces = {}",
+            n.enabled, n.threshold, n.window_ms, n.notify_client, n.repeated_identical, n.batchable_writes, n.max_findings, n.max_traces
         );
         s
     }
@@ -600,6 +650,38 @@ fn stats_settings(r: &raw::RawStats) -> Result<crate::stats::StatsSettings, Conf
             cache_hit_rate: t.cache_hit_rate,
             n_plus_one_bursts: t.n_plus_one_bursts,
         },
+    })
+}
+
+/// Largest `n_plus_one.threshold`: each session keeps up to 8 × threshold × 8 bytes of times.
+pub const MAX_N_PLUS_ONE_THRESHOLD: u32 = 1000;
+/// Largest `n_plus_one.window_ms`, which keeps every time span the detector compares in 32 bits.
+pub const MAX_N_PLUS_ONE_WINDOW_MS: u32 = 60_000;
+
+fn n_plus_one_settings(r: &raw::RawNPlusOne) -> Result<crate::nplusone::Settings, ConfigError> {
+    if !(2..=MAX_N_PLUS_ONE_THRESHOLD).contains(&r.threshold) {
+        return Err(invalid(
+            "n_plus_one.threshold",
+            format!("must be between 2 and {MAX_N_PLUS_ONE_THRESHOLD}"),
+        ));
+    }
+    if !(1..=MAX_N_PLUS_ONE_WINDOW_MS).contains(&r.window_ms) {
+        return Err(invalid(
+            "n_plus_one.window_ms",
+            format!("must be between 1 and {MAX_N_PLUS_ONE_WINDOW_MS} ms"),
+        ));
+    }
+    positive("n_plus_one.max_findings", r.max_findings)?;
+    positive("n_plus_one.max_traces", r.max_traces)?;
+    Ok(crate::nplusone::Settings {
+        enabled: r.enabled,
+        threshold: r.threshold,
+        window_ms: r.window_ms,
+        notify_client: r.notify_client,
+        repeated_identical: r.repeated_identical,
+        batchable_writes: r.batchable_writes,
+        max_findings: r.max_findings,
+        max_traces: r.max_traces,
     })
 }
 

@@ -34,6 +34,10 @@ pub struct RawConfig {
     #[serde(default)]
     pub stats: RawStats,
     #[serde(default)]
+    pub cache: super::cache::RawCache,
+    #[serde(default)]
+    pub n_plus_one: RawNPlusOne,
+    #[serde(default)]
     pub health: RawHealth,
     #[serde(default)]
     pub replication: RawReplication,
@@ -232,6 +236,52 @@ impl Default for RawTargets {
             n_plus_one_bursts: 0,
         }
     }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNPlusOne {
+    #[serde(default = "d_true")]
+    pub enabled: bool,
+    #[serde(default = "d_n1_threshold")]
+    pub threshold: u32,
+    #[serde(default = "d_n1_window")]
+    pub window_ms: u32,
+    #[serde(default)]
+    pub notify_client: bool,
+    #[serde(default = "d_true")]
+    pub repeated_identical: bool,
+    #[serde(default)]
+    pub batchable_writes: bool,
+    #[serde(default = "d_n1_max")]
+    pub max_findings: usize,
+    #[serde(default = "d_n1_max")]
+    pub max_traces: usize,
+}
+
+impl Default for RawNPlusOne {
+    fn default() -> Self {
+        RawNPlusOne {
+            enabled: true,
+            threshold: d_n1_threshold(),
+            window_ms: d_n1_window(),
+            notify_client: false,
+            repeated_identical: true,
+            batchable_writes: false,
+            max_findings: d_n1_max(),
+            max_traces: d_n1_max(),
+        }
+    }
+}
+
+fn d_n1_threshold() -> u32 {
+    10
+}
+fn d_n1_window() -> u32 {
+    1000
+}
+fn d_n1_max() -> usize {
+    1000
 }
 
 fn d_true() -> bool {

@@ -93,6 +93,38 @@ fn stats_settings_are_checked() {
 }
 
 #[test]
+fn n_plus_one_defaults_and_checks() {
+    let c = Config::from_toml(MINIMAL, &EnvOverrides::default()).unwrap();
+    let n = &c.n_plus_one;
+    assert!(n.enabled && n.repeated_identical);
+    assert!(!n.notify_client && !n.batchable_writes);
+    assert_eq!((n.threshold, n.window_ms), (10, 1000));
+    assert_eq!((n.max_findings, n.max_traces), (1000, 1000));
+    let c = Config::from_toml(
+        &format!("{MINIMAL}\n[n_plus_one]\nthreshold = 25\nwindow_ms = 250\nnotify_client = true\nbatchable_writes = true\n"),
+        &EnvOverrides::default(),
+    )
+    .unwrap();
+    assert_eq!((c.n_plus_one.threshold, c.n_plus_one.window_ms), (25, 250));
+    assert!(c.n_plus_one.notify_client && c.n_plus_one.batchable_writes);
+    assert!(c
+        .render()
+        .contains("[n_plus_one]\nenabled = true\nthreshold = 25"));
+    for (text, key) in [
+        ("threshold = 1", "n_plus_one.threshold"),
+        ("threshold = 1001", "n_plus_one.threshold"),
+        ("window_ms = 0", "n_plus_one.window_ms"),
+        ("window_ms = 60001", "n_plus_one.window_ms"),
+        ("max_findings = 0", "n_plus_one.max_findings"),
+        ("max_traces = 0", "n_plus_one.max_traces"),
+        ("bogus = true", "bogus"),
+    ] {
+        let e = err(&format!("{MINIMAL}\n[n_plus_one]\n{text}\n"));
+        assert!(e.contains(key), "{text}: {e}");
+    }
+}
+
+#[test]
 fn missing_file_is_an_error() {
     let e = Config::load_with(
         Path::new("/nonexistent/proxy.toml"),
@@ -152,4 +184,47 @@ fn health_and_replication_keys() {
     .contains("health.max_ban_ms"));
     assert!(err(&format!("[replication]\nlag_poll_ms = 0\n{MINIMAL}"))
         .contains("replication.lag_poll_ms"));
+}
+
+#[test]
+fn cache_section_defaults_rules_and_errors() {
+    let c = Config::from_toml(MINIMAL, &EnvOverrides::default()).unwrap();
+    assert!(!c.cache.enabled);
+    assert_eq!(c.cache.max_bytes, 256 << 20);
+    assert_eq!(c.cache.max_entry_bytes, 1 << 20);
+    assert_eq!(c.cache.ttl, Duration::from_secs(60));
+    assert_eq!(c.cache.invalidation, crate::cache::Invalidation::Proxy);
+    let text = format!(
+        "{MINIMAL}\n[cache]\nenabled = true\ninvalidation = \"wal\"\n\
+         [[cache.rules]]\ntable = \"Public.Sessions\"\nnever = true\n\
+         [[cache.rules]]\nfingerprint = \"00ff\"\nttl_ms = 5\n"
+    );
+    let c = Config::from_toml(&text, &EnvOverrides::default()).unwrap();
+    assert_eq!(c.cache.invalidation, crate::cache::Invalidation::Wal);
+    assert_eq!(
+        c.cache.rules[0].target,
+        crate::cache::RuleTarget::Table("sessions".into())
+    );
+    assert_eq!(c.cache.rules[0].ttl, None);
+    assert_eq!(
+        c.cache.rules[1].target,
+        crate::cache::RuleTarget::Fingerprint(255)
+    );
+    // The rendered configuration reads back the same.
+    let again = Config::from_toml(&c.render(), &EnvOverrides::default()).unwrap();
+    assert_eq!(again.cache.rules, c.cache.rules);
+    for (bad, key) in [
+        ("invalidation = \"trigger\"", "cache.invalidation"),
+        ("ttl_ms = 0", "cache.ttl_ms"),
+        ("max_entry_bytes = 0", "cache.max_entry_bytes"),
+        ("[[cache.rules]]\ntable = \"t\"", "cache.rules[0]"),
+        (
+            "[[cache.rules]]\nfingerprint = \"xyz\"\nnever = true",
+            "cache.rules[0]",
+        ),
+    ] {
+        let text = format!("{MINIMAL}\n[cache]\n{bad}\n");
+        let err = Config::from_toml(&text, &EnvOverrides::default()).unwrap_err();
+        assert!(err.to_string().contains(key), "{bad}: {err}");
+    }
 }

@@ -97,6 +97,16 @@ impl Session {
         }
     }
 
+    /// The attached server only answers the WAL-position probe: for every other purpose (the
+    /// result cache's lookup) the session is between requests.
+    pub(super) fn server_held_only_for_probe(&self) -> bool {
+        self.ryw.probing.is_some()
+            && self.plan.len() == 1
+            && self.ready_actions.is_empty()
+            && self.tx == TxStatus::Idle
+            && self.pin.is_none()
+    }
+
     /// Marks what the request about to be sent writes as pending, before any reply can tell
     /// its client the write is done.
     pub(super) fn note_writes(&mut self, analyses: &[Option<Arc<Analysis>>]) {

@@ -1,7 +1,9 @@
 //! Client side: the listener, the handshake, and one session task per client that drives requests through the pools.
 
+mod cached;
 mod consistency;
 mod listener;
+mod n_plus_one;
 pub mod plan;
 mod request;
 mod responses;

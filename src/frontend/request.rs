@@ -1,10 +1,12 @@
 //! Assembling a client request up to Sync/Query/Flush, choosing its server, and translating it for that server.
 
+use super::cached::Outcome;
 use super::plan::Expect;
 use super::session::{End, Session};
 use crate::backend::prepared::server_name;
 use crate::backend::ServerConn;
 use crate::error::ClientError;
+use crate::nplusone::Call;
 use crate::pool::{AcquireError, ReadNeed, Role};
 use crate::protocol::build;
 use crate::protocol::frame::{self, Frame};
@@ -24,6 +26,20 @@ pub struct ClientStatement {
     pub sql: Bytes,
     pub param_types: Bytes,
     pub analysis: Arc<Analysis>,
+    /// W3C trace id of a `traceparent` in the text (0: none), found once at Parse.
+    pub trace: u128,
+}
+
+impl ClientStatement {
+    pub fn new(p: &Parse<'_>, analysis: Arc<Analysis>, trace: u128) -> ClientStatement {
+        ClientStatement {
+            key: statement_key(p.sql, p.param_types),
+            sql: Bytes::copy_from_slice(p.sql),
+            param_types: Bytes::copy_from_slice(p.param_types),
+            analysis,
+            trace,
+        }
+    }
 }
 
 /// What to do when the ReadyForQuery of one Sync/Query/FunctionCall arrives.
@@ -45,6 +61,14 @@ pub struct ReadyAction {
     pub rolled_back: bool,
     /// With `stats.log_parameters`: the Query text or the last Bind, for the slow-query log.
     pub parameters: Option<Frame>,
+    /// Captures the reply for the result cache (the request missed it).
+    pub fill: Option<Box<crate::cache::Fill>>,
+    /// The result cache was consulted and missed.
+    pub cache_miss: bool,
+    /// A FunctionCall: it may write anything.
+    pub function_call: bool,
+    /// The last CommandComplete was ROLLBACK (a ROLLBACK, or a COMMIT of a failed transaction).
+    pub ended_with_rollback: bool,
 }
 
 /// The statements of one request; the first is kept inline so most requests allocate nothing.
@@ -52,6 +76,9 @@ pub struct ReadyAction {
 pub struct Executed {
     pub first: Option<(Arc<Analysis>, u64)>,
     pub more: Vec<(Arc<Analysis>, u64)>,
+    /// Parameter hash and trace id per statement, for N+1 detection (default while it is off).
+    pub first_call: Call,
+    pub more_calls: Vec<Call>,
 }
 
 impl Executed {
@@ -73,6 +100,26 @@ impl Executed {
 
     pub fn iter(&self) -> impl Iterator<Item = &(Arc<Analysis>, u64)> {
         self.first.iter().chain(self.more.iter())
+    }
+
+    /// Sets the N+1 details of the statement pushed last.
+    pub fn set_call(&mut self, c: Call) {
+        if self.more.is_empty() {
+            self.first_call = c;
+        } else {
+            self.more_calls.resize(self.more.len(), Call::default());
+            if let Some(last) = self.more_calls.last_mut() {
+                *last = c;
+            }
+        }
+    }
+
+    pub fn call(&self, i: usize) -> Call {
+        if i == 0 {
+            self.first_call
+        } else {
+            self.more_calls.get(i - 1).copied().unwrap_or_default()
+        }
     }
 }
 
@@ -282,17 +329,35 @@ impl Session {
 
     /// Sends the pending request to a server, acquiring one first if needed.
     async fn dispatch(&mut self) -> Result<(), End> {
-        let (role, analyses) = self.route();
+        let (mut role, analyses) = self.route();
         let terminator = self.pending.terminator;
         // A lone Sync with nothing in flight needs no server.
-        if self.server.is_none() && self.pending.frames.len() == 1 && terminator == Some(tag::SYNC)
-        {
+        // Between requests even while the server answers the proxy's WAL-position probe.
+        let between = self.server.is_none() || self.server_held_only_for_probe();
+        if between && self.pending.frames.len() == 1 && terminator == Some(tag::SYNC) {
             self.take_pending();
             build::ready_for_query(&mut self.wbuf, self.tx);
             return Ok(());
         }
-        if self.server.is_none() && self.try_local_deallocate(&analyses) {
+        if between && self.try_local_deallocate(&analyses) {
             return Ok(());
+        }
+        if between && self.try_local_close() {
+            return Ok(());
+        }
+        let mut fill = None;
+        if let Some(probe) = self.cache_probe(&analyses) {
+            match self.consult_cache(probe).await? {
+                Outcome::Answered => return Ok(()),
+                Outcome::Server(f) => fill = f,
+            }
+        }
+        let cache_miss = fill.is_some();
+        if fill
+            .as_ref()
+            .is_some_and(|f| f.needs_primary(&self.shared.cache))
+        {
+            role = Role::Primary;
         }
         let mut pool_wait_us = 0;
         if self.server.is_none() {
@@ -339,7 +404,7 @@ impl Session {
         }
         self.note_writes(&analyses);
         let wbuf_before = self.wbuf.len();
-        self.translate(analyses, pool_wait_us)?;
+        self.translate(analyses, pool_wait_us, fill, cache_miss)?;
         self.arm_retry(wbuf_before);
         Ok(())
     }
@@ -360,17 +425,46 @@ impl Session {
         conn.settings_hash = want;
     }
 
-    fn take_pending(&mut self) -> Vec<Frame> {
+    pub(super) fn take_pending(&mut self) -> Vec<Frame> {
         let p = std::mem::take(&mut self.pending);
         p.frames
     }
 
     /// Hands a drained frame list back, so the next request reuses its allocation.
-    fn recycle_frames(&mut self, mut frames: Vec<Frame>) {
+    pub(super) fn recycle_frames(&mut self, mut frames: Vec<Frame>) {
         frames.clear();
         if frames.capacity() <= 64 && self.pending.frames.is_empty() {
             self.pending.frames = frames;
         }
+    }
+
+    /// Close of named statements then Sync (what drivers send when a statement is dropped) is
+    /// answered by the proxy: the server statements stay for reuse, so no server is needed.
+    fn try_local_close(&mut self) -> bool {
+        let frames = &self.pending.frames;
+        let Some((last, closes)) = frames.split_last() else {
+            return false;
+        };
+        if last.tag() != tag::SYNC
+            || closes.is_empty()
+            || !closes.iter().all(|f| {
+                f.tag() == tag::CLOSE
+                    && Target::decode(f.body(), "Close")
+                        .is_ok_and(|c| c.kind == TARGET_STATEMENT && !c.name.is_empty())
+            })
+        {
+            return false;
+        }
+        let frames = self.take_pending();
+        for f in &frames[..frames.len() - 1] {
+            if let Ok(c) = Target::decode(f.body(), "Close") {
+                self.statements.remove(c.name);
+            }
+            build::close_complete(&mut self.wbuf);
+        }
+        build::ready_for_query(&mut self.wbuf, self.tx);
+        self.recycle_frames(frames);
+        true
     }
 
     /// DEALLOCATE of a protocol-level statement is answered by the proxy: the server knows it
@@ -414,10 +508,12 @@ impl Session {
         &mut self,
         analyses: Vec<Option<Arc<Analysis>>>,
         pool_wait_us: u64,
+        mut fill: Option<Box<crate::cache::Fill>>,
+        cache_miss: bool,
     ) -> Result<(), End> {
         let started = self.pending.arrived;
         let frames = self.take_pending();
-        let pid = self.cancel.pid;
+        let mut unnamed_id = self.unnamed_id;
         let Some(lease) = self.server.as_mut() else {
             return Err(End::Fatal(ClientError::Internal(
                 "no server for request".into(),
@@ -427,7 +523,10 @@ impl Session {
         let out = &mut self.swbuf;
         let plan = &mut self.plan;
         let mut action = ReadyAction::new(started, pool_wait_us);
+        action.fill = fill.take();
+        action.cache_miss = cache_miss;
         let log_parameters = self.shared.stats.settings.log_parameters;
+        let detect = self.shared.n_plus_one.settings.enabled;
         let mut parsed_unnamed = false;
         let mut failed_at: Option<usize> = None;
         for (i, (f, a)) in frames.iter().zip(analyses).enumerate() {
@@ -445,6 +544,11 @@ impl Session {
                     }
                     if let Some(a) = a {
                         action.executed.push(a.clone());
+                        if detect {
+                            action
+                                .executed
+                                .set_call(super::n_plus_one::query_call(f.body()));
+                        }
                         if a.discard_all {
                             conn.prepared.clear();
                             self.statements.clear();
@@ -460,6 +564,7 @@ impl Session {
                 tag::FUNCTION_CALL => {
                     out.extend_from_slice(f.raw());
                     plan.push(Expect::FunctionCall);
+                    action.function_call = true;
                     self.ready_actions
                         .push_back(std::mem::replace(&mut action, ReadyAction::new(started, 0)));
                 }
@@ -476,12 +581,12 @@ impl Session {
                     let Some(a) = a else {
                         return Err(End::Fatal(ClientError::Internal("unanalyzed Parse".into())));
                     };
-                    let stmt = Arc::new(ClientStatement {
-                        key: statement_key(p.sql, p.param_types),
-                        sql: Bytes::copy_from_slice(p.sql),
-                        param_types: Bytes::copy_from_slice(p.param_types),
-                        analysis: a,
-                    });
+                    let trace = if detect {
+                        crate::nplusone::trace_id(p.sql)
+                    } else {
+                        0
+                    };
+                    let stmt = Arc::new(ClientStatement::new(&p, a, trace));
                     if p.name.is_empty() {
                         out.extend_from_slice(f.raw());
                         plan.push(Expect::Parse {
@@ -489,7 +594,8 @@ impl Session {
                             key: None,
                             client_name: None,
                         });
-                        conn.unnamed_owner = pid;
+                        unnamed_id = next_unnamed_id(unnamed_id);
+                        conn.unnamed_owner = unnamed_id;
                         parsed_unnamed = true;
                         self.unnamed = Some(stmt);
                     } else if self.statements.contains_key(p.name) {
@@ -517,7 +623,7 @@ impl Session {
                         action.parameters = Some(f.clone());
                     }
                     if b.statement.is_empty() {
-                        reparse_unnamed(conn, out, plan, &self.unnamed, parsed_unnamed, pid);
+                        reparse_unnamed(conn, out, plan, &self.unnamed, parsed_unnamed, unnamed_id);
                         out.extend_from_slice(f.raw());
                     } else if let Some(stmt) = self.statements.get(b.statement) {
                         ensure_prepared(conn, out, plan, stmt, None);
@@ -528,6 +634,16 @@ impl Session {
                     plan.push(Expect::Bind);
                     if let Some(a) = a {
                         action.executed.push(a.clone());
+                        if detect {
+                            let stmt = if b.statement.is_empty() {
+                                self.unnamed.as_deref()
+                            } else {
+                                self.statements.get(b.statement).map(|s| &**s)
+                            };
+                            action
+                                .executed
+                                .set_call(super::n_plus_one::bind_call(stmt, b.rest));
+                        }
                         if has_effects(&a) {
                             action.effects.push(a);
                         }
@@ -536,7 +652,7 @@ impl Session {
                 tag::DESCRIBE => {
                     let d = Target::decode(f.body(), "Describe")?;
                     if d.kind == TARGET_STATEMENT && d.name.is_empty() {
-                        reparse_unnamed(conn, out, plan, &self.unnamed, parsed_unnamed, pid);
+                        reparse_unnamed(conn, out, plan, &self.unnamed, parsed_unnamed, unnamed_id);
                         out.extend_from_slice(f.raw());
                     } else if d.kind == TARGET_STATEMENT {
                         match self.statements.get(d.name) {
@@ -577,6 +693,7 @@ impl Session {
                 _ => out.extend_from_slice(f.raw()),
             }
         }
+        self.unnamed_id = unnamed_id;
         // Effects of statements bound before a Flush wait for the Sync that ends them.
         if !action.effects.is_empty() {
             self.flushed_effects.append(&mut action.effects);
@@ -630,9 +747,9 @@ fn reparse_unnamed(
     plan: &mut super::plan::Plan,
     unnamed: &Option<Arc<ClientStatement>>,
     parsed_in_request: bool,
-    pid: i32,
+    unnamed_id: u64,
 ) {
-    if parsed_in_request || conn.unnamed_owner == pid {
+    if parsed_in_request || conn.unnamed_owner == unnamed_id {
         return;
     }
     if let Some(stmt) = unnamed {
@@ -642,8 +759,16 @@ fn reparse_unnamed(
             key: None,
             client_name: None,
         });
-        conn.unnamed_owner = pid;
+        conn.unnamed_owner = unnamed_id;
     }
+}
+
+/// A fresh identity for a client's unnamed statement, unique across all sessions: a server
+/// connection holds the client's current one only if it was the last to parse it, not merely
+/// some earlier statement of the same client (or of a client with a reused pid).
+pub fn next_unnamed_id(_previous: u64) -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 #[cfg(test)]

@@ -86,6 +86,7 @@ impl Session {
                     if let Some(a) = self.ready_actions.front_mut() {
                         a.completed(rows);
                         a.rolled_back |= rollback;
+                        a.ended_with_rollback = rollback;
                     }
                 }
                 tag::ERROR_RESPONSE if is_fatal(body) => {
@@ -101,6 +102,15 @@ impl Session {
                 tracing::warn!(user = %self.user, "session settings could not be replayed on a server connection");
             }
             if step == Step::Forward {
+                if t != tag::READY_FOR_QUERY {
+                    if let Some(f) = self
+                        .ready_actions
+                        .front_mut()
+                        .and_then(|a| a.fill.as_deref_mut())
+                    {
+                        f.feed(t, &conn.rbuf[..end]);
+                    }
+                }
                 self.wbuf.extend_from_slice(&conn.rbuf[..end]);
             }
             conn.rbuf.advance(end);
@@ -144,10 +154,12 @@ impl Session {
 
     /// A Sync, Query or FunctionCall finished: record its statements and apply its session effects.
     fn on_ready(&mut self) {
-        let Some(action) = self.ready_actions.pop_front() else {
+        let Some(mut action) = self.ready_actions.pop_front() else {
             return;
         };
         self.record(&action);
+        self.detect_bursts(&action);
+        self.cache_on_ready(&mut action);
         let mut changed = false;
         let mut reset = false;
         for a in &action.effects {
@@ -203,6 +215,15 @@ impl Session {
 impl Session {
     /// Adds the request's statements to the per-fingerprint stats and logs it if slow.
     fn record(&self, action: &ReadyAction) {
+        let answered_by = match self.server.as_ref().map(|l| l.server.role()) {
+            Some(Role::Replica) => AnsweredBy::Replica,
+            _ => AnsweredBy::Primary,
+        };
+        self.record_as(action, answered_by);
+    }
+
+    /// Adds the request's statements to the stats as answered by `answered_by`.
+    pub(super) fn record_as(&self, action: &ReadyAction, answered_by: AnsweredBy) {
         let stats = &self.shared.stats;
         let Some(started) = action.started else {
             return;
@@ -211,10 +232,6 @@ impl Session {
             return;
         }
         let us = started.elapsed().as_micros() as u64;
-        let answered_by = match self.server.as_ref().map(|l| l.server.role()) {
-            Some(Role::Replica) => AnsweredBy::Replica,
-            _ => AnsweredBy::Primary,
-        };
         for (i, (a, rows)) in action.executed.iter().enumerate() {
             // After an error the server skipped the rest of an extended-protocol request.
             let error = action.failed && (action.simple || i == action.cursor);
@@ -230,6 +247,7 @@ impl Session {
                 rows: *rows,
                 error,
                 pool_wait_us: if i == 0 { action.pool_wait_us } else { 0 },
+                cache_miss: action.cache_miss,
             });
         }
         if us / 1000 >= stats.settings.slow_query_ms {

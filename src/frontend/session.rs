@@ -85,6 +85,14 @@ pub struct Session {
     pub(super) shutdown: tokio::sync::watch::Receiver<bool>,
     /// Read-your-writes and read-retry state (frontend/consistency.rs).
     pub(super) ryw: super::consistency::Ryw,
+    /// The user name as a result-cache key part, shared instead of copied per lookup.
+    pub(super) user_key: Arc<str>,
+    /// Writes of the open transaction, for the result cache when it ends.
+    pub(super) tx_writes: super::cached::TxWrites,
+    /// Identity of the client's current unnamed statement (see `request::next_unnamed_id`).
+    pub(super) unnamed_id: u64,
+    /// This session's recent statements, for N+1 detection.
+    pub(super) n_plus_one: crate::nplusone::Stream,
 }
 
 impl Session {
@@ -108,6 +116,9 @@ impl Session {
             wbuf: BytesMut::new(),
             swbuf: BytesMut::new(),
             pools,
+            user_key: Arc::from(user.as_str()),
+            tx_writes: Default::default(),
+            unnamed_id: u64::MAX,
             user,
             db: Arc::from(database.as_str()),
             database,
@@ -130,6 +141,7 @@ impl Session {
             shutdown,
             server_dying: false,
             ryw: Default::default(),
+            n_plus_one: crate::nplusone::Stream::default(),
         }
     }
 
@@ -251,6 +263,11 @@ impl Session {
         }
     }
 
+    /// The client's unnamed statement changes without a server seeing it.
+    pub(super) fn next_unnamed_id(&mut self) {
+        self.unnamed_id = super::request::next_unnamed_id(self.unnamed_id);
+    }
+
     /// Attaches a server connection for the request about to be sent.
     pub(super) fn attach(&mut self, lease: Lease) {
         let conn = lease.conn_ref();
@@ -302,7 +319,9 @@ impl Session {
         self.cancel.slot.set(None);
         self.swbuf.clear();
         self.copy_in = false;
-        let waiting: Vec<bool> = self.ready_actions.drain(..).map(|a| a.failed).collect();
+        let cut: Vec<ReadyAction> = self.ready_actions.drain(..).collect();
+        self.cache_writes_unknown_outcome(&cut);
+        let waiting: Vec<bool> = cut.iter().map(|a| a.failed).collect();
         tracing::debug!(
             ?waiting,
             plan = self.plan.len(),
@@ -334,11 +353,15 @@ impl Session {
     /// At the end of the session: a server still held is mid-transaction or pinned, so close it.
     fn finish_server(&mut self) {
         self.writes_orphaned();
+        let clean = self.tx == TxStatus::Idle
+            && self.pin.is_none()
+            && self.plan.is_empty()
+            && self.ready_actions.is_empty();
+        // Writes still in flight or in an unfinished transaction may have landed (a COMMIT
+        // the client did not wait for): invalidate as if they did.
+        let cut: Vec<ReadyAction> = self.ready_actions.drain(..).collect();
+        self.cache_writes_unknown_outcome(&cut);
         if let Some(lease) = self.server.take() {
-            let clean = self.tx == TxStatus::Idle
-                && self.pin.is_none()
-                && self.plan.is_empty()
-                && self.ready_actions.is_empty();
             if clean {
                 drop(lease);
             } else {

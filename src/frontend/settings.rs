@@ -47,6 +47,9 @@ pub struct Settings {
     /// Effective settings: name → the SET statement that produces it.
     current: SortedMap,
     hash: u64,
+    /// Hash of the settings that can change a query's result (all but application_name),
+    /// part of the result cache's key.
+    result_hash: u64,
 }
 
 /// Startup parameters that are not settings.
@@ -87,6 +90,7 @@ impl Settings {
             current: base.clone(),
             base,
             hash: 0,
+            result_hash: 0,
         };
         s.rehash();
         s
@@ -94,6 +98,10 @@ impl Settings {
 
     pub fn hash(&self) -> u64 {
         self.hash
+    }
+
+    pub fn result_hash(&self) -> u64 {
+        self.result_hash
     }
 
     pub fn set(&mut self, name: &str, statement: &str) {
@@ -139,17 +147,26 @@ impl Settings {
     fn rehash(&mut self) {
         if self.current.is_empty() {
             self.hash = 0;
+            self.result_hash = 0;
             return;
         }
         let mut h = ahash::RandomState::with_seeds(1, 2, 3, 4).build_hasher();
+        let mut r = ahash::RandomState::with_seeds(5, 6, 7, 8).build_hasher();
         for (n, s) in self.current.iter() {
             h.write(n.as_bytes());
             h.write_u8(0);
             h.write(s.as_bytes());
             h.write_u8(0);
+            if n != "application_name" {
+                r.write(n.as_bytes());
+                r.write_u8(0);
+                r.write(s.as_bytes());
+                r.write_u8(0);
+            }
         }
         let v = h.finish();
         self.hash = if v == 0 || v == DIRTY { 1 } else { v };
+        self.result_hash = r.finish();
     }
 }
 

@@ -392,10 +392,79 @@ impl SnapshotCollector {
         )?;
         family(
             e,
-            "n_plus_one_bursts",
-            "N+1 bursts detected.",
+            "cache_coalesced",
+            "Cacheable statements answered by an identical request already in flight.",
             MetricType::Counter,
-            [(vec![], counter(s.n_plus_one.len() as u64))],
+            [(vec![], counter(s.cache.coalesced))],
+        )?;
+        family(
+            e,
+            "cache_entries",
+            "Result cache entries held.",
+            MetricType::Gauge,
+            [(vec![], gauge(s.cache.entries as f64))],
+        )?;
+        family(
+            e,
+            "cache_bytes",
+            "Bytes held by the result cache (entries and keys).",
+            MetricType::Gauge,
+            [(vec![], gauge(s.cache.bytes as f64))],
+        )?;
+        family(
+            e,
+            "cache_evictions",
+            "Result cache entries evicted, by cause (size, expired).",
+            MetricType::Counter,
+            [
+                (
+                    vec![("cause", "size".to_string())],
+                    counter(s.cache.evictions_size),
+                ),
+                (
+                    vec![("cause", "expired".to_string())],
+                    counter(s.cache.evictions_expired),
+                ),
+            ],
+        )?;
+        family(
+            e,
+            "cache_invalidations",
+            "Result cache invalidation events, by cause (write, unknown, wal).",
+            MetricType::Counter,
+            [
+                (
+                    vec![("cause", "write".to_string())],
+                    counter(s.cache.invalidations.write),
+                ),
+                (
+                    vec![("cause", "unknown".to_string())],
+                    counter(s.cache.invalidations.unknown),
+                ),
+                (
+                    vec![("cause", "wal".to_string())],
+                    counter(s.cache.invalidations.wal),
+                ),
+            ],
+        )?;
+        family(
+            e,
+            "n_plus_one_bursts",
+            "Bursts found by the N+1 detector, by kind (n_plus_one, repeated_identical, batchable_writes).",
+            MetricType::Counter,
+            crate::nplusone::Kind::ALL.into_iter().map(|k| {
+                (
+                    vec![("kind", k.as_str().to_string())],
+                    counter(s.n_plus_one_bursts.get(k)),
+                )
+            }),
+        )?;
+        family(
+            e,
+            "n_plus_one_findings",
+            "Distinct N+1 findings held now (bounded by n_plus_one.max_findings).",
+            MetricType::Gauge,
+            [(vec![], gauge(s.n_plus_one.len() as f64))],
         )?;
         family(
             e,

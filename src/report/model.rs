@@ -126,12 +126,35 @@ pub struct Cache {
     pub bytes: u64,
     #[serde(deserialize_with = "null_default")]
     pub evictions: u64,
+    #[serde(deserialize_with = "null_default")]
+    pub coalesced: u64,
+    #[serde(deserialize_with = "null_default")]
+    pub invalidation: String,
+    #[serde(deserialize_with = "null_default")]
+    pub invalidations: CacheInvalidations,
 }
 
-/// One N+1 burst, as the detector is planned to report it.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct CacheInvalidations {
+    #[serde(deserialize_with = "null_default")]
+    pub write: u64,
+    #[serde(deserialize_with = "null_default")]
+    pub unknown: u64,
+    #[serde(deserialize_with = "null_default")]
+    pub wal: u64,
+}
+
+/// One N+1 finding (kind "n_plus_one", "repeated_identical" or "batchable_writes").
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct NPlusOne {
+    #[serde(deserialize_with = "null_default")]
+    pub fingerprint: String,
+    #[serde(deserialize_with = "null_default")]
+    pub database: String,
+    #[serde(deserialize_with = "null_default")]
+    pub application_name: String,
     #[serde(deserialize_with = "null_default")]
     pub query: String,
     #[serde(deserialize_with = "null_default")]

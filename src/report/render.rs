@@ -186,6 +186,20 @@ fn cache(out: &mut String, doc: &StatsDoc) {
         c.evictions,
         if c.enabled { "" } else { " (now disabled)" }
     );
+    let i = &c.invalidations;
+    let _ = writeln!(
+        out,
+        "  {} coalesced · invalidated by writes {} · unknown writes {} · WAL {} (mode: {})",
+        c.coalesced,
+        i.write,
+        i.unknown,
+        i.wal,
+        if c.invalidation.is_empty() {
+            "proxy"
+        } else {
+            &c.invalidation
+        }
+    );
 }
 
 fn n_plus_one(out: &mut String, doc: &StatsDoc) {
@@ -209,6 +223,18 @@ fn n_plus_one(out: &mut String, doc: &StatsDoc) {
         }
         if !b.suggestion.is_empty() {
             notes.push(format!("fix:   {}", one_line(&b.suggestion)));
+        }
+        if !b.application_name.is_empty() || !b.database.is_empty() {
+            notes.push(format!(
+                "from:  {}{}{}",
+                b.application_name,
+                if b.application_name.is_empty() || b.database.is_empty() {
+                    ""
+                } else {
+                    " on "
+                },
+                b.database
+            ));
         }
         t.row_with_notes(
             vec![

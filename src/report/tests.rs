@@ -233,7 +233,8 @@ fn n_plus_one_bursts_render_with_their_fix() {
         "query": "SELECT * FROM notes WHERE lead_id = $1",
         "parent_query": "SELECT id FROM leads WHERE agent_id = $1",
         "kind": "loop", "occurrences": 17, "last_count": 50, "max_count": 200,
-        "total_ms": 812.5, "suggestion": "fetch notes with WHERE lead_id = ANY($1)"
+        "total_ms": 812.5, "suggestion": "fetch notes with WHERE lead_id = ANY($1)",
+        "application_name": "billing", "database": "app"
     }]);
     let doc = parse(&v);
     let text = render(&doc, SRC, AT, &top(&doc, 15));
@@ -246,6 +247,7 @@ fn n_plus_one_bursts_render_with_their_fix() {
     assert!(text.contains("query: SELECT * FROM notes WHERE lead_id = $1"));
     assert!(text.contains("after: SELECT id FROM leads WHERE agent_id = $1"));
     assert!(text.contains("fix:   fetch notes with WHERE lead_id = ANY($1)"));
+    assert!(text.contains("from:  billing on app"));
     assert!(!text.contains("none detected"));
 }
 

@@ -27,6 +27,8 @@ pub struct Sample<'a> {
     pub rows: u64,
     pub error: bool,
     pub pool_wait_us: u64,
+    /// The result cache was asked and had no answer (the server's answer may fill it).
+    pub cache_miss: bool,
 }
 
 #[derive(Clone)]
@@ -43,6 +45,7 @@ struct Entry {
     by_route: [u64; 3],
     time_by_route_us: [u64; 3],
     pool_wait_us: u64,
+    cache_misses: u64,
     hist: LatencyHistogram,
     first_seen: f64,
     last_seen: f64,
@@ -66,6 +69,7 @@ impl Entry {
             by_route: [0; 3],
             time_by_route_us: [0; 3],
             pool_wait_us: 0,
+            cache_misses: 0,
             hist: LatencyHistogram::new(),
             first_seen: now,
             last_seen: now,
@@ -84,6 +88,7 @@ impl Entry {
         self.by_route[r] += 1;
         self.time_by_route_us[r] += s.duration_us;
         self.pool_wait_us += s.pool_wait_us;
+        self.cache_misses += u64::from(s.cache_miss);
         self.hist.record_us(s.duration_us);
         self.last_seen = unix_now();
         self.tick = tick;
@@ -101,6 +106,7 @@ impl Entry {
             self.time_by_route_us[i] += o.time_by_route_us[i];
         }
         self.pool_wait_us += o.pool_wait_us;
+        self.cache_misses += o.cache_misses;
         self.hist.merge(&o.hist);
         self.first_seen = self.first_seen.min(o.first_seen);
         self.last_seen = self.last_seen.max(o.last_seen);
@@ -127,6 +133,7 @@ impl Entry {
             primary_calls: self.by_route[AnsweredBy::Primary as usize],
             replica_calls: self.by_route[AnsweredBy::Replica as usize],
             cache_hits: self.by_route[AnsweredBy::Cache as usize],
+            cache_misses: self.cache_misses,
             primary_ms: self.time_by_route_us[AnsweredBy::Primary as usize] as f64 / 1000.0,
             replica_ms: self.time_by_route_us[AnsweredBy::Replica as usize] as f64 / 1000.0,
             cache_ms: self.time_by_route_us[AnsweredBy::Cache as usize] as f64 / 1000.0,
@@ -157,6 +164,8 @@ pub struct QuerySnapshot {
     pub primary_calls: u64,
     pub replica_calls: u64,
     pub cache_hits: u64,
+    /// Calls the result cache could have answered but did not hold.
+    pub cache_misses: u64,
     pub primary_ms: f64,
     pub replica_ms: f64,
     pub cache_ms: f64,
@@ -293,6 +302,7 @@ mod tests {
             rows: 1,
             error: false,
             pool_wait_us: 10,
+            cache_miss: false,
         }
     }
 

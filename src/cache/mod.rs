@@ -1,0 +1,422 @@
+//! The result cache: raw server replies to cacheable reads, keyed by everything that changes them and invalidated by table generations.
+
+pub mod catalog;
+pub mod decoding;
+pub mod generations;
+pub mod wal;
+
+use crate::protocol::messages::command_rows;
+use bytes::{Bytes, BytesMut};
+use generations::{Generations, Snapshot};
+use moka::notification::RemovalCause;
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// How writes made outside this proxy are noticed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Invalidation {
+    /// Only writes through this proxy invalidate; the TTL bounds staleness for others.
+    Proxy,
+    /// Also follow the primary's WAL through a logical replication slot.
+    Wal,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RuleTarget {
+    /// Unqualified, lowercased relation name.
+    Table(String),
+    Fingerprint(u64),
+}
+
+/// A per-table or per-fingerprint exception to the default TTL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rule {
+    pub target: RuleTarget,
+    /// None: never cache.
+    pub ttl: Option<Duration>,
+}
+
+#[derive(Clone, Debug)]
+pub struct CacheSettings {
+    pub enabled: bool,
+    pub max_bytes: u64,
+    pub max_entry_bytes: usize,
+    pub ttl: Duration,
+    pub share_across_users: bool,
+    pub coalesce_wait: Duration,
+    /// A replica's answer for a table written through the proxy this recently is not stored:
+    /// the replica may not have replayed that write yet.
+    pub replica_fill_delay: Duration,
+    pub invalidation: Invalidation,
+    pub wal_poll: Duration,
+    pub wal_user: Option<String>,
+    pub rules: Vec<Rule>,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        CacheSettings {
+            enabled: false,
+            max_bytes: 256 << 20,
+            max_entry_bytes: 1 << 20,
+            ttl: Duration::from_secs(60),
+            share_across_users: false,
+            coalesce_wait: Duration::from_secs(5),
+            replica_fill_delay: Duration::from_secs(1),
+            invalidation: Invalidation::Proxy,
+            wal_poll: Duration::from_millis(20),
+            wal_user: None,
+            rules: Vec::new(),
+        }
+    }
+}
+
+/// The unqualified relation name a table is invalidated by: `Public."Leads"` → `leads`.
+/// Writes to `a.t` thus also invalidate reads of `b.t`: safe, and immune to search_path.
+pub fn relname(name: &str) -> String {
+    let last = name.rsplit('.').next().unwrap_or(name);
+    last.trim_matches('"').to_ascii_lowercase()
+}
+
+/// Everything a result depends on besides the data: who asks, with which settings, what.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct CacheKey {
+    pub db: Arc<str>,
+    /// None when entries are shared across users (`cache.share_across_users`).
+    pub user: Option<Arc<str>>,
+    /// Hash of the session settings that can change results (search_path, role, TimeZone...).
+    pub settings: u64,
+    /// The request as the client sent it: Query text, or statement text, parameter types,
+    /// parameter values and formats, result formats, and which replies it asked for.
+    pub request: Bytes,
+}
+
+/// A stored reply.
+#[derive(Debug)]
+pub struct Entry {
+    /// From ParameterDescription / RowDescription (if asked) up to CommandComplete, exactly as the server sent it.
+    pub reply: Bytes,
+    pub rows: u64,
+    snapshot: Snapshot,
+    ttl: Duration,
+    weight: u32,
+}
+
+/// What a lookup found.
+pub enum Lookup {
+    Hit(Arc<Entry>),
+    /// Not cached: send to the server and capture the reply into this fill.
+    Fill(Box<Fill>),
+    /// An identical request is being answered for another client: wait for its entry.
+    Wait(watch::Receiver<()>),
+    /// A rule says never to cache this.
+    Bypass,
+}
+
+/// A reply being captured for the cache.
+pub struct Fill {
+    key: CacheKey,
+    snapshot: Snapshot,
+    ttl: Duration,
+    buf: BytesMut,
+    rows: u64,
+    ok: bool,
+    max: usize,
+    _guard: Inflight,
+}
+
+impl std::fmt::Debug for Fill {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fill")
+            .field("bytes", &self.buf.len())
+            .field("rows", &self.rows)
+            .field("ok", &self.ok)
+            .finish()
+    }
+}
+
+impl Fill {
+    /// One message the server sent for the request, header included.
+    pub fn feed(&mut self, t: u8, msg: &[u8]) {
+        use crate::protocol::tags::backend as tag;
+        if !self.ok {
+            return;
+        }
+        match t {
+            // Synthesized on replay, as the client's messages ask.
+            tag::PARSE_COMPLETE | tag::BIND_COMPLETE => {}
+            tag::PARAMETER_DESCRIPTION
+            | tag::ROW_DESCRIPTION
+            | tag::NO_DATA
+            | tag::DATA_ROW
+            | tag::COMMAND_COMPLETE
+            | tag::EMPTY_QUERY_RESPONSE => {
+                if self.buf.len() + msg.len() > self.max {
+                    self.abort();
+                    return;
+                }
+                if t == tag::COMMAND_COMPLETE {
+                    self.rows += command_rows(&msg[crate::protocol::frame::HEADER_LEN..]);
+                }
+                self.buf.extend_from_slice(msg);
+            }
+            // Errors, notices, parameter changes, COPY, a suspended portal: not a plain result.
+            _ => self.abort(),
+        }
+    }
+
+    /// Some table the read depends on was written so recently that a replica may not have
+    /// replayed it: the fill must be read from the primary.
+    pub fn needs_primary(&self, cache: &ResultCache) -> bool {
+        cache
+            .generations
+            .written_within(&self.snapshot, cache.settings.replica_fill_delay)
+    }
+
+    fn abort(&mut self) {
+        self.ok = false;
+        self.buf = BytesMut::new();
+    }
+}
+
+/// Marks a key as being filled; dropping it (insert, abort, or the session's end) wakes waiters.
+struct Inflight {
+    cache: Arc<ResultCache>,
+    key: CacheKey,
+    id: u64,
+    _tx: watch::Sender<()>,
+}
+
+impl Drop for Inflight {
+    fn drop(&mut self) {
+        let mut map = self.cache.inflight.lock();
+        if map.get(&self.key).is_some_and(|(id, _)| *id == self.id) {
+            map.remove(&self.key);
+        }
+    }
+}
+
+/// Cumulative counters, read by the stats endpoint.
+#[derive(Default, Debug)]
+pub struct Counters {
+    pub hits: AtomicU64,
+    pub misses: AtomicU64,
+    pub coalesced: AtomicU64,
+    pub bypassed: AtomicU64,
+    pub fills: AtomicU64,
+    pub fills_aborted: AtomicU64,
+    pub fills_stale: AtomicU64,
+    pub fills_lagging: AtomicU64,
+    pub stale_dropped: AtomicU64,
+    pub invalidations_write: AtomicU64,
+    pub invalidations_unknown: AtomicU64,
+    pub invalidations_wal: AtomicU64,
+    pub evictions_size: AtomicU64,
+    pub evictions_expired: AtomicU64,
+}
+
+pub struct ResultCache {
+    pub settings: CacheSettings,
+    entries: moka::sync::Cache<CacheKey, Arc<Entry>>,
+    pub generations: Generations,
+    inflight: Mutex<HashMap<CacheKey, (u64, watch::Receiver<()>)>>,
+    next_id: AtomicU64,
+    pub counters: Arc<Counters>,
+}
+
+struct PerEntryTtl;
+
+impl moka::Expiry<CacheKey, Arc<Entry>> for PerEntryTtl {
+    fn expire_after_create(
+        &self,
+        _key: &CacheKey,
+        value: &Arc<Entry>,
+        _now: Instant,
+    ) -> Option<Duration> {
+        Some(value.ttl)
+    }
+}
+
+impl ResultCache {
+    pub fn new(settings: CacheSettings) -> Arc<ResultCache> {
+        let counters = Arc::new(Counters::default());
+        let c = counters.clone();
+        let entries = moka::sync::Cache::builder()
+            .max_capacity(settings.max_bytes)
+            .weigher(|_k: &CacheKey, v: &Arc<Entry>| v.weight)
+            .expire_after(PerEntryTtl)
+            .eviction_listener(move |_k, _v, cause| match cause {
+                RemovalCause::Size => {
+                    c.evictions_size.fetch_add(1, Ordering::Relaxed);
+                }
+                RemovalCause::Expired => {
+                    c.evictions_expired.fetch_add(1, Ordering::Relaxed);
+                }
+                RemovalCause::Explicit | RemovalCause::Replaced => {}
+            })
+            .build();
+        Arc::new(ResultCache {
+            settings,
+            entries,
+            generations: Generations::default(),
+            inflight: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            counters,
+        })
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.settings.enabled
+    }
+
+    /// The TTL for a statement, or None when a rule says never to cache it.
+    fn ttl_for(&self, fingerprint: u64, tables: &[String]) -> Option<Duration> {
+        let mut ttl = self.settings.ttl;
+        for r in &self.settings.rules {
+            let applies = match &r.target {
+                RuleTarget::Fingerprint(f) => *f == fingerprint,
+                RuleTarget::Table(t) => tables.iter().any(|x| relname(x) == *t),
+            };
+            if applies {
+                ttl = ttl.min(r.ttl?);
+            }
+        }
+        Some(ttl)
+    }
+
+    /// Finds a valid entry, or registers the caller as the one filling it.
+    pub fn lookup(self: &Arc<Self>, key: &CacheKey, fingerprint: u64, tables: &[String]) -> Lookup {
+        if let Some(e) = self.entries.get(key) {
+            if self.generations.unchanged(&e.snapshot) {
+                self.counters.hits.fetch_add(1, Ordering::Relaxed);
+                return Lookup::Hit(e);
+            }
+            self.entries.invalidate(key);
+            self.counters.stale_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        let Some(ttl) = self.ttl_for(fingerprint, tables) else {
+            self.counters.bypassed.fetch_add(1, Ordering::Relaxed);
+            return Lookup::Bypass;
+        };
+        let mut map = self.inflight.lock();
+        if let Some((_, rx)) = map.get(key) {
+            return Lookup::Wait(rx.clone());
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = watch::channel(());
+        map.insert(key.clone(), (id, rx));
+        drop(map);
+        self.counters.misses.fetch_add(1, Ordering::Relaxed);
+        Lookup::Fill(Box::new(Fill {
+            key: key.clone(),
+            snapshot: self.generations.snapshot(&key.db, tables),
+            ttl,
+            buf: BytesMut::new(),
+            rows: 0,
+            ok: true,
+            max: self.settings.max_entry_bytes,
+            _guard: Inflight {
+                cache: self.clone(),
+                key: key.clone(),
+                id,
+                _tx: tx,
+            },
+        }))
+    }
+
+    /// The request that a fill captured completed: store its reply if it is still current.
+    /// `from_replica`: a replica answered, which may not have replayed the latest writes.
+    pub fn finish(&self, fill: Box<Fill>, succeeded: bool, from_replica: bool) {
+        let Fill {
+            key,
+            snapshot,
+            ttl,
+            buf,
+            rows,
+            ok,
+            _guard,
+            ..
+        } = *fill;
+        let c = &self.counters;
+        if !ok || !succeeded || buf.is_empty() {
+            c.fills_aborted.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if !self.generations.unchanged(&snapshot) {
+            // A write landed while the read ran: its answer may predate it.
+            c.fills_stale.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if from_replica
+            && self
+                .generations
+                .written_within(&snapshot, self.settings.replica_fill_delay)
+        {
+            c.fills_lagging.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let reply = buf.freeze();
+        let weight = (reply.len() + key.request.len() + 160).min(u32::MAX as usize) as u32;
+        self.entries.insert(
+            key,
+            Arc::new(Entry {
+                reply,
+                rows,
+                snapshot,
+                ttl,
+                weight,
+            }),
+        );
+        c.fills.fetch_add(1, Ordering::Relaxed);
+        // `_guard` drops here, after the insert, so woken waiters find the entry.
+    }
+
+    /// A write to these tables is about to be acknowledged.
+    pub fn invalidate_tables(&self, db: &Arc<str>, tables: &[String]) {
+        if tables.is_empty() {
+            return;
+        }
+        self.generations.bump(db, tables);
+        self.counters
+            .invalidations_write
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A write to unknown tables is about to be acknowledged.
+    pub fn invalidate_all(&self) {
+        self.generations.bump_all();
+        self.counters
+            .invalidations_unknown
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A transaction committed on the primary touched these relations (from the WAL).
+    pub fn invalidate_from_wal(&self, db: &Arc<str>, tables: &[String]) {
+        self.generations.bump(db, tables);
+        self.counters
+            .invalidations_wal
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn entry_count(&self) -> u64 {
+        self.entries.run_pending_tasks();
+        self.entries.entry_count()
+    }
+
+    pub fn weighted_size(&self) -> u64 {
+        self.entries.weighted_size()
+    }
+
+    /// Drops every entry (the stats reset does not; this is for the admin console).
+    pub fn clear(&self) {
+        self.entries.invalidate_all();
+        self.generations.bump_all();
+    }
+}
+
+#[cfg(test)]
+mod tests;

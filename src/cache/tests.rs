@@ -1,0 +1,181 @@
+//! Unit tests of the cache's bookkeeping (the wire behaviour is tested through the proxy in tests/cache.rs).
+
+use super::*;
+use crate::protocol::build;
+
+fn key(q: &str) -> CacheKey {
+    CacheKey {
+        db: Arc::from("app"),
+        user: Some(Arc::from("app")),
+        settings: 0,
+        request: Bytes::copy_from_slice(q.as_bytes()),
+    }
+}
+
+fn reply(rows: usize) -> Vec<(u8, BytesMut)> {
+    let mut out = Vec::new();
+    let mut m = BytesMut::new();
+    build::row_description(&mut m, &["v"]);
+    out.push((b'T', m));
+    for i in 0..rows {
+        let mut m = BytesMut::new();
+        build::data_row(&mut m, &[Some(&i.to_string())]);
+        out.push((b'D', m));
+    }
+    let mut m = BytesMut::new();
+    build::command_complete(&mut m, &format!("SELECT {rows}"));
+    out.push((b'C', m));
+    out
+}
+
+fn fill_with(cache: &Arc<ResultCache>, k: &CacheKey, tables: &[String], rows: usize) -> bool {
+    match cache.lookup(k, 1, tables) {
+        Lookup::Fill(mut f) => {
+            for (t, m) in reply(rows) {
+                f.feed(t, &m);
+            }
+            cache.finish(f, true, false);
+            true
+        }
+        _ => false,
+    }
+}
+
+fn tables(t: &[&str]) -> Vec<String> {
+    t.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn a_fill_is_hit_until_its_table_is_written() {
+    let c = ResultCache::new(CacheSettings::default());
+    let k = key("select v from t");
+    assert!(fill_with(&c, &k, &tables(&["t"]), 3));
+    match c.lookup(&k, 1, &tables(&["t"])) {
+        Lookup::Hit(e) => assert_eq!(e.rows, 3),
+        _ => panic!("expected a hit"),
+    }
+    c.invalidate_tables(&Arc::from("app"), &tables(&["public.t"]));
+    assert!(matches!(c.lookup(&k, 1, &tables(&["t"])), Lookup::Fill(_)));
+    assert_eq!(c.counters.stale_dropped.load(Ordering::Relaxed), 1);
+}
+
+#[test]
+fn a_write_during_the_read_keeps_its_answer_out() {
+    let c = ResultCache::new(CacheSettings::default());
+    let k = key("select v from t");
+    let Lookup::Fill(mut f) = c.lookup(&k, 1, &tables(&["t"])) else {
+        panic!("expected a fill")
+    };
+    for (t, m) in reply(1) {
+        f.feed(t, &m);
+    }
+    c.invalidate_tables(&Arc::from("app"), &tables(&["t"]));
+    c.finish(f, true, false);
+    assert_eq!(c.counters.fills_stale.load(Ordering::Relaxed), 1);
+    assert!(matches!(c.lookup(&k, 1, &tables(&["t"])), Lookup::Fill(_)));
+}
+
+#[test]
+fn errors_notices_and_oversized_replies_are_not_stored() {
+    let c = ResultCache::new(CacheSettings {
+        max_entry_bytes: 64,
+        ..Default::default()
+    });
+    for (i, extra) in [b'E', b'N', b'D'].into_iter().enumerate() {
+        let k = key(&format!("q{i}"));
+        let Lookup::Fill(mut f) = c.lookup(&k, 1, &[]) else {
+            panic!("expected a fill")
+        };
+        for (t, m) in reply(1) {
+            f.feed(t, &m);
+        }
+        let mut m = BytesMut::new();
+        build::message(&mut m, extra, |b| b.extend_from_slice(&[b'x'; 80]));
+        f.feed(extra, &m);
+        c.finish(f, true, false);
+        assert!(
+            matches!(c.lookup(&k, 1, &[]), Lookup::Fill(_)),
+            "{}",
+            extra as char
+        );
+    }
+    assert_eq!(c.counters.fills.load(Ordering::Relaxed), 0);
+}
+
+#[test]
+fn identical_misses_wait_for_one_fill() {
+    let c = ResultCache::new(CacheSettings::default());
+    let k = key("select 1 from t");
+    let Lookup::Fill(mut f) = c.lookup(&k, 1, &tables(&["t"])) else {
+        panic!("expected a fill")
+    };
+    let Lookup::Wait(mut rx) = c.lookup(&k, 1, &tables(&["t"])) else {
+        panic!("expected to wait")
+    };
+    for (t, m) in reply(2) {
+        f.feed(t, &m);
+    }
+    c.finish(f, true, false);
+    // The filler's sender is gone: the waiter wakes and finds the entry.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    assert!(rt.block_on(rx.changed()).is_err());
+    assert!(matches!(c.lookup(&k, 1, &tables(&["t"])), Lookup::Hit(_)));
+    // An abandoned fill also wakes waiters, and the next lookup fills again.
+    let k2 = key("other");
+    let Lookup::Fill(f2) = c.lookup(&k2, 1, &[]) else {
+        panic!("expected a fill")
+    };
+    let Lookup::Wait(mut rx2) = c.lookup(&k2, 1, &[]) else {
+        panic!("expected to wait")
+    };
+    drop(f2);
+    assert!(rt.block_on(rx2.changed()).is_err());
+    assert!(matches!(c.lookup(&k2, 1, &[]), Lookup::Fill(_)));
+}
+
+#[test]
+fn rules_shorten_or_forbid_caching() {
+    let c = ResultCache::new(CacheSettings {
+        rules: vec![
+            Rule {
+                target: RuleTarget::Table("audit".into()),
+                ttl: None,
+            },
+            Rule {
+                target: RuleTarget::Fingerprint(42),
+                ttl: Some(Duration::from_millis(5)),
+            },
+        ],
+        ..Default::default()
+    });
+    assert!(matches!(
+        c.lookup(&key("a"), 1, &tables(&["public.audit"])),
+        Lookup::Bypass
+    ));
+    assert_eq!(c.ttl_for(42, &[]), Some(Duration::from_millis(5)));
+    assert_eq!(c.ttl_for(7, &[]), Some(Duration::from_secs(60)));
+}
+
+#[test]
+fn the_byte_bound_evicts() {
+    let c = ResultCache::new(CacheSettings {
+        max_bytes: 20_000,
+        ..Default::default()
+    });
+    for i in 0..200 {
+        assert!(fill_with(&c, &key(&format!("q{i}")), &[], 20));
+    }
+    c.entries.run_pending_tasks();
+    assert!(c.weighted_size() <= 20_000, "{}", c.weighted_size());
+    assert!(c.entry_count() < 200);
+    assert!(c.counters.evictions_size.load(Ordering::Relaxed) > 0);
+}
+
+#[test]
+fn relation_names_are_compared_unqualified() {
+    assert_eq!(relname("Public.\"Leads\""), "leads");
+    assert_eq!(relname("leads"), "leads");
+    assert_eq!(relname("a.b.c"), "c");
+}

@@ -1,0 +1,346 @@
+//! The session's side of the result cache: which requests it may answer, replaying hits, capturing fills, and invalidating on writes.
+
+use super::request::{ClientStatement, ReadyAction};
+use super::session::{End, Session};
+use crate::cache::{CacheKey, Fill, Lookup};
+use crate::protocol::build;
+use crate::protocol::frame::Frame;
+use crate::protocol::messages::{
+    Bind, Parse, Query, Target, TxStatus, TARGET_PORTAL, TARGET_STATEMENT,
+};
+use crate::protocol::tags::{backend, frontend as tag};
+use crate::router::Analysis;
+use crate::stats::AnsweredBy;
+use bytes::{BufMut, Bytes, BytesMut};
+use std::sync::Arc;
+
+/// A request the cache may answer.
+pub(super) struct Probe {
+    key: CacheKey,
+    analysis: Arc<Analysis>,
+    /// Index of the request's Parse, if it has one (its ParseComplete is replayed and its
+    /// statement registered).
+    parse: Option<usize>,
+    simple: bool,
+}
+
+/// Writes seen in the open transaction, applied to the cache when it ends.
+#[derive(Default, Debug)]
+pub struct TxWrites {
+    pub tables: Vec<String>,
+    pub unknown: bool,
+}
+
+impl TxWrites {
+    fn add(&mut self, a: &Analysis) {
+        if a.writes_unknown {
+            self.unknown = true;
+        }
+        for t in &a.tables_written {
+            if !self.tables.contains(t) {
+                self.tables.push(t.clone());
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        !self.unknown && self.tables.is_empty()
+    }
+
+    fn merge(&mut self, other: TxWrites) {
+        self.unknown |= other.unknown;
+        for t in other.tables {
+            if !self.tables.contains(&t) {
+                self.tables.push(t);
+            }
+        }
+    }
+}
+
+/// What the cache did with a request.
+pub(super) enum Outcome {
+    Answered,
+    /// Send to the server, capturing the reply when a fill is given.
+    Server(Option<Box<Fill>>),
+}
+
+impl Session {
+    /// The cache key of a request the cache may answer: one simple Query of a single cacheable
+    /// read, or `[Parse] Bind [Describe portal] Execute Sync` of one, with nothing in flight
+    /// and no transaction open.
+    pub(super) fn cache_probe(&self, analyses: &[Option<Arc<Analysis>>]) -> Option<Probe> {
+        let cache = &self.shared.cache;
+        if !cache.enabled()
+            || (self.server.is_some() && !self.server_held_only_for_probe())
+            || self.tx != TxStatus::Idle
+            || self.pin.is_some()
+            || !self.ready_actions.is_empty()
+            || !self.flushed_effects.is_empty()
+        {
+            return None;
+        }
+        let frames = &self.pending.frames;
+        let cacheable = |a: &Option<Arc<Analysis>>| {
+            a.as_ref()
+                .filter(|a| a.cacheable && a.statement_count == 1)
+                .cloned()
+        };
+        let user = (!cache.settings.share_across_users).then(|| self.user_key.clone());
+        let key = |request: Bytes| CacheKey {
+            db: self.db.clone(),
+            user: user.clone(),
+            settings: self.settings.result_hash(),
+            request,
+        };
+        if let [q] = frames.as_slice() {
+            if q.tag() != tag::QUERY {
+                return None;
+            }
+            Query::decode(q.body()).ok()?;
+            return Some(Probe {
+                key: key(q.raw().clone()),
+                analysis: cacheable(analyses.first()?)?,
+                parse: None,
+                simple: true,
+            });
+        }
+        let (parse, rest) = match frames.first()?.tag() {
+            tag::PARSE => (Some(0), &frames[1..]),
+            _ => (None, &frames[..]),
+        };
+        let (bind, describe, execute) = match rest {
+            [b, e, s] if s.tag() == tag::SYNC => (b, None, e),
+            [b, d, e, s] if s.tag() == tag::SYNC => (b, Some(d), e),
+            _ => return None,
+        };
+        if bind.tag() != tag::BIND || execute.tag() != tag::EXECUTE {
+            return None;
+        }
+        let b = Bind::decode(bind.body()).ok()?;
+        // Describe of the portal (RowDescription) or of the statement being bound
+        // (ParameterDescription and RowDescription), as drivers send them.
+        let mut describe_kind = 0u8;
+        if let Some(d) = describe {
+            let t = Target::decode(d.body(), "Describe").ok()?;
+            let ok = d.tag() == tag::DESCRIBE
+                && match t.kind {
+                    TARGET_PORTAL => t.name.is_empty(),
+                    TARGET_STATEMENT => t.name == b.statement,
+                    _ => false,
+                };
+            if !ok {
+                return None;
+            }
+            describe_kind = t.kind;
+        }
+        // Execute of the unnamed portal with no row limit: a suspended portal is not a result.
+        if execute.body() != [0, 0, 0, 0, 0] {
+            return None;
+        }
+        if !b.portal.is_empty() {
+            return None;
+        }
+        let (sql, types) = match parse {
+            Some(i) => {
+                let p = Parse::decode(frames[i].body()).ok()?;
+                // A duplicate name must reach the error path; a Bind of another statement
+                // than the one just parsed is unusual enough not to cache.
+                if p.name != b.statement
+                    || (!p.name.is_empty() && self.statements.contains_key(p.name))
+                {
+                    return None;
+                }
+                (
+                    Bytes::copy_from_slice(p.sql),
+                    Bytes::copy_from_slice(p.param_types),
+                )
+            }
+            None => {
+                let s = if b.statement.is_empty() {
+                    self.unnamed.as_ref()?
+                } else {
+                    self.statements.get(b.statement)?
+                };
+                (s.sql.clone(), s.param_types.clone())
+            }
+        };
+        let analysis = cacheable(analyses.get(parse.map_or(0, |i| i + 1))?)?;
+        let mut r = BytesMut::with_capacity(16 + sql.len() + types.len() + b.rest.len());
+        r.put_u8(b'X');
+        r.put_u8(u8::from(parse.is_some()));
+        r.put_u8(describe_kind);
+        r.put_u32(sql.len() as u32);
+        r.put_slice(&sql);
+        r.put_u32(types.len() as u32);
+        r.put_slice(&types);
+        r.put_slice(b.rest);
+        Some(Probe {
+            key: key(r.freeze()),
+            analysis,
+            parse,
+            simple: false,
+        })
+    }
+
+    /// Answers the request from the cache, waits for an identical one in flight, or returns
+    /// the fill that will capture the server's reply.
+    pub(super) async fn consult_cache(&mut self, probe: Probe) -> Result<Outcome, End> {
+        let cache = self.shared.cache.clone();
+        let a = &probe.analysis;
+        let deadline = tokio::time::Instant::now() + cache.settings.coalesce_wait;
+        let mut waited = false;
+        loop {
+            match cache.lookup(&probe.key, a.fingerprint, &a.tables_read) {
+                Lookup::Hit(entry) => {
+                    if waited {
+                        cache
+                            .counters
+                            .coalesced
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    self.replay(&probe, &entry.reply, entry.rows)?;
+                    return Ok(Outcome::Answered);
+                }
+                Lookup::Fill(fill) => return Ok(Outcome::Server(Some(fill))),
+                Lookup::Bypass => return Ok(Outcome::Server(None)),
+                Lookup::Wait(mut rx) => {
+                    waited = true;
+                    // The filler drops its sender when it stores the entry or gives up.
+                    let done = tokio::time::timeout_at(deadline, rx.changed()).await;
+                    if done.is_err() {
+                        return Ok(Outcome::Server(None));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes what the server would have sent for the request, from a stored reply.
+    fn replay(&mut self, probe: &Probe, reply: &Bytes, rows: u64) -> Result<(), End> {
+        let started = self.pending.arrived;
+        let frames = std::mem::take(&mut self.pending).frames;
+        if let Some(i) = probe.parse {
+            self.register_parsed(&frames[i], probe.analysis.clone())?;
+            build::parse_complete(&mut self.wbuf);
+        }
+        if !probe.simple {
+            build::message(&mut self.wbuf, backend::BIND_COMPLETE, |_| {});
+        }
+        self.wbuf.extend_from_slice(reply);
+        build::ready_for_query(&mut self.wbuf, self.tx);
+        let mut action = ReadyAction {
+            started,
+            simple: probe.simple,
+            ..Default::default()
+        };
+        action.executed.push(probe.analysis.clone());
+        if self.shared.n_plus_one.settings.enabled {
+            // A loop answered from the cache is still a loop in the application.
+            let call = if probe.simple {
+                super::n_plus_one::query_call(frames[0].body())
+            } else {
+                let bind = &frames[probe.parse.map_or(0, |i| i + 1)];
+                let b = Bind::decode(bind.body())?;
+                let stmt = if b.statement.is_empty() {
+                    self.unnamed.as_deref()
+                } else {
+                    self.statements.get(b.statement).map(|s| &**s)
+                };
+                super::n_plus_one::bind_call(stmt, b.rest)
+            };
+            action.executed.set_call(call);
+        }
+        action.completed(rows);
+        self.record_as(&action, AnsweredBy::Cache);
+        self.detect_bursts(&action);
+        self.recycle_frames(frames);
+        Ok(())
+    }
+
+    /// A Parse answered from the cache: the statement exists for the client all the same.
+    fn register_parsed(&mut self, f: &Frame, analysis: Arc<Analysis>) -> Result<(), End> {
+        let p = Parse::decode(f.body())?;
+        let trace = if self.shared.n_plus_one.settings.enabled {
+            crate::nplusone::trace_id(p.sql)
+        } else {
+            0
+        };
+        let stmt = Arc::new(ClientStatement::new(&p, analysis, trace));
+        if p.name.is_empty() {
+            // No server holds this unnamed statement: the next Bind of it must re-parse.
+            self.next_unnamed_id();
+            self.unnamed = Some(stmt);
+        } else {
+            self.statements.insert(Bytes::copy_from_slice(p.name), stmt);
+        }
+        Ok(())
+    }
+
+    /// A request finished (its ReadyForQuery is about to reach the client): store its reply if
+    /// it filled the cache, and invalidate what its writes touched, before the client can send
+    /// its next read.
+    pub(super) fn cache_on_ready(&mut self, action: &mut ReadyAction) {
+        if !self.shared.cache.enabled() {
+            return;
+        }
+        if let Some(fill) = action.fill.take() {
+            let from_replica = self
+                .server
+                .as_ref()
+                .is_some_and(|l| l.server.role() == crate::pool::Role::Replica);
+            self.shared.cache.finish(
+                fill,
+                !action.failed && self.tx == TxStatus::Idle,
+                from_replica,
+            );
+        }
+        let mut now = TxWrites {
+            unknown: action.function_call,
+            ..Default::default()
+        };
+        for (a, _) in action.executed.iter() {
+            now.add(a);
+            if a.reason == "ddl" || a.reason == "create table as" {
+                self.shared.cache_catalog_changed.notify_one();
+            }
+        }
+        if self.tx == TxStatus::Idle {
+            // Writes of earlier requests in the transaction count unless it rolled back;
+            // this request's own writes always count (its outcome is not worth guessing).
+            let earlier = std::mem::take(&mut self.tx_writes);
+            if !action.ended_with_rollback {
+                self.apply_writes(&earlier);
+            }
+            self.apply_writes(&now);
+        } else {
+            self.tx_writes.merge(now);
+        }
+    }
+
+    /// Requests whose outcome is unknown (the server was lost): assume their writes landed.
+    pub(super) fn cache_writes_unknown_outcome(&mut self, actions: &[ReadyAction]) {
+        if !self.shared.cache.enabled() {
+            return;
+        }
+        let mut w = std::mem::take(&mut self.tx_writes);
+        for action in actions {
+            w.unknown |= action.function_call;
+            for (a, _) in action.executed.iter() {
+                w.add(a);
+            }
+        }
+        self.apply_writes(&w);
+    }
+
+    fn apply_writes(&self, w: &TxWrites) {
+        if w.is_empty() {
+            return;
+        }
+        let cache = &self.shared.cache;
+        if w.unknown {
+            cache.invalidate_all();
+        } else {
+            cache.invalidate_tables(&self.db, &w.tables);
+        }
+    }
+}

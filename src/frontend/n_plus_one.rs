@@ -1,0 +1,241 @@
+//! Feeding each executed statement to the N+1 detector (the session's stream, or its trace's) and reporting bursts: log line and client notice.
+
+use super::request::{ClientStatement, ReadyAction};
+use super::session::Session;
+use crate::nplusone::{Call, Class, Detection, Kind, Origin, Statement};
+use crate::protocol::build;
+use crate::protocol::sqlstate::{Severity, SqlState};
+use crate::router::Analysis;
+use std::hash::{BuildHasher, Hasher};
+use std::time::Instant;
+
+/// Longest query text quoted in a client notice.
+const NOTICE_QUERY_CHARS: usize = 200;
+
+fn hasher() -> ahash::AHasher {
+    ahash::RandomState::with_seeds(71, 72, 73, 74).build_hasher()
+}
+
+/// A simple Query: its literals are in its text, so the text stands for its parameters.
+pub(super) fn query_call(body: &[u8]) -> Call {
+    let mut h = hasher();
+    h.write(body);
+    Call {
+        params: h.finish(),
+        trace: crate::nplusone::trace_id(body),
+    }
+}
+
+/// A Bind: the parameter values (and formats) together with the statement they go to, whose
+/// text may carry literals of its own.
+pub(super) fn bind_call(stmt: Option<&ClientStatement>, rest: &[u8]) -> Call {
+    let mut h = hasher();
+    h.write_u64(stmt.map_or(0, |s| s.key));
+    h.write(rest);
+    Call {
+        params: h.finish(),
+        trace: stmt.map_or(0, |s| s.trace),
+    }
+}
+
+/// Transaction control, SET/RESET, DISCARD, DEALLOCATE and pinning statements are no part of
+/// a loop: they are left out of the stream entirely.
+fn class(a: &Analysis) -> Option<Class> {
+    if a.statement_count == 0
+        || a.is_transaction_control
+        || !a.session.is_empty()
+        || a.pin.is_some()
+        || a.deallocate.is_some()
+        || a.discard_all
+    {
+        return None;
+    }
+    Some(match a.reason {
+        "insert" | "update" | "delete" | "merge" => Class::Write,
+        _ if a.tables_written.is_empty() && !a.writes_unknown => Class::Read,
+        _ => Class::Other,
+    })
+}
+
+impl Session {
+    /// Feeds a finished request's statements to the detector; O(1) and allocation-free per
+    /// statement unless a burst is found.
+    pub(super) fn detect_bursts(&mut self, action: &ReadyAction) {
+        let detector = &self.shared.n_plus_one;
+        if !detector.settings.enabled {
+            return;
+        }
+        let Some(started) = action.started else {
+            return;
+        };
+        let now = Instant::now();
+        // Empty (no allocation) unless a burst is found.
+        let mut bursts: Vec<(Detection, u128)> = Vec::new();
+        let us = now.saturating_duration_since(started).as_micros() as u64;
+        for (i, (a, rows)) in action.executed.iter().enumerate() {
+            // Failed statements ran nothing worth counting; after an extended-protocol error
+            // the server skipped the rest.
+            if action.failed && (action.simple || i >= action.cursor) {
+                break;
+            }
+            let Some(class) = class(a) else {
+                continue;
+            };
+            let call = action.executed.call(i);
+            let s = Statement {
+                fingerprint: a.fingerprint,
+                normalized: &a.normalized,
+                class,
+                params: call.params,
+                rows: *rows,
+                duration_us: us,
+            };
+            let origin = Origin {
+                database: &self.db,
+                user: &self.user,
+                application_name: &self.application_name,
+            };
+            let found = if call.trace != 0 {
+                detector.traces.observe(
+                    call.trace,
+                    now,
+                    &s,
+                    &detector.settings,
+                    &detector.registry,
+                    origin,
+                )
+            } else {
+                self.n_plus_one
+                    .observe(now, &s, &detector.settings, &detector.registry, origin)
+            };
+            if let Some(d) = found {
+                bursts.push((d, call.trace));
+            }
+        }
+        for (d, trace) in &bursts {
+            self.report_burst(d, *trace);
+        }
+    }
+
+    /// One WARN per burst, and a NoticeResponse after the request's ReadyForQuery (a notice
+    /// may come at any time between whole messages) when `n_plus_one.notify_client` is on.
+    fn report_burst(&mut self, d: &Detection, trace: u128) {
+        let what = match d.kind {
+            Kind::NPlusOne => "N+1 query burst",
+            Kind::RepeatedIdentical => "repeated identical query",
+            Kind::BatchableWrites => "batchable writes",
+        };
+        let peer = self.shared.cancels.peer(self.cancel.pid);
+        tracing::warn!(
+            kind = d.kind.as_str(),
+            fingerprint = format_args!("{:016x}", d.fingerprint),
+            query = %d.query,
+            parent_fingerprint = d.parent.as_ref().map(|p| format!("{:016x}", p.0)).unwrap_or_default(),
+            parent_query = d.parent.as_ref().map(|p| &*p.1).unwrap_or(""),
+            count = d.count,
+            total_ms = d.total_us as f64 / 1000.0,
+            span_ms = d.span_ms,
+            database = %self.db,
+            user = %self.user,
+            application_name = %self.application_name,
+            client_addr = peer.map(|p| p.to_string()).unwrap_or_default(),
+            trace_id = if trace == 0 { String::new() } else { format!("{trace:032x}") },
+            suggestion = %d.suggestion,
+            "{what}"
+        );
+        if self.shared.n_plus_one.settings.notify_client {
+            let message = notice_text(d);
+            build::notice_response(
+                &mut self.wbuf,
+                Severity::Warning,
+                SqlState::WARNING,
+                &message,
+            );
+        }
+    }
+}
+
+/// One line naming the query and the count.
+fn notice_text(d: &Detection) -> String {
+    let q = one_line(&d.query);
+    let mut m = match d.kind {
+        Kind::NPlusOne => format!(
+            "pgsplit: N+1 queries: \"{q}\" ran {} times in {} ms with differing parameters",
+            d.count, d.span_ms
+        ),
+        Kind::RepeatedIdentical => format!(
+            "pgsplit: repeated identical query: \"{q}\" ran {} times in {} ms with the same parameters",
+            d.count, d.span_ms
+        ),
+        Kind::BatchableWrites => format!(
+            "pgsplit: batchable writes: \"{q}\" ran {} times back to back in {} ms",
+            d.count, d.span_ms
+        ),
+    };
+    if let Some((_, p)) = &d.parent {
+        if d.kind == Kind::NPlusOne {
+            m.push_str(&format!(", once per row of \"{}\"", one_line(p)));
+        }
+    }
+    m.push_str("; ");
+    m.push_str(&d.suggestion);
+    m
+}
+
+fn one_line(q: &str) -> String {
+    let mut s: String = q
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .take(NOTICE_QUERY_CHARS + 1)
+        .collect();
+    if s.chars().count() > NOTICE_QUERY_CHARS {
+        s = s.chars().take(NOTICE_QUERY_CHARS).collect::<String>() + "...";
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn notice_is_one_line_naming_query_and_count() {
+        let d = Detection {
+            kind: Kind::NPlusOne,
+            fingerprint: 1,
+            query: Arc::from("SELECT *\n  FROM notes WHERE lead_id = $1"),
+            parent: Some((2, Arc::from("SELECT id FROM leads"))),
+            count: 10,
+            total_us: 1200,
+            span_ms: 3,
+            suggestion: Arc::from("fetch them at once"),
+        };
+        let m = notice_text(&d);
+        assert!(!m.contains('\n'));
+        assert!(
+            m.contains("\"SELECT * FROM notes WHERE lead_id = $1\" ran 10 times"),
+            "{m}"
+        );
+        assert!(
+            m.contains("once per row of \"SELECT id FROM leads\""),
+            "{m}"
+        );
+        let long = "x".repeat(500);
+        assert_eq!(one_line(&long).len(), NOTICE_QUERY_CHARS + 3);
+    }
+
+    #[test]
+    fn parameters_and_statements_both_count() {
+        let a = query_call(b"select 1 where id = 5\0");
+        assert_eq!(a, query_call(b"select 1 where id = 5\0"));
+        assert_ne!(a.params, query_call(b"select 1 where id = 6\0").params);
+        assert_eq!(a.trace, 0);
+        assert_ne!(
+            bind_call(None, b"\0\0\0\x01"),
+            bind_call(None, b"\0\0\0\x02")
+        );
+    }
+}

@@ -1,0 +1,341 @@
+//! One stream of statements (a session's or a trace's): the last few fingerprints, each with the times of its last executions.
+
+use super::registry::Finding;
+use super::{Class, Kind, Origin, Registry, Settings, Statement};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Fingerprints tracked per stream; the least recently executed is forgotten beyond this.
+/// Enough for a parent and several children interleaved in one loop.
+const SLOTS: usize = 8;
+
+/// A parent that returned a single row cannot have driven a loop.
+const MIN_PARENT_ROWS: u64 = 2;
+
+/// One execution in the stream: (fingerprint, sequence number).
+type Mark = (u64, u64);
+
+/// A burst just crossed the threshold: what the session logs and tells its client.
+#[derive(Clone, Debug)]
+pub struct Detection {
+    pub kind: Kind,
+    pub fingerprint: u64,
+    pub query: Arc<str>,
+    /// Fingerprint and normalized text of the statement before the run.
+    pub parent: Option<(u64, Arc<str>)>,
+    /// Executions in the burst so far (the threshold, at detection).
+    pub count: u64,
+    pub total_us: u64,
+    /// From the first to the last execution of the burst so far.
+    pub span_ms: u64,
+    pub suggestion: Arc<str>,
+}
+
+/// A session's or a trace's recent statements. Owned by its session (no lock) or by its trace's
+/// shard; the slots are allocated on first use and reused after, so a statement allocates nothing.
+#[derive(Default)]
+pub struct Stream {
+    epoch: Option<Instant>,
+    seq: u64,
+    last: Option<Mark>,
+    /// The most recent statement with another fingerprint than `last`.
+    before_last: Option<Mark>,
+    slots: Vec<Slot>,
+}
+
+struct Slot {
+    fingerprint: u64,
+    query: Arc<str>,
+    /// 0 while the slot has no execution of its fingerprint yet.
+    last_seq: u64,
+    last_ms: u64,
+    /// Rows the last execution returned or affected.
+    rows: u64,
+    run: Run,
+    times: Ring,
+}
+
+/// The executions of one fingerprint with no gap longer than the window between them.
+struct Run {
+    start_seq: u64,
+    /// The statement executed just before the run's first execution.
+    pred: Option<Mark>,
+    last_params: u64,
+    /// Executions in a row (of this fingerprint) with the same parameters.
+    same_params: u32,
+    /// Executions in a row with no other statement between them.
+    back_to_back: u32,
+    burst: Option<Burst>,
+}
+
+impl Run {
+    fn new(start_seq: u64, pred: Option<Mark>) -> Run {
+        Run {
+            start_seq,
+            pred,
+            last_params: 0,
+            same_params: 0,
+            back_to_back: 0,
+            burst: None,
+        }
+    }
+}
+
+struct Burst {
+    kind: Kind,
+    /// For N+1: the parent, whose next execution ends the burst (a new loop begins).
+    parent: Option<Mark>,
+    count: u64,
+    finding: Arc<Finding>,
+}
+
+/// Times (ms since the stream's epoch, wrapping; spans are bounded by threshold × window, far
+/// below 2^32 ms) and durations (µs, saturating) of a fingerprint's last `threshold` executions.
+#[derive(Default)]
+struct Ring {
+    at: Vec<(u32, u32)>,
+    head: usize,
+}
+
+impl Ring {
+    fn push(&mut self, ms: u64, us: u64, cap: usize) {
+        let e = (ms as u32, u32::try_from(us).unwrap_or(u32::MAX));
+        if self.at.len() < cap {
+            if self.at.capacity() == 0 {
+                self.at.reserve_exact(cap);
+            }
+            self.at.push(e);
+        } else {
+            self.at[self.head] = e;
+            self.head = (self.head + 1) % cap;
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.at.len()
+    }
+
+    /// The oldest time kept; with a full ring, the first of the last `cap` executions.
+    fn oldest_ms(&self) -> u32 {
+        self.at.get(self.head).map_or(0, |e| e.0)
+    }
+
+    fn total_us(&self) -> u64 {
+        self.at.iter().map(|e| u64::from(e.1)).sum()
+    }
+
+    fn clear(&mut self) {
+        self.at.clear();
+        self.head = 0;
+    }
+}
+
+impl Stream {
+    /// Feeds one executed statement; returns the burst it completes, if any.
+    pub fn observe(
+        &mut self,
+        now: Instant,
+        s: &Statement<'_>,
+        settings: &Settings,
+        registry: &Registry,
+        origin: Origin<'_>,
+    ) -> Option<Detection> {
+        let epoch = *self.epoch.get_or_insert(now);
+        let now_ms = now.saturating_duration_since(epoch).as_millis() as u64;
+        let window = u64::from(settings.window_ms);
+        let threshold = settings.threshold.max(1) as usize;
+        self.seq += 1;
+        let seq = self.seq;
+        let back_to_back = matches!(self.last, Some((fp, _)) if fp == s.fingerprint);
+        let pred = if back_to_back {
+            self.before_last
+        } else {
+            self.last
+        };
+        if !back_to_back {
+            self.before_last = self.last;
+        }
+        self.last = Some((s.fingerprint, seq));
+
+        let i = self.slot_for(s);
+        let parent_ran = match &self.slots[i].run.burst {
+            Some(Burst {
+                parent: Some((fp, at)),
+                ..
+            }) => self.ran_since(*fp, *at),
+            _ => false,
+        };
+        let sl = &mut self.slots[i];
+        let stale = sl.last_seq == 0 || now_ms.saturating_sub(sl.last_ms) > window;
+        let same = !stale && sl.run.same_params > 0 && sl.run.last_params == s.params;
+        let goes_on = match &sl.run.burst {
+            Some(b) if !stale && !parent_ran => match b.kind {
+                Kind::NPlusOne => true,
+                Kind::RepeatedIdentical => same,
+                Kind::BatchableWrites => back_to_back,
+            },
+            _ => false,
+        };
+        let reset = stale || (sl.run.burst.is_some() && !goes_on);
+        if reset {
+            sl.run = Run::new(seq, pred);
+            sl.times.clear();
+        }
+        sl.run.same_params = if same && !reset {
+            sl.run.same_params.saturating_add(1)
+        } else {
+            1
+        };
+        sl.run.back_to_back = if back_to_back && !reset {
+            sl.run.back_to_back.saturating_add(1)
+        } else {
+            1
+        };
+        sl.run.last_params = s.params;
+        sl.last_seq = seq;
+        sl.last_ms = now_ms;
+        sl.rows = s.rows;
+        sl.times.push(now_ms, s.duration_us, threshold);
+        if let Some(b) = &mut sl.run.burst {
+            b.count += 1;
+            b.finding.grow(b.count, s.duration_us);
+            return None;
+        }
+
+        if sl.times.len() < threshold {
+            return None;
+        }
+        let span_ms = u64::from((now_ms as u32).wrapping_sub(sl.times.oldest_ms()));
+        if span_ms > window {
+            return None;
+        }
+        let kind = if sl.run.same_params as usize >= threshold {
+            if !settings.repeated_identical {
+                return None;
+            }
+            Kind::RepeatedIdentical
+        } else {
+            match s.class {
+                Class::Read => Kind::NPlusOne,
+                Class::Write
+                    if settings.batchable_writes && sl.run.back_to_back as usize >= threshold =>
+                {
+                    Kind::BatchableWrites
+                }
+                _ => return None,
+            }
+        };
+        let run_pred = sl.run.pred;
+        let count = threshold as u64;
+        let total_us = sl.times.total_us();
+        let parent = match kind {
+            Kind::NPlusOne => Some(self.parent_of(run_pred)?),
+            _ => run_pred.filter(|(fp, _)| self.find(*fp).is_some()),
+        };
+        let parent_query =
+            parent.and_then(|(fp, _)| self.find(fp).map(|j| (fp, self.slots[j].query.clone())));
+        let sl = &mut self.slots[i];
+        let query = sl.query.clone();
+        let finding = registry.burst(
+            kind,
+            s.fingerprint,
+            &query,
+            parent_query.as_ref(),
+            origin,
+            count,
+            total_us,
+        );
+        let suggestion = finding.suggestion.clone();
+        sl.run.burst = Some(Burst {
+            kind,
+            parent: if kind == Kind::NPlusOne { parent } else { None },
+            count,
+            finding,
+        });
+        Some(Detection {
+            kind,
+            fingerprint: s.fingerprint,
+            query,
+            parent: parent_query,
+            count,
+            total_us,
+            span_ms,
+            suggestion,
+        })
+    }
+
+    fn find(&self, fingerprint: u64) -> Option<usize> {
+        self.slots
+            .iter()
+            .position(|s| s.fingerprint == fingerprint && s.last_seq != 0)
+    }
+
+    /// Whether the statement at `mark` has run again since.
+    fn ran_since(&self, fingerprint: u64, at: u64) -> bool {
+        self.find(fingerprint)
+            .is_some_and(|j| self.slots[j].last_seq != at)
+    }
+
+    /// The slot for `s`'s fingerprint, taking the least recently executed one when all are used.
+    fn slot_for(&mut self, s: &Statement<'_>) -> usize {
+        if let Some(i) = self
+            .slots
+            .iter()
+            .position(|x| x.fingerprint == s.fingerprint)
+        {
+            return i;
+        }
+        let fresh = |times| Slot {
+            fingerprint: s.fingerprint,
+            query: s.normalized.clone(),
+            last_seq: 0,
+            last_ms: 0,
+            rows: 0,
+            run: Run::new(0, None),
+            times,
+        };
+        if self.slots.len() < SLOTS {
+            if self.slots.capacity() == 0 {
+                self.slots.reserve_exact(SLOTS);
+            }
+            self.slots.push(fresh(Ring::default()));
+            return self.slots.len() - 1;
+        }
+        let (i, _) = self
+            .slots
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, x)| x.last_seq)
+            .unwrap_or((0, &self.slots[0]));
+        let mut times = std::mem::take(&mut self.slots[i].times);
+        times.clear();
+        self.slots[i] = fresh(times);
+        i
+    }
+
+    /// The parent of a run of reads: the statement just before it, provided it has not run
+    /// again since (then the loop was not driven by it, as with independent requests on one
+    /// connection). A statement that did run again is taken for a sibling child of the same
+    /// loop when its own run began before the mark, and the search goes on before that run.
+    fn parent_of(&self, mut cur: Option<Mark>) -> Option<Mark> {
+        for _ in 0..SLOTS {
+            let (fp, at) = cur?;
+            let p = &self.slots[self.find(fp)?];
+            if p.last_seq == at {
+                return (p.rows >= MIN_PARENT_ROWS).then_some((fp, at));
+            }
+            if p.run.start_seq > at {
+                return None;
+            }
+            cur = p.run.pred;
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+impl Stream {
+    pub(super) fn slot_count(&self) -> usize {
+        self.slots.len()
+    }
+}

@@ -1,0 +1,153 @@
+//! N+1 detection: per-session (or per-trace) windows of recent fingerprints, and the bounded findings they report.
+//!
+//! A session feeds every executed statement to its own [`Stream`]; statements carrying a W3C
+//! `traceparent` go to that trace's stream in [`Traces`] instead, so a loop spread over an
+//! application's connection pool is still one stream. A stream reports a burst once, when it
+//! crosses the threshold, and then keeps the [`Registry`] entry's count growing until it ends.
+
+mod detector;
+mod registry;
+mod suggest;
+mod traceparent;
+mod traces;
+
+#[cfg(test)]
+mod tests;
+
+pub use detector::{Detection, Stream};
+pub use registry::{BurstCounts, FindingSnapshot, Registry};
+pub use suggest::suggest;
+pub use traceparent::trace_id;
+pub use traces::Traces;
+
+use serde::Serialize;
+use std::sync::Arc;
+
+/// Checked `[n_plus_one]` settings.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub enabled: bool,
+    /// Executions of one fingerprint within `window_ms` that make a burst.
+    pub threshold: u32,
+    pub window_ms: u32,
+    /// Send the client a NoticeResponse (WARNING, 01000) when its statement completes a burst.
+    pub notify_client: bool,
+    /// Report runs of the same statement with the same parameters.
+    pub repeated_identical: bool,
+    /// Report back-to-back runs of one INSERT/UPDATE/DELETE with differing parameters.
+    pub batchable_writes: bool,
+    pub max_findings: usize,
+    pub max_traces: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            enabled: true,
+            threshold: 10,
+            window_ms: 1000,
+            notify_client: false,
+            repeated_identical: true,
+            batchable_writes: false,
+            max_findings: 1000,
+            max_traces: 1000,
+        }
+    }
+}
+
+/// Which finding a burst is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// The same read with differing parameters, once per row of a parent statement.
+    NPlusOne,
+    /// The same statement with the same parameters: a cache candidate.
+    RepeatedIdentical,
+    /// The same INSERT/UPDATE/DELETE back to back with differing parameters.
+    BatchableWrites,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 3] = [
+        Kind::NPlusOne,
+        Kind::RepeatedIdentical,
+        Kind::BatchableWrites,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::NPlusOne => "n_plus_one",
+            Kind::RepeatedIdentical => "repeated_identical",
+            Kind::BatchableWrites => "batchable_writes",
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            Kind::NPlusOne => 0,
+            Kind::RepeatedIdentical => 1,
+            Kind::BatchableWrites => 2,
+        }
+    }
+}
+
+/// What a statement may be in a burst: a read may be an N+1 child, a write a batchable one;
+/// any of them may be the parent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Class {
+    Read,
+    Write,
+    Other,
+}
+
+/// What the session knows of one executed statement beyond its analysis.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Call {
+    /// Hash of the parameter values: the Bind's values with the statement's key, or the whole
+    /// text of a simple Query (its literals are its parameters).
+    pub params: u64,
+    /// W3C trace id from a `traceparent` in the text; 0 when none (an all-zero id is invalid).
+    pub trace: u128,
+}
+
+/// One executed statement, as a stream sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct Statement<'a> {
+    pub fingerprint: u64,
+    pub normalized: &'a Arc<str>,
+    pub class: Class,
+    pub params: u64,
+    pub rows: u64,
+    pub duration_us: u64,
+}
+
+/// Who ran a statement, for the findings.
+#[derive(Clone, Copy, Debug)]
+pub struct Origin<'a> {
+    pub database: &'a Arc<str>,
+    pub user: &'a str,
+    pub application_name: &'a str,
+}
+
+/// The detector's shared half: settings, findings and trace streams (`Shared::n_plus_one`).
+pub struct Detector {
+    pub settings: Settings,
+    pub registry: Registry,
+    pub traces: Traces,
+}
+
+impl Detector {
+    pub fn new(settings: Settings) -> Detector {
+        Detector {
+            registry: Registry::new(settings.max_findings),
+            traces: Traces::new(settings.max_traces),
+            settings,
+        }
+    }
+
+    /// Clears findings, counters and trace streams (POST /stats/reset).
+    pub fn reset(&self) {
+        self.registry.reset();
+        self.traces.clear();
+    }
+}
