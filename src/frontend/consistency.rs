@@ -152,10 +152,12 @@ impl Session {
             && self.tx == TxStatus::Idle
             && self.plan.is_empty()
             && self.ready_actions.is_empty()
-            && !self.copy_in
-            && !self.server_dying
-            && self.server.is_some();
-        if due {
+            && !self.copy_in;
+        if due && (self.server_dying || self.server.is_none()) {
+            // The connection is closing and cannot be asked: the next primary poll answers.
+            let set = std::mem::take(&mut self.ryw.written);
+            self.defer(set);
+        } else if due {
             build::query(&mut self.swbuf, PROBE_SQL);
             self.plan.push(Expect::Probe);
             self.ryw.probe_lsn = None;
