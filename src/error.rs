@@ -34,6 +34,9 @@ pub enum ClientError {
     },
     #[error("pool \"{pool}\": cannot reach server: {reason}")]
     ServerUnreachable { pool: String, reason: String },
+    /// Writes (and reads that must see a recent write) while no primary takes requests.
+    #[error("primary unavailable: {0}")]
+    PrimaryDown(String),
     #[error("server connection lost during the request: {0}")]
     ServerLost(String),
     #[error("server connection lost inside a transaction; the transaction is rolled back: {0}")]
@@ -74,6 +77,7 @@ impl ClientError {
             }
             ClientError::ServerUnreachable { .. } => SqlState::CONNECTION_FAILURE,
             ClientError::ServerLost(_) => SqlState::CONNECTION_FAILURE,
+            ClientError::PrimaryDown(_) => SqlState::CONNECTION_FAILURE,
             ClientError::ServerLostInTransaction(_) => SqlState::CONNECTION_FAILURE,
             ClientError::TooManyClients(_) => SqlState::TOO_MANY_CONNECTIONS,
             ClientError::ShuttingDown => SqlState::ADMIN_SHUTDOWN,
@@ -100,6 +104,7 @@ impl ClientError {
             | ClientError::Internal(_) => Severity::Fatal,
             ClientError::PoolTimeout { .. }
             | ClientError::ServerUnreachable { .. }
+            | ClientError::PrimaryDown(_)
             | ClientError::ServerLost(_) => Severity::Error,
         }
     }

@@ -143,6 +143,7 @@ pub async fn start(config: Arc<Config>, listener: TcpListener) -> Result<ProxyHa
         })?;
     let (tx, rx) = watch::channel(false);
     tokio::spawn(refresh_catalog(shared.clone(), rx.clone()));
+    spawn_health_checks(&shared, &rx);
     if shared.cache.enabled() {
         tokio::spawn(crate::cache::catalog::refresh_groups(
             shared.config.clone(),
@@ -172,6 +173,17 @@ pub async fn start(config: Arc<Config>, listener: TcpListener) -> Result<ProxyHa
         shutdown: tx,
         task,
     })
+}
+
+/// One health task per configured server, for the life of the proxy.
+fn spawn_health_checks(shared: &Arc<Shared>, shutdown: &watch::Receiver<bool>) {
+    for server in shared.pools.servers() {
+        let (shared, server, shutdown) = (shared.clone(), server.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            let config = shared.config.clone();
+            crate::pool::checker::run(&shared.pools, server, config, shutdown).await
+        });
+    }
 }
 
 /// Learns which functions are read-only from the primary's catalog, then keeps it fresh.
@@ -214,6 +226,13 @@ async fn load_catalog(shared: &Shared) -> Result<FunctionCatalog, String> {
     let catalog = FunctionCatalog::load(&client)
         .await
         .map_err(|e| e.to_string());
+    // Read-your-writes tracks reads of these by name; reads of anything else need every write.
+    match crate::pool::load_plain_tables(&client).await {
+        Ok(tables) => shared.pools.lsns.set_plain_tables(tables),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list tables; reads after writes lean on the primary")
+        }
+    }
     drop(client);
     let _ = task.await;
     catalog

@@ -296,10 +296,36 @@ fn show(shared: &Shared, what: &str) -> Result<Table, String> {
                 .collect(),
         }),
         "SERVERS" => Ok(Table {
-            columns: vec!["server", "role", "reachable", "outstanding"],
+            columns: vec![
+                "server",
+                "role",
+                "reachable",
+                "outstanding",
+                "banned_ms",
+                "bans",
+                "lsn",
+                "lag_bytes",
+                "lag_ms",
+                "lag_ok",
+                "last_error",
+            ],
             rows: snapshot::servers(shared)
                 .into_iter()
-                .map(|s| vec![Some(s.server), n(s.role), n(s.reachable), n(s.outstanding)])
+                .map(|s| {
+                    vec![
+                        Some(s.server),
+                        n(s.role),
+                        n(s.reachable),
+                        n(s.outstanding),
+                        n(s.banned_ms),
+                        n(s.bans),
+                        s.lsn,
+                        s.lag_bytes.map(|v| v.to_string()),
+                        s.lag_ms.map(|v| v.to_string()),
+                        n(s.lag_ok),
+                        s.last_error,
+                    ]
+                })
                 .collect(),
         }),
         "CLIENTS" => Ok(Table {

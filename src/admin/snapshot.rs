@@ -38,10 +38,24 @@ pub struct PoolSnapshot {
 #[derive(Clone, Debug, Serialize)]
 pub struct ServerSnapshot {
     pub server: String,
+    /// The role routing uses now (follows the server with `role = "auto"`).
     pub role: &'static str,
     pub reachable: bool,
     /// Requests holding a connection to this server now.
     pub outstanding: usize,
+    /// Milliseconds left of a ban after failures; 0 when the server takes requests.
+    pub banned_ms: u64,
+    pub bans: u64,
+    pub checks_failed: u64,
+    /// Why it was last banned, until it has been healthy for `health.max_ban_ms`.
+    pub last_error: Option<String>,
+    /// Replicas: last replayed WAL position; the primary: its current insert position.
+    pub lsn: Option<String>,
+    /// Replicas: how far behind the primary, null before the first poll.
+    pub lag_bytes: Option<u64>,
+    pub lag_ms: Option<u64>,
+    /// Within `replication.max_lag_bytes` / `max_lag_ms`, so it may take reads.
+    pub lag_ok: bool,
 }
 
 /// The result cache's figures, cumulative since start.
@@ -155,7 +169,7 @@ fn pool_snapshot(database: &str, user: &str, p: &ServerPool) -> PoolSnapshot {
         database: database.to_string(),
         user: user.to_string(),
         server: p.server.addr.to_string(),
-        role: p.server.role.as_str(),
+        role: p.server.configured_role.as_str(),
         max_size: status.max_size,
         size: status.size,
         idle: status.available,
@@ -187,13 +201,30 @@ pub fn pools(shared: &Shared) -> Vec<PoolSnapshot> {
 }
 
 pub fn servers(shared: &Shared) -> Vec<ServerSnapshot> {
-    std::iter::once(&shared.pools.primary)
-        .chain(shared.pools.replicas.iter())
-        .map(|s| ServerSnapshot {
-            server: s.addr.to_string(),
-            role: s.role.as_str(),
-            reachable: s.is_up(),
-            outstanding: s.outstanding.load(Ordering::Relaxed),
+    shared
+        .pools
+        .servers()
+        .map(|s| {
+            let h = &s.health;
+            let role = s.role();
+            let lag = (role == crate::pool::Role::Replica)
+                .then(|| h.lag())
+                .flatten();
+            let lsn = h.lsn();
+            ServerSnapshot {
+                server: s.addr.to_string(),
+                role: role.as_str(),
+                reachable: s.is_up(),
+                outstanding: s.outstanding.load(Ordering::Relaxed),
+                banned_ms: h.banned_for_ms(),
+                bans: h.bans.load(Ordering::Relaxed),
+                checks_failed: h.checks_failed.load(Ordering::Relaxed),
+                last_error: h.last_error(),
+                lsn: (lsn > 0).then(|| format!("{:X}/{:X}", lsn >> 32, lsn & 0xffff_ffff)),
+                lag_bytes: lag.map(|l| l.0),
+                lag_ms: lag.map(|l| l.1),
+                lag_ok: h.lag_ok(),
+            }
         })
         .collect()
 }

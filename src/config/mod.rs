@@ -111,6 +111,50 @@ pub struct PoolConfig {
     pub max_prepared_per_server: usize,
 }
 
+/// How reads are kept from missing writes made through the proxy (`replication.consistency`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Consistency {
+    /// A read goes to a replica only if it has replayed the last write to every table it reads.
+    TableLsn,
+    /// A session's reads go to a replica only if it has replayed that session's last write.
+    Session,
+    /// No tracking: reads may miss recent writes (replication lag).
+    None,
+}
+
+impl Consistency {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Consistency::TableLsn => "table_lsn",
+            Consistency::Session => "session",
+            Consistency::None => "none",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct HealthConfig {
+    /// A health check (connect or poll) slower than this counts as a failure.
+    pub check_timeout: Duration,
+    /// First ban of a failing server; doubled for each further ban while it flaps.
+    pub ban: Duration,
+    pub max_ban: Duration,
+    /// Re-send a read whose server died before any of its answer reached the client.
+    pub retry_reads: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct ReplicationConfig {
+    /// Interval of each server's health and replay-position poll.
+    pub lag_poll: Duration,
+    /// A replica further behind gets no reads; 0 means no limit.
+    pub max_lag_bytes: u64,
+    pub max_lag_ms: u64,
+    pub consistency: Consistency,
+    /// Tables whose last write LSN is remembered; older entries fold into one floor LSN.
+    pub max_tracked_tables: usize,
+}
+
 #[derive(Clone, Debug)]
 pub struct TlsConfig {
     pub cert_file: PathBuf,
@@ -140,6 +184,12 @@ pub struct Config {
     pub databases: Vec<Database>,
     pub stats: StatsConfig,
     pub analysis_cache_entries: u64,
+    /// `role = "auto"` on `[primary]`: its role follows pg_is_in_recovery().
+    pub primary_role_auto: bool,
+    /// The same for each of `replicas`, in order.
+    pub replica_role_auto: Vec<bool>,
+    pub health: HealthConfig,
+    pub replication: ReplicationConfig,
     pub cache: crate::cache::CacheSettings,
     pub n_plus_one: crate::nplusone::Settings,
 }
@@ -213,6 +263,47 @@ impl Config {
                 .map(|(i, r)| server_addr(&format!("replicas[{i}]"), &r.host, r.port))
                 .collect::<Result<Vec<_>, _>>()?,
         };
+        let primary_role_auto = role_auto("primary.role", &raw.primary.role, "primary")?;
+        let replica_role_auto = match &env.replicas {
+            Some(_) => vec![false; replicas.len()],
+            None => raw
+                .replicas
+                .iter()
+                .enumerate()
+                .map(|(i, r)| role_auto(&format!("replicas[{i}].role"), &r.role, "replica"))
+                .collect::<Result<Vec<_>, _>>()?,
+        };
+        let health = HealthConfig {
+            check_timeout: millis("health.check_timeout_ms", raw.health.check_timeout_ms)?,
+            ban: millis("health.ban_ms", raw.health.ban_ms)?,
+            max_ban: millis("health.max_ban_ms", raw.health.max_ban_ms)?,
+            retry_reads: raw.health.retry_reads,
+        };
+        if health.max_ban < health.ban {
+            return Err(invalid(
+                "health.max_ban_ms",
+                "must not be below health.ban_ms",
+            ));
+        }
+        let r = &raw.replication;
+        let replication = ReplicationConfig {
+            lag_poll: millis("replication.lag_poll_ms", r.lag_poll_ms)?,
+            max_lag_bytes: r.max_lag_bytes,
+            max_lag_ms: r.max_lag_ms,
+            consistency: match r.consistency.as_str() {
+                "table_lsn" => Consistency::TableLsn,
+                "session" => Consistency::Session,
+                "none" => Consistency::None,
+                other => {
+                    return Err(invalid(
+                        "replication.consistency",
+                        format!("`{other}` is not one of table_lsn, session, none"),
+                    ))
+                }
+            },
+            max_tracked_tables: r.max_tracked_tables,
+        };
+        positive("replication.max_tracked_tables", r.max_tracked_tables)?;
         let p = &raw.pool;
         positive("pool.primary_size", p.primary_size)?;
         positive("pool.replica_size", p.replica_size)?;
@@ -341,6 +432,10 @@ impl Config {
                 settings: stats_settings(&raw.stats)?,
             },
             analysis_cache_entries: raw.analysis_cache_entries.max(16),
+            primary_role_auto,
+            replica_role_auto,
+            health,
+            replication,
             cache: cache::settings(&raw.cache)?,
             n_plus_one: n_plus_one_settings(&raw.n_plus_one)?,
         })
@@ -380,18 +475,43 @@ impl Config {
             let _ = writeln!(s, "tls_cert_file = {:?}", t.cert_file);
             let _ = writeln!(s, "tls_key_file = {:?}", t.key_file);
         }
+        let role = |auto: bool| if auto { "\nrole = \"auto\"" } else { "" };
         let _ = writeln!(
             s,
-            "\n[primary]\nhost = \"{}\"\nport = {}",
-            self.primary.host, self.primary.port
+            "\n[primary]\nhost = \"{}\"\nport = {}{}",
+            self.primary.host,
+            self.primary.port,
+            role(self.primary_role_auto)
         );
-        for r in &self.replicas {
+        for (i, r) in self.replicas.iter().enumerate() {
+            let auto = self.replica_role_auto.get(i).copied().unwrap_or(false);
             let _ = writeln!(
                 s,
-                "\n[[replicas]]\nhost = \"{}\"\nport = {}",
-                r.host, r.port
+                "\n[[replicas]]\nhost = \"{}\"\nport = {}{}",
+                r.host,
+                r.port,
+                role(auto)
             );
         }
+        let h = &self.health;
+        let _ = writeln!(
+            s,
+            "\n[health]\ncheck_timeout_ms = {}\nban_ms = {}\nmax_ban_ms = {}\nretry_reads = {}",
+            h.check_timeout.as_millis(),
+            h.ban.as_millis(),
+            h.max_ban.as_millis(),
+            h.retry_reads
+        );
+        let r = &self.replication;
+        let _ = writeln!(
+            s,
+            "\n[replication]\nlag_poll_ms = {}\nmax_lag_bytes = {}\nmax_lag_ms = {}\nconsistency = \"{}\"\nmax_tracked_tables = {}",
+            r.lag_poll.as_millis(),
+            r.max_lag_bytes,
+            r.max_lag_ms,
+            r.consistency.as_str(),
+            r.max_tracked_tables
+        );
         let p = &self.pool;
         let _ = writeln!(
             s,
@@ -582,6 +702,19 @@ fn server_addr(key: &str, host: &str, port: u16) -> Result<ServerAddr, ConfigErr
         host: host.to_string(),
         port,
     })
+}
+
+/// `role` of a server entry: absent or the section's own role is fixed, "auto" follows the server.
+fn role_auto(key: &str, role: &Option<String>, section: &str) -> Result<bool, ConfigError> {
+    match role.as_deref() {
+        None => Ok(false),
+        Some("auto") => Ok(true),
+        Some(r) if r == section => Ok(false),
+        Some(other) => Err(invalid(
+            key,
+            format!("`{other}` is not one of \"{section}\", \"auto\""),
+        )),
+    }
 }
 
 fn positive(key: &str, v: usize) -> Result<(), ConfigError> {

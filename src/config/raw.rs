@@ -37,6 +37,61 @@ pub struct RawConfig {
     pub cache: super::cache::RawCache,
     #[serde(default)]
     pub n_plus_one: RawNPlusOne,
+    #[serde(default)]
+    pub health: RawHealth,
+    #[serde(default)]
+    pub replication: RawReplication,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealth {
+    #[serde(default = "d_check_timeout")]
+    pub check_timeout_ms: u64,
+    #[serde(default = "d_ban")]
+    pub ban_ms: u64,
+    #[serde(default = "d_max_ban")]
+    pub max_ban_ms: u64,
+    #[serde(default = "d_true")]
+    pub retry_reads: bool,
+}
+
+impl Default for RawHealth {
+    fn default() -> Self {
+        RawHealth {
+            check_timeout_ms: d_check_timeout(),
+            ban_ms: d_ban(),
+            max_ban_ms: d_max_ban(),
+            retry_reads: true,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReplication {
+    #[serde(default = "d_lag_poll")]
+    pub lag_poll_ms: u64,
+    #[serde(default = "d_max_lag_bytes")]
+    pub max_lag_bytes: u64,
+    #[serde(default = "d_max_lag_ms")]
+    pub max_lag_ms: u64,
+    #[serde(default = "d_consistency")]
+    pub consistency: String,
+    #[serde(default = "d_tracked_tables")]
+    pub max_tracked_tables: usize,
+}
+
+impl Default for RawReplication {
+    fn default() -> Self {
+        RawReplication {
+            lag_poll_ms: d_lag_poll(),
+            max_lag_bytes: d_max_lag_bytes(),
+            max_lag_ms: d_max_lag_ms(),
+            consistency: d_consistency(),
+            max_tracked_tables: d_tracked_tables(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -45,6 +100,9 @@ pub struct RawServer {
     #[serde(default = "d_host")]
     pub host: String,
     pub port: u16,
+    /// "auto": the health check decides from pg_is_in_recovery(); otherwise the section's role.
+    #[serde(default)]
+    pub role: Option<String>,
 }
 
 impl Default for RawServer {
@@ -52,6 +110,7 @@ impl Default for RawServer {
         RawServer {
             host: d_host(),
             port: 15432,
+            role: None,
         }
     }
 }
@@ -275,6 +334,7 @@ fn d_replicas() -> Vec<RawServer> {
     vec![RawServer {
         host: d_host(),
         port: 15433,
+        role: None,
     }]
 }
 fn d_primary_size() -> usize {
@@ -303,4 +363,28 @@ fn d_auth() -> String {
 }
 fn d_stats_listen() -> String {
     "127.0.0.1:9930".into()
+}
+fn d_check_timeout() -> u64 {
+    2_000
+}
+fn d_ban() -> u64 {
+    1_000
+}
+fn d_max_ban() -> u64 {
+    30_000
+}
+fn d_lag_poll() -> u64 {
+    50
+}
+fn d_max_lag_bytes() -> u64 {
+    16 << 20
+}
+fn d_max_lag_ms() -> u64 {
+    5_000
+}
+fn d_consistency() -> String {
+    "table_lsn".into()
+}
+fn d_tracked_tables() -> usize {
+    10_000
 }

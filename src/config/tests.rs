@@ -144,6 +144,49 @@ fn shipped_proxy_toml_is_valid() {
 }
 
 #[test]
+fn health_and_replication_keys() {
+    let c = Config::from_toml(MINIMAL, &EnvOverrides::default()).unwrap();
+    assert_eq!(c.replication.lag_poll.as_millis(), 50);
+    assert_eq!(c.replication.consistency, Consistency::TableLsn);
+    assert_eq!(c.replication.max_lag_bytes, 16 << 20);
+    assert_eq!(c.health.ban.as_millis(), 1000);
+    assert!(c.health.retry_reads);
+    assert!(!c.primary_role_auto);
+    let c = Config::from_toml(
+        &format!("[primary]\nport = 5432\nrole = \"auto\"\n[[replicas]]\nport = 5433\nrole = \"replica\"\n[[replicas]]\nport = 5434\nrole = \"auto\"\n[replication]\nconsistency = \"session\"\nmax_lag_ms = 0\n{MINIMAL}"),
+        &EnvOverrides::default(),
+    )
+    .unwrap();
+    assert!(c.primary_role_auto);
+    assert_eq!(c.replica_role_auto, vec![false, true]);
+    assert_eq!(c.replication.consistency, Consistency::Session);
+    assert_eq!(c.replication.max_lag_ms, 0);
+    // The rendered config reads back the same.
+    let again = Config::from_toml(
+        &c.render()
+            .replace("password = \"********\"", "password = \"x\""),
+        &EnvOverrides::default(),
+    )
+    .unwrap();
+    assert_eq!(again.replica_role_auto, vec![false, true]);
+    assert_eq!(again.replication.consistency, Consistency::Session);
+    assert!(err(&format!(
+        "[replication]\nconsistency = \"eventual\"\n{MINIMAL}"
+    ))
+    .contains("replication.consistency"));
+    assert!(err(&format!(
+        "[primary]\nport = 1\nrole = \"replica\"\n{MINIMAL}"
+    ))
+    .contains("primary.role"));
+    assert!(err(&format!(
+        "[health]\nban_ms = 5000\nmax_ban_ms = 10\n{MINIMAL}"
+    ))
+    .contains("health.max_ban_ms"));
+    assert!(err(&format!("[replication]\nlag_poll_ms = 0\n{MINIMAL}"))
+        .contains("replication.lag_poll_ms"));
+}
+
+#[test]
 fn cache_section_defaults_rules_and_errors() {
     let c = Config::from_toml(MINIMAL, &EnvOverrides::default()).unwrap();
     assert!(!c.cache.enabled);

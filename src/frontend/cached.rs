@@ -71,7 +71,7 @@ impl Session {
     pub(super) fn cache_probe(&self, analyses: &[Option<Arc<Analysis>>]) -> Option<Probe> {
         let cache = &self.shared.cache;
         if !cache.enabled()
-            || self.server.is_some()
+            || (self.server.is_some() && !self.server_held_only_for_probe())
             || self.tx != TxStatus::Idle
             || self.pin.is_some()
             || !self.ready_actions.is_empty()
@@ -291,7 +291,7 @@ impl Session {
             let from_replica = self
                 .server
                 .as_ref()
-                .is_some_and(|l| l.server.role == crate::pool::Role::Replica);
+                .is_some_and(|l| l.server.role() == crate::pool::Role::Replica);
             self.shared.cache.finish(
                 fill,
                 !action.failed && self.tx == TxStatus::Idle,

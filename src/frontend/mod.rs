@@ -1,6 +1,7 @@
 //! Client side: the listener, the handshake, and one session task per client that drives requests through the pools.
 
 mod cached;
+mod consistency;
 mod listener;
 mod n_plus_one;
 pub mod plan;

@@ -31,6 +31,9 @@ pub enum Expect {
     FunctionCall,
     /// A query the proxy issued (session replay): everything up to its ReadyForQuery is swallowed.
     Internal,
+    /// The proxy's read of the WAL position after a write: swallowed like `Internal`, but its
+    /// messages are flagged so the session can read the row.
+    Probe,
 }
 
 /// What to do with one server message.
@@ -51,6 +54,8 @@ pub struct Event {
     pub internal_failed: bool,
     /// An ErrorResponse arrived for a client request.
     pub error: bool,
+    /// The message answers the proxy's WAL-position probe.
+    pub probe: bool,
     /// An ErrorResponse arrived with nothing pending: the server is ending the connection
     /// (terminated, shutting down); the client has nothing to hear about it.
     pub unsolicited_error: bool,
@@ -120,7 +125,8 @@ impl Plan {
                 };
             }
         };
-        if matches!(front, Expect::Internal) {
+        if matches!(front, Expect::Internal | Expect::Probe) {
+            ev.probe = matches!(front, Expect::Probe);
             match t {
                 tag::ERROR_RESPONSE => self.internal_failed = true,
                 tag::READY_FOR_QUERY => {
@@ -262,7 +268,7 @@ fn name(e: &Expect) -> &'static str {
         Expect::Sync => "Sync",
         Expect::Query => "Query",
         Expect::FunctionCall => "FunctionCall",
-        Expect::Internal => "the proxy's own query",
+        Expect::Internal | Expect::Probe => "the proxy's own query",
     }
 }
 
@@ -364,6 +370,24 @@ mod tests {
         assert_eq!(s, Step::Swallow);
         assert!(ev.internal_done && ev.internal_failed);
         assert_eq!(p.on_message(b'C', &mut f).unwrap().0, Step::Forward);
+    }
+
+    #[test]
+    fn probe_is_swallowed_and_flagged() {
+        let mut p = Plan::default();
+        p.push(Expect::Probe);
+        p.push(Expect::Query);
+        let mut f = Vec::new();
+        for t in *b"TDC" {
+            let (s, ev) = p.on_message(t, &mut f).unwrap();
+            assert_eq!(s, Step::Swallow);
+            assert!(ev.probe && !ev.internal_done);
+        }
+        let (s, ev) = p.on_message(b'Z', &mut f).unwrap();
+        assert_eq!(s, Step::Swallow);
+        assert!(ev.probe && ev.internal_done && !ev.internal_failed);
+        let (_, ev) = p.on_message(b'T', &mut f).unwrap();
+        assert!(!ev.probe);
     }
 
     #[test]

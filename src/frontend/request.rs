@@ -7,7 +7,7 @@ use crate::backend::prepared::server_name;
 use crate::backend::ServerConn;
 use crate::error::ClientError;
 use crate::nplusone::Call;
-use crate::pool::{AcquireError, Role};
+use crate::pool::{AcquireError, ReadNeed, Role};
 use crate::protocol::build;
 use crate::protocol::frame::{self, Frame};
 use crate::protocol::messages::{Bind, Parse, Query, Target, TxStatus, TARGET_STATEMENT};
@@ -268,10 +268,11 @@ impl Session {
             None => true,
             Some(_) if self.server_dying => false,
             Some(lease) => {
-                if self.in_server_transaction() || lease.server.role == Role::Primary {
+                if self.in_server_transaction() || lease.server.role() == Role::Primary {
                     return true;
                 }
-                self.route().0 == Role::Replica
+                let (role, analyses) = self.route();
+                role == Role::Replica && self.replica_serves(lease, &analyses)
             }
         }
     }
@@ -331,16 +332,17 @@ impl Session {
         let (mut role, analyses) = self.route();
         let terminator = self.pending.terminator;
         // A lone Sync with nothing in flight needs no server.
-        if self.server.is_none() && self.pending.frames.len() == 1 && terminator == Some(tag::SYNC)
-        {
+        // Between requests even while the server answers the proxy's WAL-position probe.
+        let between = self.server.is_none() || self.server_held_only_for_probe();
+        if between && self.pending.frames.len() == 1 && terminator == Some(tag::SYNC) {
             self.take_pending();
             build::ready_for_query(&mut self.wbuf, self.tx);
             return Ok(());
         }
-        if self.server.is_none() && self.try_local_deallocate(&analyses) {
+        if between && self.try_local_deallocate(&analyses) {
             return Ok(());
         }
-        if self.server.is_none() && self.try_local_close() {
+        if between && self.try_local_close() {
             return Ok(());
         }
         let mut fill = None;
@@ -359,9 +361,15 @@ impl Session {
         }
         let mut pool_wait_us = 0;
         if self.server.is_none() {
+            self.retry_snapshot(role);
+            let need = if role == Role::Replica {
+                self.read_need(&analyses)
+            } else {
+                ReadNeed::Any
+            };
             // Boxed: the pool's wait future is large and would otherwise sit in every idle
             // client's task for its whole life.
-            match Box::pin(self.pools.acquire(role)).await {
+            match Box::pin(self.pools.acquire(role, need)).await {
                 Ok(lease) => {
                     pool_wait_us = lease.waited.as_micros() as u64;
                     self.attach(lease)
@@ -377,6 +385,7 @@ impl Session {
                             pool,
                             reason: source.to_string(),
                         },
+                        AcquireError::PrimaryDown(reason) => ClientError::PrimaryDown(reason),
                     };
                     tracing::warn!(user = %self.user, db = %self.database, error = %err, "request refused");
                     err.write(&mut self.wbuf);
@@ -389,8 +398,15 @@ impl Session {
                 }
             }
             self.sync_settings();
+        } else {
+            // A second request on the same connection: a loss could no longer be retried alone.
+            self.ryw.retry_armed = false;
         }
-        self.translate(analyses, pool_wait_us, fill, cache_miss)
+        self.note_writes(&analyses);
+        let wbuf_before = self.wbuf.len();
+        self.translate(analyses, pool_wait_us, fill, cache_miss)?;
+        self.arm_retry(wbuf_before);
+        Ok(())
     }
 
     /// Replays the client's settings when the server connection last served other settings.

@@ -33,6 +33,13 @@ impl Session {
             if conn.rbuf.len() < HEADER_LEN + len {
                 break;
             }
+            if self.ryw.retry_armed && t != tag::NOTICE_RESPONSE {
+                // A read whose server is shutting down is re-sent elsewhere, unseen by the client.
+                if t == tag::ERROR_RESPONSE && is_fatal(&conn.rbuf[HEADER_LEN..HEADER_LEN + len]) {
+                    return self.server_lost("server ended the connection");
+                }
+                self.ryw.retry_armed = false;
+            }
             self.plan.drain_synthetic(&mut self.wbuf);
             let (step, ev) = match self.plan.on_message(t, &mut forget) {
                 Ok(x) => x,
@@ -44,6 +51,9 @@ impl Session {
             };
             let end = HEADER_LEN + len;
             let body = &conn.rbuf[HEADER_LEN..end];
+            if ev.probe {
+                self.ryw.on_probe_message(t, body);
+            }
             match t {
                 tag::READY_FOR_QUERY if !ev.internal_done => {
                     self.tx = TxStatus::from_body(body).unwrap_or(TxStatus::Idle);
@@ -120,6 +130,9 @@ impl Session {
             if ev.ready {
                 self.on_ready();
                 became_ready = true;
+            }
+            if ev.ready || ev.internal_done {
+                self.after_ready(ev.probe && ev.internal_done, ev.internal_failed);
             }
             became_ready |= ev.internal_done;
             if ev.unsolicited_error {
@@ -202,7 +215,7 @@ impl Session {
 impl Session {
     /// Adds the request's statements to the per-fingerprint stats and logs it if slow.
     fn record(&self, action: &ReadyAction) {
-        let answered_by = match self.server.as_ref().map(|l| l.server.role) {
+        let answered_by = match self.server.as_ref().map(|l| l.server.role()) {
             Some(Role::Replica) => AnsweredBy::Replica,
             _ => AnsweredBy::Primary,
         };

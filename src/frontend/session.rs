@@ -83,6 +83,8 @@ pub struct Session {
     /// The attached server sent FATAL: requests wait for a fresh connection instead.
     pub(super) server_dying: bool,
     pub(super) shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Read-your-writes and read-retry state (frontend/consistency.rs).
+    pub(super) ryw: super::consistency::Ryw,
     /// The user name as a result-cache key part, shared instead of copied per lookup.
     pub(super) user_key: Arc<str>,
     /// Writes of the open transaction, for the result cache when it ends.
@@ -138,6 +140,7 @@ impl Session {
             cancel,
             shutdown,
             server_dying: false,
+            ryw: Default::default(),
             n_plus_one: crate::nplusone::Stream::default(),
         }
     }
@@ -303,6 +306,10 @@ impl Session {
 
     /// The server connection died: tell the client and carry on if no transaction was lost.
     pub(super) fn server_lost(&mut self, why: &str) -> Result<(), End> {
+        if self.retry_read(why) {
+            return Ok(());
+        }
+        self.writes_orphaned();
         let was_in_tx = self.tx != TxStatus::Idle || self.pin.is_some();
         if let Some(lease) = self.server.take() {
             tracing::warn!(server = %lease.server.addr, reason = why, "server connection lost");
@@ -345,6 +352,7 @@ impl Session {
 
     /// At the end of the session: a server still held is mid-transaction or pinned, so close it.
     fn finish_server(&mut self) {
+        self.writes_orphaned();
         let clean = self.tx == TxStatus::Idle
             && self.pin.is_none()
             && self.plan.is_empty()

@@ -6,7 +6,7 @@ use super::stream::ClientStream;
 use crate::auth::{md5, scram::ScramExchange, AuthError};
 use crate::config::{AuthMethod, ADMIN_DATABASE};
 use crate::error::ClientError;
-use crate::pool::{PoolSet, Role};
+use crate::pool::{PoolSet, ReadNeed, Role};
 use crate::protocol::build;
 use crate::protocol::frame::{self, Frame};
 use crate::protocol::startup::{self as sp, StartupRequest};
@@ -201,10 +201,13 @@ async fn server_params(pools: &Arc<PoolSet>) -> Result<Arc<Vec<(Bytes, Bytes)>>,
     pools
         .server_params
         .get_or_try_init(|| async {
-            let (role, result) = match pools.acquire(Role::Primary).await {
+            let (role, result) = match pools.acquire(Role::Primary, ReadNeed::Any).await {
                 Ok(l) => (Role::Primary, Ok(l)),
                 // Without a primary, a replica's values will do, minus its standby flag.
-                Err(_) => (Role::Replica, pools.acquire(Role::Replica).await),
+                Err(_) => (
+                    Role::Replica,
+                    pools.acquire(Role::Replica, ReadNeed::Any).await,
+                ),
             };
             let lease = result.map_err(|e| ClientError::ServerUnreachable {
                 pool: pools.primary.name.clone(),

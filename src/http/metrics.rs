@@ -334,6 +334,40 @@ impl SnapshotCollector {
         )?;
         family(
             e,
+            "server_banned_seconds",
+            "Time left of the server's ban after failures; 0 when it takes requests.",
+            MetricType::Gauge,
+            s.servers
+                .iter()
+                .map(|x| (server(x), gauge(x.banned_ms as f64 / 1000.0))),
+        )?;
+        family(
+            e,
+            "server_bans",
+            "Times the server was banned after failing.",
+            MetricType::Counter,
+            s.servers.iter().map(|x| (server(x), counter(x.bans))),
+        )?;
+        family(
+            e,
+            "replica_lag_bytes",
+            "WAL bytes the replica has not replayed yet.",
+            MetricType::Gauge,
+            s.servers
+                .iter()
+                .filter_map(|x| x.lag_bytes.map(|v| (server(x), gauge(v as f64)))),
+        )?;
+        family(
+            e,
+            "replica_lag_seconds",
+            "How long ago the primary was where the replica's replay is now.",
+            MetricType::Gauge,
+            s.servers
+                .iter()
+                .filter_map(|x| x.lag_ms.map(|v| (server(x), gauge(v as f64 / 1000.0)))),
+        )?;
+        family(
+            e,
             "server_outstanding_requests",
             "Requests holding a connection to the server now.",
             MetricType::Gauge,

@@ -1,7 +1,12 @@
-//! Server pools: one deadpool of raw connections per server per database/user, and the choice among them.
+//! Server pools: one deadpool of raw connections per server per database/user, server health and lag, and the choice among them.
 
+pub mod checker;
+mod health;
+mod lsn;
 mod manager;
 mod set;
 
+pub use health::{HealthPolicy, ServerHealth};
+pub use lsn::{load_plain_tables, ReadNeed, WriteLsns, WriteSet};
 pub use manager::ServerManager;
 pub use set::{AcquireError, Lease, PoolSet, Pools, Role, ServerInfo, ServerPool};

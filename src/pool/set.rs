@@ -1,5 +1,7 @@
 //! The pools of one database/user (primary and replicas) and the choice of a server for a request.
 
+use super::health::{HealthPolicy, ServerHealth};
+use super::lsn::{ReadNeed, WriteLsns};
 use super::manager::{ChurnCounters, ServerManager};
 use crate::backend::{BackendError, LoginParams, ServerConn};
 use crate::config::{Config, ServerAddr};
@@ -34,38 +36,32 @@ pub struct ServerInfo {
     pub addr: ServerAddr,
     /// `addr.host` once more, shareable without a copy (cancel targets take it per request).
     pub host: Arc<str>,
-    pub role: Role,
+    /// The role the configuration gives it; with `role = "auto"` only the starting point.
+    pub configured_role: Role,
     /// Requests holding a connection to this server right now, for least-outstanding balancing.
     pub outstanding: AtomicUsize,
-    /// Until this instant (ms since `epoch`) the server gets no new requests after failing to connect.
-    down_until_ms: AtomicU64,
-    epoch: Instant,
+    /// Published by the server's health task: role, ban, replay position, lag.
+    pub health: ServerHealth,
 }
 
 impl ServerInfo {
-    fn new(addr: ServerAddr, role: Role, epoch: Instant) -> Self {
+    fn new(addr: ServerAddr, role: Role, auto: bool, policy: HealthPolicy, epoch: Instant) -> Self {
         ServerInfo {
             host: Arc::from(addr.host.as_str()),
             addr,
-            role,
+            configured_role: role,
             outstanding: AtomicUsize::new(0),
-            down_until_ms: AtomicU64::new(0),
-            epoch,
+            health: ServerHealth::new(role, auto, policy, epoch),
         }
     }
 
+    /// The role routing uses now (follows the server with `role = "auto"`).
+    pub fn role(&self) -> Role {
+        self.health.role()
+    }
+
     pub fn is_up(&self) -> bool {
-        self.down_until_ms.load(Ordering::Relaxed) <= self.epoch.elapsed().as_millis() as u64
-    }
-
-    /// Keeps requests away for a while after a failed connect, so each client does not pay the timeout.
-    pub fn mark_down(&self, for_how_long: Duration) {
-        let until = self.epoch.elapsed().as_millis() as u64 + for_how_long.as_millis() as u64;
-        self.down_until_ms.store(until, Ordering::Relaxed);
-    }
-
-    pub fn mark_up(&self) {
-        self.down_until_ms.store(0, Ordering::Relaxed);
+        !self.health.is_banned()
     }
 }
 
@@ -134,6 +130,9 @@ pub enum AcquireError {
     },
     #[error("pool {pool}: {source}")]
     Backend { pool: String, source: BackendError },
+    /// Known down or not accepting writes: refused at once instead of waiting for a timeout.
+    #[error("{0}")]
+    PrimaryDown(String),
 }
 
 /// A server connection held by one client for one request or transaction.
@@ -189,29 +188,69 @@ pub struct PoolSet {
     pub server_params: tokio::sync::OnceCell<Arc<Vec<(bytes::Bytes, bytes::Bytes)>>>,
 }
 
-const DOWN_FOR: Duration = Duration::from_secs(2);
 const ACQUIRE_SHARDS: usize = 8;
 
 impl PoolSet {
-    /// A connection for a request routed to `role`; reads fall back to the primary when no replica answers.
-    pub async fn acquire(&self, role: Role) -> Result<Lease, AcquireError> {
+    /// A connection for a request routed to `role`. Reads go to the least busy replica that
+    /// is healthy, within the lag limits and has replayed what `need` asks; otherwise to the
+    /// primary. A server that refuses a connection is banned and the next one tried.
+    pub async fn acquire(&self, role: Role, need: ReadNeed) -> Result<Lease, AcquireError> {
         if role == Role::Replica {
-            if let Some(lease) = self.acquire_replica().await? {
-                return Ok(lease);
+            let min_lsn = match need {
+                ReadNeed::Any => Some(0),
+                ReadNeed::Lsn(l) => Some(l),
+                ReadNeed::Primary => None,
+            };
+            if let Some(min_lsn) = min_lsn {
+                if let Some(lease) = self.acquire_replica(min_lsn).await? {
+                    return Ok(lease);
+                }
             }
         }
-        self.acquire_from(&self.primary).await
+        let writer = self.writer()?;
+        match self.acquire_from(writer).await {
+            Err(AcquireError::Backend { pool, source }) => {
+                writer.server.health.ban(&source.to_string());
+                Err(AcquireError::Backend { pool, source })
+            }
+            other => other,
+        }
     }
 
-    async fn acquire_replica(&self) -> Result<Option<Lease>, AcquireError> {
-        // Least outstanding requests among reachable replicas; on connect failure try the next.
+    /// The pool of the server that takes writes now, unless it is known to be down.
+    fn writer(&self) -> Result<&ServerPool, AcquireError> {
+        // Two servers may both claim the role for a moment after a promotion: prefer the one up.
+        let candidate = self
+            .all()
+            .filter(|p| p.server.role() == Role::Primary)
+            .min_by_key(|p| p.server.health.banned_for_ms());
+        let Some(pool) = candidate else {
+            return Err(AcquireError::PrimaryDown(
+                "no server accepts writes: every server is in recovery".into(),
+            ));
+        };
+        let h = &pool.server.health;
+        let banned = h.banned_for_ms();
+        if banned > 0 {
+            return Err(AcquireError::PrimaryDown(format!(
+                "primary {} is down ({}); retrying in {banned} ms",
+                pool.server.addr,
+                h.last_error().unwrap_or_else(|| "failed".into())
+            )));
+        }
+        Ok(pool)
+    }
+
+    async fn acquire_replica(&self, min_lsn: u64) -> Result<Option<Lease>, AcquireError> {
+        // Least outstanding requests among eligible replicas; on connect failure try the next.
         let mut tried = 0u64;
         loop {
             let candidate = self
                 .replicas
                 .iter()
+                .chain(std::iter::once(&self.primary))
                 .enumerate()
-                .filter(|(i, p)| tried & (1 << (i % 64)) == 0 && p.server.is_up())
+                .filter(|(i, p)| tried & (1 << (i % 64)) == 0 && p.server.health.can_read(min_lsn))
                 .min_by_key(|(_, p)| p.server.outstanding.load(Ordering::Relaxed));
             let Some((i, pool)) = candidate else {
                 return Ok(None);
@@ -220,8 +259,8 @@ impl PoolSet {
             match self.acquire_from(pool).await {
                 Ok(lease) => return Ok(Some(lease)),
                 Err(AcquireError::Backend { source, .. }) => {
-                    tracing::warn!(server = %pool.server.addr, error = %source, "replica unreachable; reads go elsewhere for a while");
-                    pool.server.mark_down(DOWN_FOR);
+                    tracing::warn!(server = %pool.server.addr, error = %source, "replica unreachable; reads go elsewhere while it is banned");
+                    pool.server.health.ban(&source.to_string());
                 }
                 Err(e) => return Err(e),
             }
@@ -279,6 +318,10 @@ impl PoolSet {
 /// Every pool set, created on first use of a database/user.
 pub struct Pools {
     config: Arc<Config>,
+    /// Read-your-writes: the last write LSN per table, shared by every session.
+    pub lsns: WriteLsns,
+    /// The primary's recent WAL positions, for replica lag in time.
+    pub wal_history: super::checker::WalHistory,
     pub primary: Arc<ServerInfo>,
     pub replicas: Vec<Arc<ServerInfo>>,
     sets: RwLock<HashMap<(String, String), Arc<PoolSet>>>,
@@ -287,17 +330,32 @@ pub struct Pools {
 impl Pools {
     pub fn new(config: Arc<Config>) -> Pools {
         let epoch = Instant::now();
+        let policy = HealthPolicy::from_config(&config);
         let primary = Arc::new(ServerInfo::new(
             config.primary.clone(),
             Role::Primary,
+            config.primary_role_auto,
+            policy,
             epoch,
         ));
         let replicas = config
             .replicas
             .iter()
-            .map(|a| Arc::new(ServerInfo::new(a.clone(), Role::Replica, epoch)))
+            .enumerate()
+            .map(|(i, a)| {
+                let auto = config.replica_role_auto.get(i).copied().unwrap_or(false);
+                Arc::new(ServerInfo::new(
+                    a.clone(),
+                    Role::Replica,
+                    auto,
+                    policy,
+                    epoch,
+                ))
+            })
             .collect();
         Pools {
+            lsns: WriteLsns::new(config.replication.max_tracked_tables),
+            wal_history: Default::default(),
             config,
             primary,
             replicas,
@@ -315,6 +373,11 @@ impl Pools {
         sets.entry(key)
             .or_insert_with(|| Arc::new(self.build(database, user)))
             .clone()
+    }
+
+    /// Every configured server, primary first.
+    pub fn servers(&self) -> impl Iterator<Item = &Arc<ServerInfo>> {
+        std::iter::once(&self.primary).chain(self.replicas.iter())
     }
 
     pub fn sets(&self) -> Vec<Arc<PoolSet>> {
@@ -364,7 +427,7 @@ impl Pools {
                     user,
                     server.addr,
                     database,
-                    server.role.as_str()
+                    server.configured_role.as_str()
                 ),
                 server: server.clone(),
                 pool,

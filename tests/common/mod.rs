@@ -191,6 +191,9 @@ pub async fn wait_for_replica() {
             .expect("replay lsn")
             .get(0);
         if caught_up {
+            // Proxies learn replay positions by polling (replication.lag_poll_ms, 50 ms):
+            // until a poll sees this one, reads of tables written through them stay on the primary.
+            tokio::time::sleep(std::time::Duration::from_millis(150)).await;
             return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;

@@ -1,0 +1,298 @@
+//! Read-your-writes and read retry for one session: what a read needs, marking writes pending, the WAL-position probe, and re-sending a read whose server died.
+
+use super::plan::Expect;
+use super::request::Pending;
+use super::session::Session;
+use crate::config::Consistency;
+use crate::pool::{Lease, ReadNeed, Role, WriteSet};
+use crate::protocol::build;
+use crate::protocol::frame::{Frame, Reader};
+use crate::protocol::messages::TxStatus;
+use crate::protocol::tags::{backend, frontend as tag};
+use crate::router::Analysis;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Run after a write commits, on the same connection, before it returns to the pool. The insert
+/// position (not the write position) covers commits made with synchronous_commit = off.
+const PROBE_SQL: &str = "SELECT pg_current_wal_insert_lsn()";
+
+/// A session's share of read-your-writes and retry state.
+#[derive(Default)]
+pub struct Ryw {
+    /// Tables written by requests sent on the current connection, marked pending, LSN not known yet.
+    written: WriteSet,
+    /// The set whose LSN the probe in flight will tell.
+    probing: Option<WriteSet>,
+    probe_lsn: Option<u64>,
+    /// `consistency = "session"`: this session's last write LSN; `u64::MAX` when a write's LSN
+    /// was lost with its connection (reads then use the primary until the next write is probed).
+    session_lsn: u64,
+    /// A copy of the read in flight while it may still be re-sent elsewhere.
+    retry_frames: Vec<Frame>,
+    retry_terminator: Option<u8>,
+    retry_arrived: Option<Instant>,
+    retry_bytes: usize,
+    /// No byte of the read's answer has reached the client: it may be re-sent.
+    pub(super) retry_armed: bool,
+    /// The request being dispatched is itself a retry: it is not retried again.
+    is_retry: bool,
+}
+
+impl Ryw {
+    /// One message of the probe's answer: the row holds the position.
+    pub(super) fn on_probe_message(&mut self, t: u8, body: &[u8]) {
+        if t == backend::DATA_ROW {
+            self.probe_lsn = probe_row(body);
+        }
+    }
+}
+
+/// The LSN in the probe's one-column DataRow.
+fn probe_row(body: &[u8]) -> Option<u64> {
+    let mut r = Reader::new(body, "DataRow");
+    if r.i16().ok()? != 1 {
+        return None;
+    }
+    let len = r.i32().ok()?;
+    let text = std::str::from_utf8(r.bytes(usize::try_from(len).ok()?).ok()?).ok()?;
+    crate::pool::checker::parse_record_end(text)
+}
+
+impl Session {
+    fn consistency(&self) -> Consistency {
+        self.shared.config.replication.consistency
+    }
+
+    /// What the server answering a read of these statements must have replayed.
+    pub(super) fn read_need(&self, analyses: &[Option<Arc<Analysis>>]) -> ReadNeed {
+        match self.consistency() {
+            Consistency::None => ReadNeed::Any,
+            Consistency::Session => {
+                let r = &self.ryw;
+                if !r.written.is_empty() || r.probing.is_some() || r.session_lsn == u64::MAX {
+                    ReadNeed::Primary
+                } else if r.session_lsn > 0 {
+                    ReadNeed::Lsn(r.session_lsn)
+                } else {
+                    ReadNeed::Any
+                }
+            }
+            Consistency::TableLsn => {
+                let lsns = &self.shared.pools.lsns;
+                analyses
+                    .iter()
+                    .flatten()
+                    .fold(ReadNeed::Any, |n, a| n.and(lsns.need(&a.tables_read)))
+            }
+        }
+    }
+
+    /// Whether the attached replica may take one more read (pipelined after the one it serves).
+    pub(super) fn replica_serves(&self, lease: &Lease, analyses: &[Option<Arc<Analysis>>]) -> bool {
+        match self.read_need(analyses) {
+            ReadNeed::Any => true,
+            ReadNeed::Lsn(l) => lease.server.health.lsn() >= l,
+            ReadNeed::Primary => false,
+        }
+    }
+
+    /// The attached server only answers the WAL-position probe: for every other purpose (the
+    /// result cache's lookup) the session is between requests.
+    pub(super) fn server_held_only_for_probe(&self) -> bool {
+        self.ryw.probing.is_some()
+            && self.plan.len() == 1
+            && self.ready_actions.is_empty()
+            && self.tx == TxStatus::Idle
+            && self.pin.is_none()
+    }
+
+    /// Marks what the request about to be sent writes as pending, before any reply can tell
+    /// its client the write is done.
+    pub(super) fn note_writes(&mut self, analyses: &[Option<Arc<Analysis>>]) {
+        let mode = self.consistency();
+        if mode == Consistency::None {
+            return;
+        }
+        let function_call = self
+            .pending
+            .frames
+            .iter()
+            .any(|f| f.tag() == tag::FUNCTION_CALL);
+        let mut fresh = WriteSet::default();
+        for a in analyses.iter().flatten() {
+            for t in &a.tables_written {
+                if self.ryw.written.add(t) {
+                    fresh.add(t);
+                }
+            }
+            fresh.unknown |= a.writes_unknown;
+        }
+        fresh.unknown |= function_call;
+        fresh.unknown &= !self.ryw.written.unknown;
+        self.ryw.written.unknown |= fresh.unknown;
+        if mode == Consistency::TableLsn && !fresh.is_empty() {
+            self.shared.pools.lsns.begin(&fresh.tables, fresh.unknown);
+        }
+    }
+
+    /// After a ReadyForQuery: once the writes' transaction is over and nothing else is in
+    /// flight, ask the same connection for the WAL position; when the probe answers, publish it.
+    pub(super) fn after_ready(&mut self, probe_done: bool, probe_failed: bool) {
+        if probe_done {
+            if let Some(set) = self.ryw.probing.take() {
+                match self.ryw.probe_lsn.take().filter(|_| !probe_failed) {
+                    Some(lsn) => self.publish(set, lsn),
+                    None => self.defer(set),
+                }
+            }
+        }
+        let due = !self.ryw.written.is_empty()
+            && self.ryw.probing.is_none()
+            && self.tx == TxStatus::Idle
+            && self.plan.is_empty()
+            && self.ready_actions.is_empty()
+            && !self.copy_in;
+        if due && (self.server_dying || self.server.is_none()) {
+            // The connection is closing and cannot be asked: the next primary poll answers.
+            let set = std::mem::take(&mut self.ryw.written);
+            self.defer(set);
+        } else if due {
+            build::query(&mut self.swbuf, PROBE_SQL);
+            self.plan.push(Expect::Probe);
+            self.ryw.probe_lsn = None;
+            self.ryw.probing = Some(std::mem::take(&mut self.ryw.written));
+        }
+    }
+
+    fn publish(&mut self, set: WriteSet, lsn: u64) {
+        match self.consistency() {
+            Consistency::TableLsn => self.shared.pools.lsns.finish(&set, lsn),
+            Consistency::Session => {
+                // A later probe covers every earlier commit, including one whose LSN was lost.
+                self.ryw.session_lsn = if self.ryw.session_lsn == u64::MAX {
+                    lsn
+                } else {
+                    self.ryw.session_lsn.max(lsn)
+                };
+            }
+            Consistency::None => {}
+        }
+    }
+
+    fn defer(&mut self, set: WriteSet) {
+        match self.consistency() {
+            Consistency::TableLsn => self.shared.pools.lsns.defer(set),
+            Consistency::Session => self.ryw.session_lsn = u64::MAX,
+            Consistency::None => {}
+        }
+    }
+
+    /// The connection is gone (lost, or the session ended) with writes whose LSN is unknown:
+    /// the next primary poll stands in for the probe.
+    pub(super) fn writes_orphaned(&mut self) {
+        // Two sets, deferred apart: each was marked pending on its own.
+        let written = std::mem::take(&mut self.ryw.written);
+        for set in [Some(written), self.ryw.probing.take()]
+            .into_iter()
+            .flatten()
+        {
+            if !set.is_empty() {
+                self.defer(set);
+            }
+        }
+        self.ryw.probe_lsn = None;
+    }
+
+    /// Before a freshly acquired read is sent: keep a copy if it could be re-sent elsewhere.
+    pub(super) fn retry_snapshot(&mut self, role: Role) {
+        self.ryw.retry_armed = false;
+        let eligible = self.shared.config.health.retry_reads
+            && !std::mem::take(&mut self.ryw.is_retry)
+            && role == Role::Replica
+            && self.server.is_none()
+            && self.tx == TxStatus::Idle
+            && self.pin.is_none()
+            && matches!(self.pending.terminator, Some(tag::QUERY | tag::SYNC))
+            && self.pending.frames.iter().all(retry_safe);
+        self.ryw.retry_frames.clear();
+        if eligible {
+            self.ryw
+                .retry_frames
+                .extend(self.pending.frames.iter().cloned());
+            self.ryw.retry_terminator = self.pending.terminator;
+            self.ryw.retry_arrived = self.pending.arrived;
+            self.ryw.retry_bytes = self.pending.bytes;
+        }
+    }
+
+    /// After the read was written for the server: armed unless the proxy already answered part
+    /// of it itself (`wbuf` grew), which a second attempt would answer again.
+    pub(super) fn arm_retry(&mut self, wbuf_before: usize) {
+        self.ryw.retry_armed = !self.ryw.retry_frames.is_empty()
+            && self.wbuf.len() == wbuf_before
+            && self.ready_actions.len() == 1;
+    }
+
+    /// The server died under an armed read: ban it and queue the read again. False when the
+    /// read is not retryable and the loss must be reported.
+    pub(super) fn retry_read(&mut self, why: &str) -> bool {
+        if !std::mem::take(&mut self.ryw.retry_armed)
+            || self.ready_actions.len() != 1
+            || !self.pending.frames.is_empty()
+            || self.tx != TxStatus::Idle
+        {
+            return false;
+        }
+        let Some(lease) = self.server.take() else {
+            return false;
+        };
+        tracing::warn!(server = %lease.server.addr, reason = why, "server lost under a read; retrying it elsewhere");
+        lease.server.health.ban(why);
+        lease.discard();
+        self.server_dying = false;
+        self.cancel.slot.set(None);
+        self.swbuf.clear();
+        self.plan.clear();
+        self.ready_actions.clear();
+        let frames = std::mem::take(&mut self.ryw.retry_frames);
+        self.pending = Pending {
+            frames,
+            bytes: self.ryw.retry_bytes,
+            terminator: self.ryw.retry_terminator,
+            blocked: false,
+            arrived: self.ryw.retry_arrived,
+        };
+        self.ryw.is_retry = true;
+        true
+    }
+}
+
+/// Messages a second attempt can send again without the client seeing a difference. A named
+/// Parse or a Close changes the session's statement map on the first attempt.
+fn retry_safe(f: &Frame) -> bool {
+    match f.tag() {
+        tag::QUERY | tag::BIND | tag::EXECUTE | tag::DESCRIBE | tag::SYNC => true,
+        tag::PARSE => f.body().first() == Some(&0),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::{BufMut, BytesMut};
+
+    #[test]
+    fn probe_row_is_parsed_and_normalized() {
+        let mut b = BytesMut::new();
+        b.put_i16(1);
+        b.put_i32(9);
+        b.put_slice(b"0/3002018");
+        assert_eq!(probe_row(&b), Some(0x3002000));
+        let mut b = BytesMut::new();
+        b.put_i16(1);
+        b.put_i32(-1);
+        assert_eq!(probe_row(&b), None);
+    }
+}

@@ -1,0 +1,230 @@
+//! The health task of one server: a control connection polled every `replication.lag_poll_ms` for role, WAL position and lag.
+
+use super::health::{parse_lsn, record_end};
+use super::set::{Pools, Role, ServerInfo};
+use crate::config::{Config, ServerAddr};
+use parking_lot::Mutex;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// Recent WAL insert positions of the primary with when each was first seen, to tell how long
+/// ago the primary was where a replica is now (its lag in time, measured by the proxy's clock).
+#[derive(Default)]
+pub struct WalHistory {
+    samples: Mutex<VecDeque<(Instant, u64)>>,
+}
+
+/// Samples older than this are dropped; a replica further behind reports at least this lag.
+const HISTORY_SPAN: Duration = Duration::from_secs(120);
+const HISTORY_MAX: usize = 8192;
+
+impl WalHistory {
+    pub fn record(&self, at: Instant, lsn: u64) {
+        let mut s = self.samples.lock();
+        if s.back().is_some_and(|&(_, last)| last >= lsn) {
+            return;
+        }
+        s.push_back((at, lsn));
+        while s.len() > HISTORY_MAX || s.front().is_some_and(|(t, _)| at - *t > HISTORY_SPAN) {
+            s.pop_front();
+        }
+    }
+
+    pub fn latest(&self) -> Option<u64> {
+        self.samples.lock().back().map(|&(_, l)| l)
+    }
+
+    /// (bytes, ms) a replica at `replay` is behind, as of `now`; `None` before any primary sample.
+    pub fn lag(&self, replay: u64, now: Instant) -> Option<(u64, u64)> {
+        let s = self.samples.lock();
+        let &(_, latest) = s.back()?;
+        if replay >= latest {
+            return Some((0, 0));
+        }
+        // The first position the replica lacks has existed since that sample.
+        let since = s
+            .iter()
+            .find(|&&(_, l)| l > replay)
+            .map(|&(t, _)| t)
+            .unwrap_or(now);
+        Some((
+            latest - replay,
+            now.saturating_duration_since(since).as_millis() as u64,
+        ))
+    }
+}
+
+/// How the health task logs in: the first configured user and database, as the catalog load does.
+pub fn control_login(config: &Config, addr: &ServerAddr) -> Option<tokio_postgres::Config> {
+    let (user, db) = (config.users.first()?, config.databases.first()?);
+    let mut pg = tokio_postgres::Config::new();
+    pg.host(&addr.host)
+        .port(addr.port)
+        .user(&user.name)
+        .dbname(&db.server_database)
+        .application_name("pgsplit-health")
+        .connect_timeout(config.health.check_timeout);
+    if let Some(pw) = user.server_password() {
+        pg.password(pw);
+    }
+    Some(pg)
+}
+
+/// A `pg_lsn` text read right after a commit, as the position a replica must reach to show it.
+pub fn parse_record_end(text: &str) -> Option<u64> {
+    parse_lsn(text).map(record_end)
+}
+
+const POLL_SQL: &str = "select pg_is_in_recovery(), (case when pg_is_in_recovery() \
+    then pg_last_wal_replay_lsn() else pg_current_wal_insert_lsn() end)::text";
+
+/// Polls `server` until shutdown. Failures ban the server; reconnects back off from one poll
+/// interval doubling up to `health.ban_ms`, so a dead server costs one attempt per ban at most.
+pub async fn run(
+    pools: &Pools,
+    server: Arc<ServerInfo>,
+    config: Arc<Config>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let Some(login) = control_login(&config, &server.addr) else {
+        return;
+    };
+    let poll = config.replication.lag_poll;
+    let timeout = config.health.check_timeout;
+    let max_backoff = config.health.ban.max(poll);
+    let mut backoff = poll;
+    let mut client: Option<(tokio_postgres::Client, tokio::task::JoinHandle<()>)> = None;
+    loop {
+        let result = match &client {
+            Some((c, _)) => poll_once(pools, &server, c, timeout).await,
+            None => match connect(&login, timeout).await {
+                Ok(c) => {
+                    client = Some(c);
+                    continue;
+                }
+                Err(e) => Err(e),
+            },
+        };
+        let wait = match result {
+            Ok(()) => {
+                server.health.check_passed();
+                backoff = poll;
+                poll
+            }
+            Err(reason) => {
+                if !server.health.is_banned() {
+                    tracing::warn!(server = %server.addr, %reason, "health check failed");
+                }
+                server.health.check_failed(&reason);
+                if let Some((_, task)) = client.take() {
+                    task.abort();
+                }
+                let w = backoff;
+                backoff = (backoff * 2).min(max_backoff);
+                w
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+async fn connect(
+    login: &tokio_postgres::Config,
+    timeout: Duration,
+) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), String> {
+    let attempt = tokio::time::timeout(timeout, login.connect(tokio_postgres::NoTls)).await;
+    match attempt {
+        Ok(Ok((client, conn))) => Ok((
+            client,
+            tokio::spawn(async move {
+                let _ = conn.await;
+            }),
+        )),
+        Ok(Err(e)) => Err(format!("health check cannot connect: {e}")),
+        Err(_) => Err(format!("health check connect timed out after {timeout:?}")),
+    }
+}
+
+async fn poll_once(
+    pools: &Pools,
+    server: &ServerInfo,
+    client: &tokio_postgres::Client,
+    timeout: Duration,
+) -> Result<(), String> {
+    let ticket = pools.lsns.poll_ticket();
+    let row = match tokio::time::timeout(timeout, client.query_one(POLL_SQL, &[])).await {
+        Ok(Ok(row)) => row,
+        Ok(Err(e)) => return Err(format!("health check failed: {e}")),
+        Err(_) => return Err(format!("health check timed out after {timeout:?}")),
+    };
+    let in_recovery: bool = row.try_get(0).map_err(|e| e.to_string())?;
+    let lsn: Option<String> = row.try_get(1).map_err(|e| e.to_string())?;
+    let lsn = lsn.as_deref().and_then(parse_lsn).unwrap_or(0);
+    let h = &server.health;
+    let now_role = if in_recovery {
+        Role::Replica
+    } else {
+        Role::Primary
+    };
+    if now_role != h.role() {
+        if h.auto_role {
+            tracing::warn!(server = %server.addr, role = now_role.as_str(), "server changed role; routing follows");
+            h.set_role(now_role);
+        } else if server.configured_role == Role::Replica {
+            // A promoted replica is no longer fed by the primary: its reads could be stale forever.
+            return Err(
+                "replica is not in recovery (promoted?); set role = \"auto\" to follow it".into(),
+            );
+        } else if !h
+            .role_mismatch
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            tracing::warn!(server = %server.addr, "the primary is in recovery; writes will fail until it is promoted (role = \"auto\" follows role changes)");
+        }
+    } else {
+        h.role_mismatch
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+    }
+    let now = Instant::now();
+    if in_recovery {
+        h.set_lsn(lsn);
+        if let Some((bytes, ms)) = pools.wal_history.lag(lsn, now) {
+            h.set_lag(bytes, ms);
+        }
+    } else {
+        let lsn = record_end(lsn);
+        h.set_lsn(lsn);
+        h.set_lag(0, 0);
+        pools.wal_history.record(now, lsn);
+        // Writes whose LSN was not learned on their own connection are covered by this one.
+        pools.lsns.resolve_deferred(ticket, lsn);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lag_in_bytes_and_time_since_the_missing_wal_appeared() {
+        let h = WalHistory::default();
+        let t0 = Instant::now();
+        assert_eq!(h.lag(0, t0), None);
+        h.record(t0, 100);
+        h.record(t0 + Duration::from_millis(10), 100);
+        h.record(t0 + Duration::from_millis(20), 200);
+        h.record(t0 + Duration::from_millis(30), 300);
+        let now = t0 + Duration::from_millis(50);
+        assert_eq!(h.lag(300, now), Some((0, 0)));
+        assert_eq!(h.lag(250, now), Some((50, 20)));
+        assert_eq!(h.lag(150, now), Some((150, 30)));
+        assert_eq!(h.lag(50, now), Some((250, 50)));
+        assert_eq!(h.latest(), Some(300));
+    }
+}

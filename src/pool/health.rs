@@ -1,0 +1,309 @@
+//! One server's published health: role, ban with backoff, replay position and lag, read lock-free on every request.
+
+use super::set::Role;
+use crate::config::Config;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::time::Instant;
+
+/// Limits a replica must meet to take reads, and ban lengths; copied from the config at start.
+#[derive(Clone, Copy, Debug)]
+pub struct HealthPolicy {
+    pub ban_ms: u64,
+    pub max_ban_ms: u64,
+    /// 0: no limit.
+    pub max_lag_bytes: u64,
+    pub max_lag_ms: u64,
+}
+
+impl HealthPolicy {
+    pub fn from_config(c: &Config) -> HealthPolicy {
+        HealthPolicy {
+            ban_ms: c.health.ban.as_millis() as u64,
+            max_ban_ms: c.health.max_ban.as_millis() as u64,
+            max_lag_bytes: c.replication.max_lag_bytes,
+            max_lag_ms: c.replication.max_lag_ms,
+        }
+    }
+}
+
+const ROLE_PRIMARY: u8 = 0;
+const ROLE_REPLICA: u8 = 1;
+
+/// Written by the server's health task (and by requests that find it dead), read by routing.
+#[derive(Debug)]
+pub struct ServerHealth {
+    pub policy: HealthPolicy,
+    /// `role = "auto"`: the health task sets `role` from pg_is_in_recovery().
+    pub auto_role: bool,
+    role: AtomicU8,
+    epoch: Instant,
+    /// No new requests before this instant (ms since `epoch`).
+    banned_until_ms: AtomicU64,
+    /// Bans in a row without a long healthy spell between them; lengthens the next ban.
+    strikes: AtomicU32,
+    /// Since when (ms since `epoch`, plus one so that 0 means "not healthy") checks pass.
+    healthy_since_ms: AtomicU64,
+    /// Replicas: last replayed WAL position; primary: current insert position. 0 = unknown.
+    lsn: AtomicU64,
+    lag_bytes: AtomicU64,
+    lag_ms: AtomicU64,
+    /// A poll has published lag figures at least once.
+    polled: AtomicBool,
+    pub bans: AtomicU64,
+    pub checks_failed: AtomicU64,
+    /// A fixed-role server reports the other role; logged once per occurrence.
+    pub role_mismatch: AtomicBool,
+    last_error: parking_lot::Mutex<Option<String>>,
+}
+
+impl ServerHealth {
+    pub fn new(role: Role, auto_role: bool, policy: HealthPolicy, epoch: Instant) -> ServerHealth {
+        ServerHealth {
+            policy,
+            auto_role,
+            role: AtomicU8::new(encode(role)),
+            epoch,
+            banned_until_ms: AtomicU64::new(0),
+            strikes: AtomicU32::new(0),
+            healthy_since_ms: AtomicU64::new(1),
+            lsn: AtomicU64::new(0),
+            lag_bytes: AtomicU64::new(0),
+            lag_ms: AtomicU64::new(0),
+            polled: AtomicBool::new(false),
+            bans: AtomicU64::new(0),
+            checks_failed: AtomicU64::new(0),
+            role_mismatch: AtomicBool::new(false),
+            last_error: parking_lot::Mutex::new(None),
+        }
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    pub fn role(&self) -> Role {
+        match self.role.load(Ordering::Relaxed) {
+            ROLE_PRIMARY => Role::Primary,
+            _ => Role::Replica,
+        }
+    }
+
+    pub fn set_role(&self, role: Role) {
+        self.role.store(encode(role), Ordering::Relaxed);
+    }
+
+    /// Remaining ban in ms, 0 when the server takes requests.
+    pub fn banned_for_ms(&self) -> u64 {
+        self.banned_for_ms_at(self.now_ms())
+    }
+
+    fn banned_for_ms_at(&self, now: u64) -> u64 {
+        self.banned_until_ms
+            .load(Ordering::Relaxed)
+            .saturating_sub(now)
+    }
+
+    pub fn is_banned(&self) -> bool {
+        self.banned_for_ms() > 0
+    }
+
+    /// Keeps requests away after a failure. A server banned again soon after its last ban
+    /// (flapping) is banned twice as long each time, up to `max_ban_ms`; a server that stays down
+    /// is kept banned by its failing checks, one `ban_ms` at a time, so it returns quickly once up.
+    pub fn ban(&self, reason: &str) {
+        self.ban_at(self.now_ms(), reason)
+    }
+
+    fn ban_at(&self, now: u64, reason: &str) {
+        self.healthy_since_ms.store(0, Ordering::Relaxed);
+        *self.last_error.lock() = Some(reason.to_string());
+        let until = self.banned_until_ms.load(Ordering::Relaxed);
+        let length = if until > now {
+            self.policy.ban_ms
+        } else {
+            let strikes = self.strikes.fetch_add(1, Ordering::Relaxed).min(16);
+            self.bans.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(reason, strikes = strikes + 1, "server banned");
+            self.policy
+                .ban_ms
+                .saturating_mul(1 << strikes)
+                .min(self.policy.max_ban_ms)
+        };
+        self.banned_until_ms
+            .fetch_max(now + length, Ordering::Relaxed);
+    }
+
+    /// A health check passed. After `max_ban_ms` of passing checks, past flapping is forgiven.
+    pub fn check_passed(&self) {
+        self.check_passed_at(self.now_ms())
+    }
+
+    fn check_passed_at(&self, now: u64) {
+        let since = self.healthy_since_ms.load(Ordering::Relaxed);
+        if since == 0 {
+            self.healthy_since_ms.store(now + 1, Ordering::Relaxed);
+        } else if now + 1 - since >= self.policy.max_ban_ms
+            && self.banned_for_ms_at(now) == 0
+            && self.strikes.load(Ordering::Relaxed) > 0
+        {
+            self.strikes.store(0, Ordering::Relaxed);
+            *self.last_error.lock() = None;
+        }
+    }
+
+    pub fn check_failed(&self, reason: &str) {
+        self.checks_failed.fetch_add(1, Ordering::Relaxed);
+        self.ban(reason);
+    }
+
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().clone()
+    }
+
+    pub fn lsn(&self) -> u64 {
+        self.lsn.load(Ordering::Acquire)
+    }
+
+    pub fn set_lsn(&self, lsn: u64) {
+        self.lsn.store(lsn, Ordering::Release);
+    }
+
+    pub fn set_lag(&self, bytes: u64, ms: u64) {
+        self.lag_bytes.store(bytes, Ordering::Relaxed);
+        self.lag_ms.store(ms, Ordering::Relaxed);
+        self.polled.store(true, Ordering::Relaxed);
+    }
+
+    /// (bytes, ms) behind the primary, `None` before the first poll.
+    pub fn lag(&self) -> Option<(u64, u64)> {
+        self.polled.load(Ordering::Relaxed).then(|| {
+            (
+                self.lag_bytes.load(Ordering::Relaxed),
+                self.lag_ms.load(Ordering::Relaxed),
+            )
+        })
+    }
+
+    /// Within `max_lag_bytes` / `max_lag_ms` (a server never polled yet counts as within).
+    pub fn lag_ok(&self) -> bool {
+        let p = &self.policy;
+        (p.max_lag_bytes == 0 || self.lag_bytes.load(Ordering::Relaxed) <= p.max_lag_bytes)
+            && (p.max_lag_ms == 0 || self.lag_ms.load(Ordering::Relaxed) <= p.max_lag_ms)
+    }
+
+    /// May serve a read that needs WAL up to `min_lsn` (0: any).
+    pub fn can_read(&self, min_lsn: u64) -> bool {
+        self.role() == Role::Replica
+            && !self.is_banned()
+            && self.lag_ok()
+            && (min_lsn == 0 || self.lsn() >= min_lsn)
+    }
+}
+
+fn encode(role: Role) -> u8 {
+    match role {
+        Role::Primary => ROLE_PRIMARY,
+        Role::Replica => ROLE_REPLICA,
+    }
+}
+
+/// Parses PostgreSQL's `pg_lsn` text form `XXXXXXXX/XXXXXXXX`.
+pub fn parse_lsn(s: &str) -> Option<u64> {
+    let (hi, lo) = s.trim().split_once('/')?;
+    let hi = u64::from_str_radix(hi, 16).ok()?;
+    let lo = u64::from_str_radix(lo, 16).ok()?;
+    if hi > u64::from(u32::MAX) || lo > u64::from(u32::MAX) {
+        return None;
+    }
+    Some(hi << 32 | lo)
+}
+
+/// The WAL page size and page-header sizes of a default PostgreSQL build.
+const WAL_PAGE: u64 = 8192;
+const SHORT_PAGE_HEADER: u64 = 24;
+const LONG_PAGE_HEADER: u64 = 40;
+
+/// `pg_current_wal_insert_lsn()` on a fresh page points just past the page header, where no
+/// record ends; a replica that replayed everything reports the page's start. Map the former to
+/// the latter so a caught-up replica compares as caught up.
+pub fn record_end(insert_lsn: u64) -> u64 {
+    match insert_lsn % WAL_PAGE {
+        SHORT_PAGE_HEADER => insert_lsn - SHORT_PAGE_HEADER,
+        LONG_PAGE_HEADER => insert_lsn - LONG_PAGE_HEADER,
+        _ => insert_lsn,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn health() -> ServerHealth {
+        ServerHealth::new(
+            Role::Replica,
+            false,
+            HealthPolicy {
+                ban_ms: 1000,
+                max_ban_ms: 8000,
+                max_lag_bytes: 100,
+                max_lag_ms: 50,
+            },
+            Instant::now(),
+        )
+    }
+
+    #[test]
+    fn flapping_doubles_the_ban_and_a_long_healthy_spell_forgives_it() {
+        let h = health();
+        h.ban_at(0, "down");
+        assert_eq!(h.banned_for_ms_at(0), 1000);
+        // Failing checks while banned extend by one ban_ms, never escalating.
+        h.ban_at(900, "still down");
+        assert_eq!(h.banned_for_ms_at(900), 1000);
+        h.check_passed_at(1500);
+        assert_eq!(h.banned_for_ms_at(1900), 0);
+        h.ban_at(2000, "down again");
+        assert_eq!(h.banned_for_ms_at(2000), 2000);
+        h.check_passed_at(4000);
+        h.ban_at(4100, "and again");
+        assert_eq!(h.banned_for_ms_at(4100), 4000);
+        h.ban_at(8200, "and again");
+        assert_eq!(h.banned_for_ms_at(8200), 8000, "capped at max_ban_ms");
+        h.check_passed_at(16_300);
+        h.check_passed_at(24_400);
+        h.ban_at(24_500, "once more");
+        assert_eq!(
+            h.banned_for_ms_at(24_500),
+            1000,
+            "forgiven after max_ban_ms healthy"
+        );
+        assert_eq!(h.bans.load(Ordering::Relaxed), 5);
+    }
+
+    #[test]
+    fn reads_need_role_lag_and_lsn() {
+        let h = health();
+        h.set_lsn(500);
+        assert!(h.can_read(0));
+        assert!(h.can_read(500));
+        assert!(!h.can_read(501));
+        h.set_lag(101, 0);
+        assert!(!h.can_read(0));
+        h.set_lag(0, 51);
+        assert!(!h.can_read(0));
+        h.set_lag(0, 0);
+        h.set_role(Role::Primary);
+        assert!(!h.can_read(0));
+    }
+
+    #[test]
+    fn lsn_text_and_page_headers() {
+        assert_eq!(parse_lsn("0/3000060"), Some(0x3000060));
+        assert_eq!(parse_lsn("1A/FF"), Some(0x1A_0000_00FF));
+        assert_eq!(parse_lsn("nope"), None);
+        assert_eq!(parse_lsn("1/"), None);
+        assert_eq!(record_end(0x3002018), 0x3002000);
+        assert_eq!(record_end(0x3000028), 0x3000000);
+        assert_eq!(record_end(0x3002060), 0x3002060);
+    }
+}
