@@ -42,6 +42,10 @@ pub enum ClientError {
     TooManyClients(usize),
     #[error("pgsplit is shutting down")]
     ShuttingDown,
+    #[error("terminating connection due to idle-session timeout ({0} ms)")]
+    IdleTimeout(u128),
+    #[error("terminating connection due to idle-in-transaction timeout ({0} ms); the transaction is rolled back")]
+    IdleInTransactionTimeout(u128),
     #[error("internal proxy error: {0}")]
     Internal(String),
 }
@@ -77,6 +81,10 @@ impl ClientError {
             ClientError::ServerLostInTransaction(_) => SqlState::CONNECTION_FAILURE,
             ClientError::TooManyClients(_) => SqlState::TOO_MANY_CONNECTIONS,
             ClientError::ShuttingDown => SqlState::ADMIN_SHUTDOWN,
+            ClientError::IdleTimeout(_) => SqlState::IDLE_SESSION_TIMEOUT,
+            ClientError::IdleInTransactionTimeout(_) => {
+                SqlState::IDLE_IN_TRANSACTION_SESSION_TIMEOUT
+            }
             ClientError::Internal(_) => SqlState::INTERNAL_ERROR,
         }
     }
@@ -97,6 +105,8 @@ impl ClientError {
             | ClientError::ServerLostInTransaction(_)
             | ClientError::TooManyClients(_)
             | ClientError::ShuttingDown
+            | ClientError::IdleTimeout(_)
+            | ClientError::IdleInTransactionTimeout(_)
             | ClientError::Internal(_) => Severity::Fatal,
             ClientError::PoolTimeout { .. }
             | ClientError::ServerUnreachable { .. }

@@ -13,6 +13,7 @@ pub mod http;
 pub mod pool;
 pub mod protocol;
 pub mod proxy;
+pub mod reload;
 pub mod report;
 pub mod router;
 pub mod stats;

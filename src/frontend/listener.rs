@@ -4,9 +4,59 @@ use super::startup::{handshake, Outcome};
 use crate::error::ClientError;
 use crate::Shared;
 use bytes::BytesMut;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, Notify};
+
+/// Client connections open now, against the live `max_client_connections`; shutdown waits on it.
+#[derive(Default)]
+pub struct ClientSlots {
+    open: AtomicUsize,
+    closed: Notify,
+}
+
+/// One client's slot, freed when its task ends.
+pub struct Slot(Arc<ClientSlots>);
+
+impl ClientSlots {
+    /// A slot if fewer than `max` are taken.
+    pub fn try_take(self: &Arc<Self>, max: usize) -> Option<Slot> {
+        self.open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Slot(self.clone()))
+    }
+
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Acquire)
+    }
+
+    /// Waits until every client has left or `limit` passed; true if all left.
+    pub async fn drained(&self, limit: Duration) -> bool {
+        let wait = async {
+            loop {
+                let closed = self.closed.notified();
+                if self.open() == 0 {
+                    return;
+                }
+                closed.await;
+            }
+        };
+        tokio::time::timeout(limit, wait).await.is_ok()
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if self.0.open.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.closed.notify_waiters();
+        }
+    }
+}
 
 /// Accepts clients until `shutdown` turns true; each runs in its own task.
 pub async fn serve(
@@ -14,7 +64,7 @@ pub async fn serve(
     listener: TcpListener,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let slots = Arc::new(Semaphore::new(shared.config.max_client_connections));
+    let slots = shared.clients.clone();
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
@@ -30,17 +80,23 @@ pub async fn serve(
             }
         };
         let _ = socket.set_nodelay(true);
+        let (max, keepalive) = {
+            let live = shared.live.load();
+            (live.max_client_connections, live.limits.keepalive)
+        };
+        if let Some(k) = keepalive {
+            k.apply(&socket);
+        }
         let shared = shared.clone();
         let shutdown = shutdown.clone();
-        match slots.clone().try_acquire_owned() {
-            Ok(permit) => {
+        match slots.try_take(max) {
+            Some(slot) => {
                 tokio::spawn(async move {
                     client(shared, socket, peer, shutdown).await;
-                    drop(permit);
+                    drop(slot);
                 });
             }
-            Err(_) => {
-                let max = shared.config.max_client_connections;
+            None => {
                 tokio::spawn(async move {
                     let mut s = super::stream::ClientStream::Plain(socket);
                     let mut out = BytesMut::new();
@@ -58,7 +114,7 @@ async fn client(
     peer: std::net::SocketAddr,
     shutdown: watch::Receiver<bool>,
 ) {
-    let deadline = shared.config.startup_timeout;
+    let deadline = shared.live.load().startup_timeout;
     // Boxed so the handshake's large state is freed when it ends instead of staying in every
     // idle client's task.
     let handshake = Box::pin(handshake(&shared, socket, Some(peer), shutdown));

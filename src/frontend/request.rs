@@ -132,7 +132,7 @@ impl Session {
 
     /// Reads whole client messages and dispatches complete requests while the server allows.
     pub(super) async fn pump_client(&mut self) -> Result<(), End> {
-        let max = self.shared.config.max_message_bytes;
+        let max = self.shared.live.load().max_message_bytes;
         loop {
             if self.copy_in {
                 match frame::decode_frontend(&mut self.rbuf, max)? {
