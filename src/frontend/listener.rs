@@ -115,6 +115,7 @@ async fn client(
     shutdown: watch::Receiver<bool>,
 ) {
     let deadline = shared.live.load().startup_timeout;
+    let mut stop = shutdown.clone();
     // Boxed so the handshake's large state is freed when it ends instead of staying in every
     // idle client's task.
     let handshake = Box::pin(handshake(&shared, socket, Some(peer), shutdown));
@@ -128,7 +129,11 @@ async fn client(
     match outcome {
         Ok(Outcome::Session(session)) => session.run().await,
         Ok(Outcome::Admin(mut stream, rbuf)) => {
-            crate::admin::console::run(&shared, &mut stream, rbuf).await
+            // The console holds no transaction: at shutdown it just ends.
+            tokio::select! {
+                _ = crate::admin::console::run(&shared, &mut stream, rbuf) => {}
+                _ = stop.wait_for(|v| *v) => {}
+            }
         }
         Ok(Outcome::Done) => {}
         Err((stream, e)) => {

@@ -141,6 +141,16 @@ impl Session {
         }
     }
 
+    /// At shutdown: nothing would be lost by closing now (no transaction open, no request in
+    /// flight; a pinned but idle server connection is simply closed).
+    fn can_close_now(&self) -> bool {
+        self.server.is_none()
+            || (self.tx == TxStatus::Idle
+                && self.ready_actions.is_empty()
+                && self.plan.is_empty()
+                && !self.copy_in)
+    }
+
     /// The next deadline for this session, if it is idle (or draining at shutdown).
     fn timer(&self) -> Option<(Instant, Timer)> {
         if let Some(at) = self.drain_deadline {
@@ -183,7 +193,7 @@ impl Session {
 
     async fn drive(&mut self) -> End {
         loop {
-            if self.server.is_none() && *self.shutdown.borrow() {
+            if *self.shutdown.borrow() && self.can_close_now() {
                 return End::ShuttingDown;
             }
             if let Err(end) = self.pump_client().await {
@@ -263,7 +273,7 @@ impl Session {
                 // After shutdown began the channel has nothing more to say (and once its
                 // sender is gone it would answer at once, forever).
                 _ = self.shutdown.changed(), if !draining => {
-                    if self.server.is_none() {
+                    if self.can_close_now() {
                         return End::ShuttingDown;
                     }
                     let grace = self.shared.live.load().limits.shutdown_timeout;
