@@ -21,7 +21,7 @@ impl Proc {
     fn start(name: &str, extra: &str) -> Proc {
         let dir = std::env::temp_dir().join(unique(name));
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("proxy.toml"), config_text(extra)).unwrap();
+        std::fs::write(dir.join("proxy.toml"), config(extra)).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_pgsplit"))
             .args(["--log-format", "json", "serve", "--config"])
             .arg(dir.join("proxy.toml"))
@@ -123,8 +123,13 @@ fn raise_fd_limit() {
     }
 }
 
+/// The harness's configuration with a startup timeout that a loaded CI machine cannot miss.
+fn config(extra: &str) -> String {
+    config_text(extra).replace("startup_timeout_ms = 3000", "startup_timeout_ms = 30000")
+}
+
 fn rewrite(path: &Path, extra: &str) {
-    std::fs::write(path, config_text(extra)).unwrap();
+    std::fs::write(path, config(extra)).unwrap();
 }
 
 async fn primary_pool_size(p: &Proc) -> Option<String> {

@@ -97,15 +97,67 @@ pub async fn serve(
                 });
             }
             None => {
-                tokio::spawn(async move {
-                    let mut s = super::stream::ClientStream::Plain(socket);
-                    let mut out = BytesMut::new();
-                    ClientError::TooManyClients(max).write(&mut out);
-                    let _ = s.write_all_buf(&mut out).await;
-                });
+                tokio::spawn(refuse(socket, ClientError::TooManyClients(max)));
             }
         }
     }
+}
+
+/// How long a refused client may take to send its startup packet before it gets its error anyway.
+const REFUSE_READ: Duration = Duration::from_millis(500);
+
+/// Answers a client that gets no slot with `e`, as PostgreSQL does: after its startup packet.
+///
+/// Closing a socket that still holds unread bytes makes the kernel send a reset, and the client
+/// then reports "connection reset" instead of the error; so the packet is read first (an
+/// SSLRequest is declined on the way) and the socket is half-closed and drained, not just
+/// dropped. Everything is bounded in time and size, and the client holds no slot meanwhile.
+async fn refuse(socket: tokio::net::TcpStream, e: ClientError) {
+    use crate::protocol::startup as sp;
+    use tokio::io::AsyncWriteExt;
+    let mut s = super::stream::ClientStream::Plain(socket);
+    let mut buf = BytesMut::new();
+    let _ = tokio::time::timeout(REFUSE_READ, async {
+        loop {
+            match sp::packet_len(&buf) {
+                Ok(Some(len)) if buf.len() >= len => {
+                    if !matches!(sp::parse(&buf[..len]), Ok(sp::StartupRequest::Ssl)) {
+                        return;
+                    }
+                    let _ = buf.split_to(len);
+                    if s.write_all_buf(&mut BytesMut::from(&b"N"[..]))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                Err(_) => return,
+                _ => {}
+            }
+            match s.read_small(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    let mut out = BytesMut::new();
+    e.write(&mut out);
+    if s.write_all_buf(&mut out).await.is_err() {
+        return;
+    }
+    let _ = s.shutdown().await;
+    let _ = tokio::time::timeout(REFUSE_READ, async {
+        loop {
+            buf.clear();
+            match s.read_small(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
 }
 
 async fn client(
