@@ -40,6 +40,8 @@ pub enum ClientError {
     ServerLostInTransaction(String),
     #[error("too many client connections (max_client_connections = {0})")]
     TooManyClients(usize),
+    #[error("too many client connections from this address (max_client_connections_per_ip = {0})")]
+    TooManyClientsFromHost(usize),
     #[error("pgsplit is shutting down")]
     ShuttingDown,
     #[error("terminating connection due to idle-session timeout ({0} ms)")]
@@ -80,6 +82,7 @@ impl ClientError {
             ClientError::ServerLost(_) => SqlState::CONNECTION_FAILURE,
             ClientError::ServerLostInTransaction(_) => SqlState::CONNECTION_FAILURE,
             ClientError::TooManyClients(_) => SqlState::TOO_MANY_CONNECTIONS,
+            ClientError::TooManyClientsFromHost(_) => SqlState::TOO_MANY_CONNECTIONS,
             ClientError::ShuttingDown => SqlState::ADMIN_SHUTDOWN,
             ClientError::IdleTimeout(_) => SqlState::IDLE_SESSION_TIMEOUT,
             ClientError::IdleInTransactionTimeout(_) => {
@@ -104,6 +107,7 @@ impl ClientError {
             | ClientError::NotAdmin(_)
             | ClientError::ServerLostInTransaction(_)
             | ClientError::TooManyClients(_)
+            | ClientError::TooManyClientsFromHost(_)
             | ClientError::ShuttingDown
             | ClientError::IdleTimeout(_)
             | ClientError::IdleInTransactionTimeout(_)

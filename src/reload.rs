@@ -99,6 +99,10 @@ fn diff(started: &Config, old: &Config, new: &Config) -> ReloadSummary {
             old.max_client_connections != new.max_client_connections,
         ),
         (
+            "max_client_connections_per_ip",
+            l.max_clients_per_ip != n.max_clients_per_ip,
+        ),
+        (
             "max_message_bytes",
             old.max_message_bytes != new.max_message_bytes,
         ),

@@ -340,3 +340,26 @@ async fn admin_reload_applies_pool_size_and_keeps_running_config_on_error() {
     proxy.handle.shutdown().await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn one_address_cannot_take_every_client_slot() {
+    let proxy = TestProxy::start_with_text(&config_text(
+        "max_client_connections = 100\nmax_client_connections_per_ip = 3",
+    ))
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(proxy.connect().await);
+    }
+    let e = tokio_postgres::connect(&proxy.url("app", "app"), tokio_postgres::NoTls)
+        .await
+        .err()
+        .expect("a fourth client from 127.0.0.1 is refused");
+    assert_eq!(sqlstate(&e), "53300");
+    // A place frees up when one of them leaves.
+    drop(held.pop());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let c = proxy.connect().await;
+    c.simple_query("select 1").await.unwrap();
+    proxy.handle.shutdown().await;
+}

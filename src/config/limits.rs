@@ -7,6 +7,8 @@ use std::time::Duration;
 /// Limits that bound what one client can hold; all reloadable.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
+    /// Client connections from one IP address at once (None: no limit besides the total).
+    pub max_clients_per_ip: Option<usize>,
     /// A client with no request in flight and no transaction open is closed after this (None: never).
     pub client_idle_timeout: Option<Duration>,
     /// A client inside a transaction that sends nothing for this long is closed and its
@@ -92,6 +94,8 @@ pub(super) fn limits(raw: &RawConfig) -> Result<Limits, ConfigError> {
         })
     };
     Ok(Limits {
+        max_clients_per_ip: (raw.max_client_connections_per_ip > 0)
+            .then_some(raw.max_client_connections_per_ip),
         client_idle_timeout: optional(raw.client_idle_timeout_ms),
         idle_in_transaction_timeout: optional(raw.idle_in_transaction_timeout_ms),
         shutdown_timeout: Duration::from_millis(raw.shutdown_timeout_ms),
@@ -125,6 +129,11 @@ pub(super) fn server_tls(raw: &RawConfig) -> Result<ServerTlsConfig, ConfigError
 pub(super) fn render(s: &mut String, l: &Limits, t: &ServerTlsConfig) {
     use std::fmt::Write;
     let ms = |d: Option<Duration>| d.map_or(0, |d| d.as_millis());
+    let _ = writeln!(
+        s,
+        "max_client_connections_per_ip = {}",
+        l.max_clients_per_ip.unwrap_or(0)
+    );
     let _ = writeln!(s, "client_idle_timeout_ms = {}", ms(l.client_idle_timeout));
     let _ = writeln!(
         s,

@@ -16,6 +16,8 @@ pub struct RawConfig {
     #[serde(default = "d_startup_timeout")]
     pub startup_timeout_ms: u64,
     #[serde(default)]
+    pub max_client_connections_per_ip: usize,
+    #[serde(default)]
     pub client_idle_timeout_ms: u64,
     #[serde(default = "d_idle_in_transaction")]
     pub idle_in_transaction_timeout_ms: u64,

@@ -4,6 +4,8 @@ use super::startup::{handshake, Outcome};
 use crate::error::ClientError;
 use crate::Shared;
 use bytes::BytesMut;
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,20 +17,49 @@ use tokio::sync::{watch, Notify};
 pub struct ClientSlots {
     open: AtomicUsize,
     closed: Notify,
+    /// Open clients per address, kept only while `max_client_connections_per_ip` is set.
+    per_ip: parking_lot::Mutex<HashMap<IpAddr, usize>>,
 }
 
 /// One client's slot, freed when its task ends.
-pub struct Slot(Arc<ClientSlots>);
+pub struct Slot {
+    slots: Arc<ClientSlots>,
+    /// The address this slot was counted under, if it was.
+    ip: Option<IpAddr>,
+}
 
 impl ClientSlots {
-    /// A slot if fewer than `max` are taken.
-    pub fn try_take(self: &Arc<Self>, max: usize) -> Option<Slot> {
+    /// A slot if fewer than `max` are taken in all and, with `per_ip`, fewer than that from `ip`.
+    pub fn try_take(
+        self: &Arc<Self>,
+        max: usize,
+        per_ip: Option<usize>,
+        ip: IpAddr,
+    ) -> Result<Slot, ClientError> {
         self.open
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < max).then_some(n + 1)
             })
-            .ok()
-            .map(|_| Slot(self.clone()))
+            .map_err(|_| ClientError::TooManyClients(max))?;
+        let mut slot = Slot {
+            slots: self.clone(),
+            ip: None,
+        };
+        if let Some(limit) = per_ip {
+            let mut map = self.per_ip.lock();
+            let n = map.entry(ip).or_insert(0);
+            if *n >= limit {
+                if *n == 0 {
+                    map.remove(&ip);
+                }
+                drop(map);
+                // Dropping `slot` gives its place in the total back.
+                return Err(ClientError::TooManyClientsFromHost(limit));
+            }
+            *n += 1;
+            slot.ip = Some(ip);
+        }
+        Ok(slot)
     }
 
     pub fn open(&self) -> usize {
@@ -52,8 +83,17 @@ impl ClientSlots {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        if self.0.open.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.closed.notify_waiters();
+        if let Some(ip) = self.ip {
+            let mut map = self.slots.per_ip.lock();
+            if let Some(n) = map.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    map.remove(&ip);
+                }
+            }
+        }
+        if self.slots.open.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.slots.closed.notify_waiters();
         }
     }
 }
@@ -80,24 +120,28 @@ pub async fn serve(
             }
         };
         let _ = socket.set_nodelay(true);
-        let (max, keepalive) = {
+        let (max, per_ip, keepalive) = {
             let live = shared.live.load();
-            (live.max_client_connections, live.limits.keepalive)
+            (
+                live.max_client_connections,
+                live.limits.max_clients_per_ip,
+                live.limits.keepalive,
+            )
         };
         if let Some(k) = keepalive {
             k.apply(&socket);
         }
         let shared = shared.clone();
         let shutdown = shutdown.clone();
-        match slots.try_take(max) {
-            Some(slot) => {
+        match slots.try_take(max, per_ip, peer.ip()) {
+            Ok(slot) => {
                 tokio::spawn(async move {
                     client(shared, socket, peer, shutdown).await;
                     drop(slot);
                 });
             }
-            None => {
-                tokio::spawn(refuse(socket, ClientError::TooManyClients(max)));
+            Err(e) => {
+                tokio::spawn(refuse(socket, e));
             }
         }
     }
