@@ -160,14 +160,16 @@ impl Session {
         if !quiet || !self.rbuf.is_empty() {
             return None;
         }
-        if self.server.is_none() {
-            let t = self.shared.live.load().limits.client_idle_timeout?;
-            Some((Instant::now() + t, Timer::ClientIdle(t)))
-        } else if self.tx != TxStatus::Idle && !self.copy_in {
+        if self.server.is_some() && self.tx != TxStatus::Idle {
+            if self.copy_in {
+                return None;
+            }
             let t = self.shared.live.load().limits.idle_in_transaction_timeout?;
             Some((Instant::now() + t, Timer::IdleInTransaction(t)))
         } else {
-            None
+            // Also a pinned session holding a server outside a transaction.
+            let t = self.shared.live.load().limits.client_idle_timeout?;
+            Some((Instant::now() + t, Timer::ClientIdle(t)))
         }
     }
 
