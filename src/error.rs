@@ -43,8 +43,14 @@ pub enum ClientError {
     ServerLostInTransaction(String),
     #[error("too many client connections (max_client_connections = {0})")]
     TooManyClients(usize),
+    #[error("too many client connections from this address (max_client_connections_per_ip = {0})")]
+    TooManyClientsFromHost(usize),
     #[error("pgsplit is shutting down")]
     ShuttingDown,
+    #[error("terminating connection due to idle-session timeout ({0} ms)")]
+    IdleTimeout(u128),
+    #[error("terminating connection due to idle-in-transaction timeout ({0} ms); the transaction is rolled back")]
+    IdleInTransactionTimeout(u128),
     #[error("internal proxy error: {0}")]
     Internal(String),
 }
@@ -80,7 +86,12 @@ impl ClientError {
             ClientError::PrimaryDown(_) => SqlState::CONNECTION_FAILURE,
             ClientError::ServerLostInTransaction(_) => SqlState::CONNECTION_FAILURE,
             ClientError::TooManyClients(_) => SqlState::TOO_MANY_CONNECTIONS,
+            ClientError::TooManyClientsFromHost(_) => SqlState::TOO_MANY_CONNECTIONS,
             ClientError::ShuttingDown => SqlState::ADMIN_SHUTDOWN,
+            ClientError::IdleTimeout(_) => SqlState::IDLE_SESSION_TIMEOUT,
+            ClientError::IdleInTransactionTimeout(_) => {
+                SqlState::IDLE_IN_TRANSACTION_SESSION_TIMEOUT
+            }
             ClientError::Internal(_) => SqlState::INTERNAL_ERROR,
         }
     }
@@ -100,7 +111,10 @@ impl ClientError {
             | ClientError::NotAdmin(_)
             | ClientError::ServerLostInTransaction(_)
             | ClientError::TooManyClients(_)
+            | ClientError::TooManyClientsFromHost(_)
             | ClientError::ShuttingDown
+            | ClientError::IdleTimeout(_)
+            | ClientError::IdleInTransactionTimeout(_)
             | ClientError::Internal(_) => Severity::Fatal,
             ClientError::PoolTimeout { .. }
             | ClientError::ServerUnreachable { .. }

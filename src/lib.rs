@@ -17,6 +17,7 @@ pub mod nplusone;
 pub mod pool;
 pub mod protocol;
 pub mod proxy;
+pub mod reload;
 pub mod report;
 pub mod router;
 pub mod stats;

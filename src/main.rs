@@ -131,24 +131,33 @@ async fn serve(path: PathBuf) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    *handle.shared.config_source.lock() = Some(pgsplit::reload::ConfigSource {
+        path,
+        env: pgsplit::config::EnvOverrides::from_env(),
+    });
     tracing::info!(listen = %handle.addr, stats = %handle.stats_addr, primary = %config.primary, replicas = config.replicas.len(), "pgsplit is ready");
-    wait_for_signal().await;
-    tracing::info!("shutting down");
+    if let Err(e) = wait_for_stop(&handle.shared).await {
+        eprintln!("pgsplit: cannot install signal handlers: {e}");
+        return ExitCode::FAILURE;
+    }
+    tracing::info!("shutting down: no new clients; open transactions may finish");
     handle.shutdown().await;
     ExitCode::SUCCESS
 }
 
-async fn wait_for_signal() {
+/// Reloads on SIGHUP until SIGTERM or Ctrl-C.
+async fn wait_for_stop(shared: &pgsplit::Shared) -> std::io::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => return Ok(()),
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = hup.recv() => {
+                // The outcome is logged by reload itself; a rejected file keeps the running config.
+                let _ = pgsplit::reload::reload(shared);
+            }
         }
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
     }
 }

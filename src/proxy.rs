@@ -14,7 +14,18 @@ use tokio::sync::watch;
 
 /// State shared by all sessions, passed explicitly (no process-wide globals, so tests run in parallel).
 pub struct Shared {
+    /// The configuration the proxy started with: authoritative for what needs a restart
+    /// (listen addresses, users, databases, servers, client TLS).
     pub config: Arc<Config>,
+    /// The latest accepted configuration, replaced whole by [`crate::reload::reload`]: read
+    /// here the keys that change live (limits, timeouts, pool sizes). `ArcSwap` because it is
+    /// read on every request and written only on reload: a load is a few atomic operations and
+    /// never waits for a writer, unlike a lock or a watch channel's borrow.
+    pub live: arc_swap::ArcSwap<Config>,
+    /// Where `reload` reads the configuration again; unset for a proxy built from a string.
+    pub config_source: parking_lot::Mutex<Option<crate::reload::ConfigSource>>,
+    /// Open client connections, against the live `max_client_connections`.
+    pub clients: Arc<crate::frontend::ClientSlots>,
     pub pools: Pools,
     pub router: Arc<Router>,
     pub cancels: Arc<CancelRegistry>,
@@ -75,8 +86,13 @@ impl Shared {
             }
             None => None,
         };
+        let server_tls = crate::backend::ServerTls::from_config(&config.server_tls)
+            .map_err(|e| StartError::Tls(format!("toward servers: {e}")))?;
         Ok(Shared {
-            pools: Pools::new(config.clone()),
+            live: arc_swap::ArcSwap::new(config.clone()),
+            config_source: parking_lot::Mutex::new(None),
+            clients: Arc::new(crate::frontend::ClientSlots::default()),
+            pools: Pools::with_tls(config.clone(), server_tls),
             router: Arc::new(Router::new(
                 FunctionCatalog::builtin(),
                 config.analysis_cache_entries,
@@ -105,10 +121,33 @@ pub struct ProxyHandle {
 }
 
 impl ProxyHandle {
-    /// Stops accepting; sessions finish their current transaction and end.
+    /// Stops accepting; idle sessions end at once, open transactions may finish within the
+    /// live `shutdown_timeout_ms`, after which their clients are closed (and the server rolls
+    /// them back). Returns when every client is gone.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         let _ = self.task.await;
+        let grace = self.shared.live.load().limits.shutdown_timeout;
+        let open = self.shared.clients.open();
+        if open > 0 {
+            tracing::info!(
+                clients = open,
+                grace_ms = grace.as_millis() as u64,
+                "waiting for open transactions"
+            );
+        }
+        // Sessions close themselves at the deadline; the extra second covers their last writes.
+        if !self
+            .shared
+            .clients
+            .drained(grace + Duration::from_secs(1))
+            .await
+        {
+            tracing::warn!(
+                clients = self.shared.clients.open(),
+                "clients still open after shutdown_timeout_ms"
+            );
+        }
     }
 }
 

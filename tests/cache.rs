@@ -663,3 +663,34 @@ async fn an_n_plus_one_loop_answered_from_the_cache_is_still_reported() {
         .expect("the loop is reported");
     assert_eq!(f.occurrences, 2, "{f:?}");
 }
+
+#[tokio::test]
+async fn a_reload_changes_rules_and_detection_at_once() {
+    let p = start("").await;
+    let t = unique("cache_reload");
+    table(&t, 1).await;
+    let c = p.connect().await;
+    let q = format!("select v from {t} where id = 1");
+    read(&c, &q).await;
+    read(&c, &q).await;
+    assert_eq!(stats(&p).hits, 1);
+    // The same configuration plus a rule keeping the table out, and N+1 detection off.
+    let text = common::config_text(&cache_config(&format!(
+        "[[cache.rules]]\ntable = \"{t}\"\nnever = true\n[n_plus_one]\nenabled = false"
+    )));
+    let env = pgsplit::config::EnvOverrides {
+        primary: Some(common::primary_addr()),
+        replicas: Some(common::replica_addrs()),
+        ..Default::default()
+    };
+    let new = pgsplit::config::Config::from_toml(&text, &env).unwrap();
+    let summary = pgsplit::reload::apply(&p.handle.shared, new).unwrap();
+    let applied = summary.to_string();
+    assert!(applied.contains("cache.rules"), "{applied}");
+    assert!(applied.contains("n_plus_one.enabled"), "{applied}");
+    read(&c, &q).await;
+    let s = stats(&p);
+    assert_eq!(s.hits, 1, "{s:?}");
+    assert_eq!(s.bypassed, 1, "{s:?}");
+    assert!(!p.handle.shared.n_plus_one.settings.load().enabled);
+}

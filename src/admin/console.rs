@@ -134,11 +134,24 @@ pub fn execute(shared: &Shared, sql: &str) -> Result<Option<Table>, String> {
             rows: COMMANDS
                 .iter()
                 .map(|c| vec![Some(format!("SHOW {c}"))])
+                .chain(std::iter::once(vec![Some("RELOAD".to_string())]))
                 .collect(),
         })),
         ["SHOW", what] => show(shared, what).map(Some),
+        ["RELOAD"] => match crate::reload::reload(shared) {
+            Ok(summary) => Ok(Some(Table {
+                columns: vec!["applied", "restart_required"],
+                rows: vec![vec![
+                    Some(summary.applied.join(", ")),
+                    Some(summary.restart_required.join(", ")),
+                ]],
+            })),
+            Err(e) => Err(format!(
+                "configuration rejected, the running one stays: {e}"
+            )),
+        },
         _ => Err(format!(
-            "unknown admin command \"{}\"; try one of: {}",
+            "unknown admin command \"{}\"; try one of: {}, RELOAD",
             sql.trim(),
             COMMANDS
                 .iter()

@@ -263,6 +263,7 @@ pub fn targets(shared: &Shared) -> Targets {
         n_plus_one_bursts: shared
             .n_plus_one
             .settings
+            .load()
             .enabled
             .then(|| shared.n_plus_one.registry.bursts().n_plus_one),
     };

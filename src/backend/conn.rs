@@ -1,6 +1,8 @@
 //! Opening and logging in to a PostgreSQL server (SCRAM-SHA-256, md5, cleartext or trust).
 
 use super::prepared::ServerPrepared;
+use super::stream::ServerStream;
+use crate::config::{Keepalive, SslMode};
 use crate::protocol::frame::{self, HEADER_LEN};
 use crate::protocol::messages::{error_field, TxStatus};
 use bytes::{Bytes, BytesMut};
@@ -11,6 +13,7 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_rustls::rustls::pki_types::ServerName;
 
 #[derive(Debug, Error)]
 pub enum BackendError {
@@ -33,6 +36,13 @@ pub enum BackendError {
     UnsupportedAuth { addr: String, method: String },
     #[error("server {addr} sent an invalid message during login")]
     Protocol { addr: String },
+    #[error("server {addr} does not accept TLS, and server_sslmode = \"{mode}\" requires it")]
+    TlsRefused { addr: String, mode: &'static str },
+    #[error("TLS handshake with server {addr} failed: {source}")]
+    TlsHandshake {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("server connection lost: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -46,6 +56,47 @@ pub struct LoginParams {
     pub password: Option<String>,
     pub database: String,
     pub connect_timeout: Duration,
+    pub tls: ServerTls,
+    pub keepalive: Option<Keepalive>,
+}
+
+/// How to secure a server connection: the sslmode and, unless disabled, the rustls connector.
+#[derive(Clone)]
+pub struct ServerTls {
+    pub mode: SslMode,
+    connector: Option<tokio_rustls::TlsConnector>,
+}
+
+impl std::fmt::Debug for ServerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.mode.as_str())
+    }
+}
+
+impl ServerTls {
+    pub fn disabled() -> ServerTls {
+        ServerTls {
+            mode: SslMode::Disable,
+            connector: None,
+        }
+    }
+
+    /// Builds the connector once (reading the CA file), so connecting costs no file I/O.
+    pub fn from_config(
+        c: &crate::config::ServerTlsConfig,
+    ) -> Result<ServerTls, crate::auth::tls::TlsConfigError> {
+        let config = match c.mode {
+            SslMode::Disable => return Ok(ServerTls::disabled()),
+            SslMode::Prefer | SslMode::Require => {
+                crate::auth::tls::client_config(c.ca_file.as_deref(), false)?
+            }
+            SslMode::VerifyFull => crate::auth::tls::client_config(c.ca_file.as_deref(), true)?,
+        };
+        Ok(ServerTls {
+            mode: c.mode,
+            connector: Some(tokio_rustls::TlsConnector::from(config)),
+        })
+    }
 }
 
 impl LoginParams {
@@ -58,7 +109,7 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// A logged-in server connection, idle at ReadyForQuery when in a pool.
 pub struct ServerConn {
-    pub stream: TcpStream,
+    pub stream: ServerStream,
     /// Bytes read from the server and not yet handled.
     pub rbuf: BytesMut,
     /// ParameterStatus values the server reported at login.
@@ -91,6 +142,12 @@ impl ServerConn {
             source,
         })?;
         stream.set_nodelay(true)?;
+        if let Some(k) = &p.keepalive {
+            k.apply(&stream);
+        }
+        let stream = tokio::time::timeout(p.connect_timeout, negotiate_tls(stream, p))
+            .await
+            .map_err(|_| BackendError::ConnectTimeout { addr: addr.clone() })??;
         let mut conn = ServerConn {
             stream,
             rbuf: BytesMut::with_capacity(8192),
@@ -123,7 +180,7 @@ impl ServerConn {
             ],
             &mut out,
         )?;
-        self.stream.write_all(&out).await?;
+        self.stream.send(&out).await?;
         let mut scram: Option<ScramSha256> = None;
         loop {
             let (tag, body) = self.read_login_message().await?;
@@ -187,7 +244,7 @@ impl ServerConn {
                         }
                     }
                     if !out.is_empty() {
-                        self.stream.write_all(&out).await?;
+                        self.stream.send(&out).await?;
                     }
                 }
                 b'S' => {
@@ -256,7 +313,7 @@ impl ServerConn {
     pub async fn run_internal(&mut self, sql: &str) -> Result<TxStatus, BackendError> {
         let mut out = BytesMut::new();
         crate::protocol::build::query(&mut out, sql);
-        self.stream.write_all(&out).await?;
+        self.stream.send(&out).await?;
         let mut failed = None;
         loop {
             let (tag, body) = self.read_login_message().await?;
@@ -289,12 +346,53 @@ impl ServerConn {
     pub async fn terminate(mut self) {
         let mut out = BytesMut::new();
         crate::protocol::build::terminate(&mut out);
-        let _ = self.stream.write_all(&out).await;
+        let _ = self.stream.send(&out).await;
     }
 
     pub fn param(&self, name: &[u8]) -> Option<&Bytes> {
         self.params.iter().find(|(n, _)| n == name).map(|(_, v)| v)
     }
+}
+
+/// SSLRequest and, if the server agrees, the TLS handshake; libpq's sslmode semantics.
+async fn negotiate_tls(
+    mut stream: TcpStream,
+    p: &LoginParams,
+) -> Result<ServerStream, BackendError> {
+    let Some(connector) = &p.tls.connector else {
+        return Ok(ServerStream::Plain(stream));
+    };
+    let mut req = BytesMut::new();
+    crate::protocol::build::ssl_request(&mut req);
+    stream.write_all(&req).await?;
+    // Exactly one byte: anything the server sent after it would be unauthenticated plaintext
+    // that must not be read as if it came through TLS (CVE-2021-23222).
+    let mut answer = [0u8; 1];
+    stream.read_exact(&mut answer).await?;
+    match answer[0] {
+        b'S' => {}
+        b'N' if p.tls.mode == SslMode::Prefer => return Ok(ServerStream::Plain(stream)),
+        b'N' => {
+            return Err(BackendError::TlsRefused {
+                addr: p.addr(),
+                mode: p.tls.mode.as_str(),
+            })
+        }
+        _ => return Err(BackendError::Protocol { addr: p.addr() }),
+    }
+    let name = ServerName::try_from(p.host.clone()).map_err(|e| BackendError::TlsHandshake {
+        addr: p.addr(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
+    })?;
+    let tls =
+        connector
+            .connect(name, stream)
+            .await
+            .map_err(|source| BackendError::TlsHandshake {
+                addr: p.addr(),
+                source,
+            })?;
+    Ok(ServerStream::Tls(Box::new(tls)))
 }
 
 fn read_i32(b: &[u8]) -> Option<i32> {

@@ -2,6 +2,8 @@
 
 mod conn;
 pub mod prepared;
+mod stream;
 
-pub use conn::{BackendError, LoginParams, ServerConn};
+pub use conn::{BackendError, LoginParams, ServerConn, ServerTls};
 pub use prepared::ServerPrepared;
+pub use stream::{ServerIo, ServerStream};

@@ -174,7 +174,7 @@ impl Fill {
     pub fn needs_primary(&self, cache: &ResultCache) -> bool {
         cache
             .generations
-            .written_within(&self.snapshot, cache.settings.replica_fill_delay)
+            .written_within(&self.snapshot, cache.live.load().replica_fill_delay)
     }
 
     fn abort(&mut self) {
@@ -220,7 +220,11 @@ pub struct Counters {
 }
 
 pub struct ResultCache {
+    /// As started: enabled, max_bytes, invalidation and the WAL keys need a restart.
     pub settings: CacheSettings,
+    /// Replaced on reload: ttl, rules, max_entry_bytes, share_across_users, coalesce_wait and
+    /// replica_fill_delay apply to the next lookup.
+    pub live: arc_swap::ArcSwap<CacheSettings>,
     entries: moka::sync::Cache<CacheKey, Arc<Entry>>,
     pub generations: Generations,
     inflight: Mutex<HashMap<CacheKey, (u64, watch::Receiver<()>)>>,
@@ -260,6 +264,7 @@ impl ResultCache {
             })
             .build();
         Arc::new(ResultCache {
+            live: arc_swap::ArcSwap::from_pointee(settings.clone()),
             settings,
             entries,
             generations: Generations::default(),
@@ -275,8 +280,9 @@ impl ResultCache {
 
     /// The TTL for a statement, or None when a rule says never to cache it.
     fn ttl_for(&self, fingerprint: u64, tables: &[String]) -> Option<Duration> {
-        let mut ttl = self.settings.ttl;
-        for r in &self.settings.rules {
+        let live = self.live.load();
+        let mut ttl = live.ttl;
+        for r in &live.rules {
             let applies = match &r.target {
                 RuleTarget::Fingerprint(f) => *f == fingerprint,
                 RuleTarget::Table(t) => tables.iter().any(|x| relname(x) == *t),
@@ -290,6 +296,11 @@ impl ResultCache {
 
     /// Finds a valid entry, or registers the caller as the one filling it.
     pub fn lookup(self: &Arc<Self>, key: &CacheKey, fingerprint: u64, tables: &[String]) -> Lookup {
+        // Rules first: a `never` rule added by a reload also stops entries already held.
+        let Some(ttl) = self.ttl_for(fingerprint, tables) else {
+            self.counters.bypassed.fetch_add(1, Ordering::Relaxed);
+            return Lookup::Bypass;
+        };
         if let Some(e) = self.entries.get(key) {
             if self.generations.unchanged(&e.snapshot) {
                 self.counters.hits.fetch_add(1, Ordering::Relaxed);
@@ -298,10 +309,6 @@ impl ResultCache {
             self.entries.invalidate(key);
             self.counters.stale_dropped.fetch_add(1, Ordering::Relaxed);
         }
-        let Some(ttl) = self.ttl_for(fingerprint, tables) else {
-            self.counters.bypassed.fetch_add(1, Ordering::Relaxed);
-            return Lookup::Bypass;
-        };
         let mut map = self.inflight.lock();
         if let Some((_, rx)) = map.get(key) {
             return Lookup::Wait(rx.clone());
@@ -318,7 +325,7 @@ impl ResultCache {
             buf: BytesMut::new(),
             rows: 0,
             ok: true,
-            max: self.settings.max_entry_bytes,
+            max: self.live.load().max_entry_bytes,
             _guard: Inflight {
                 cache: self.clone(),
                 key: key.clone(),
@@ -354,7 +361,7 @@ impl ResultCache {
         if from_replica
             && self
                 .generations
-                .written_within(&snapshot, self.settings.replica_fill_delay)
+                .written_within(&snapshot, self.live.load().replica_fill_delay)
         {
             c.fills_lagging.fetch_add(1, Ordering::Relaxed);
             return;

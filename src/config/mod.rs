@@ -1,6 +1,7 @@
 //! Configuration: parse `proxy.toml` strictly, apply environment overrides, validate into a checked value.
 
 pub mod cache;
+mod limits;
 mod raw;
 #[cfg(test)]
 mod tests;
@@ -11,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use thiserror::Error;
 
+pub use limits::{Keepalive, Limits, ServerTlsConfig, SslMode};
 pub use raw::RawConfig;
 
 #[derive(Debug, Error)]
@@ -176,7 +178,10 @@ pub struct Config {
     pub max_client_connections: usize,
     pub max_message_bytes: usize,
     pub startup_timeout: Duration,
+    pub limits: Limits,
     pub tls: Option<TlsConfig>,
+    /// TLS toward the primary and replicas.
+    pub server_tls: ServerTlsConfig,
     pub primary: ServerAddr,
     pub replicas: Vec<ServerAddr>,
     pub pool: PoolConfig,
@@ -420,7 +425,9 @@ impl Config {
             max_client_connections: raw.max_client_connections,
             max_message_bytes: raw.max_message_bytes,
             startup_timeout: millis("startup_timeout_ms", raw.startup_timeout_ms)?,
+            limits: limits::limits(&raw)?,
             tls,
+            server_tls: limits::server_tls(&raw)?,
             primary,
             replicas,
             pool,
@@ -466,6 +473,7 @@ impl Config {
             "startup_timeout_ms = {}",
             self.startup_timeout.as_millis()
         );
+        limits::render(&mut s, &self.limits, &self.server_tls);
         let _ = writeln!(
             s,
             "analysis_cache_entries = {}",

@@ -15,6 +15,24 @@ pub struct RawConfig {
     pub max_message_bytes: usize,
     #[serde(default = "d_startup_timeout")]
     pub startup_timeout_ms: u64,
+    #[serde(default)]
+    pub max_client_connections_per_ip: usize,
+    #[serde(default)]
+    pub client_idle_timeout_ms: u64,
+    #[serde(default = "d_idle_in_transaction")]
+    pub idle_in_transaction_timeout_ms: u64,
+    #[serde(default = "d_shutdown_timeout")]
+    pub shutdown_timeout_ms: u64,
+    #[serde(default = "d_keepalive_idle")]
+    pub tcp_keepalive_idle_ms: u64,
+    #[serde(default = "d_keepalive_interval")]
+    pub tcp_keepalive_interval_ms: u64,
+    #[serde(default = "d_keepalive_count")]
+    pub tcp_keepalive_count: u32,
+    #[serde(default = "d_server_sslmode")]
+    pub server_sslmode: String,
+    #[serde(default)]
+    pub server_ssl_ca_file: Option<String>,
     #[serde(default = "d_analysis_cache")]
     pub analysis_cache_entries: u64,
     #[serde(default)]
@@ -323,6 +341,24 @@ fn d_max_message() -> usize {
 }
 fn d_startup_timeout() -> u64 {
     10_000
+}
+fn d_idle_in_transaction() -> u64 {
+    300_000
+}
+fn d_shutdown_timeout() -> u64 {
+    30_000
+}
+fn d_keepalive_idle() -> u64 {
+    60_000
+}
+fn d_keepalive_interval() -> u64 {
+    10_000
+}
+fn d_keepalive_count() -> u32 {
+    6
+}
+fn d_server_sslmode() -> String {
+    "disable".into()
 }
 fn d_analysis_cache() -> u64 {
     10_000

@@ -228,3 +228,50 @@ fn cache_section_defaults_rules_and_errors() {
         assert!(err.to_string().contains(key), "{bad}: {err}");
     }
 }
+
+#[test]
+fn limits_defaults_and_off_switches() {
+    let c = Config::from_toml(MINIMAL, &EnvOverrides::default()).unwrap();
+    assert_eq!(c.limits.client_idle_timeout, None);
+    assert_eq!(
+        c.limits.idle_in_transaction_timeout,
+        Some(std::time::Duration::from_secs(300))
+    );
+    assert_eq!(
+        c.limits.shutdown_timeout,
+        std::time::Duration::from_secs(30)
+    );
+    assert_eq!(c.limits.keepalive.map(|k| k.count), Some(6));
+    assert_eq!(c.server_tls.mode, SslMode::Disable);
+    let text = format!(
+        "client_idle_timeout_ms = 1500\nidle_in_transaction_timeout_ms = 0\ntcp_keepalive_idle_ms = 0\n{MINIMAL}"
+    );
+    let c = Config::from_toml(&text, &EnvOverrides::default()).unwrap();
+    assert_eq!(
+        c.limits.client_idle_timeout,
+        Some(std::time::Duration::from_millis(1500))
+    );
+    assert_eq!(c.limits.idle_in_transaction_timeout, None);
+    assert_eq!(c.limits.keepalive, None);
+    // The rendering round-trips through the parser.
+    assert!(c.render().contains("client_idle_timeout_ms = 1500"));
+}
+
+#[test]
+fn limit_errors_name_the_key() {
+    for (line, key) in [
+        ("shutdown_timeout_ms = 0", "shutdown_timeout_ms"),
+        ("tcp_keepalive_idle_ms = 10", "tcp_keepalive_idle_ms"),
+        ("tcp_keepalive_count = 0", "tcp_keepalive_count"),
+        ("server_sslmode = \"allow\"", "server_sslmode"),
+        ("server_sslmode = \"verify-full\"", "server_ssl_ca_file"),
+    ] {
+        let text = format!("{line}\n{MINIMAL}");
+        let e = Config::from_toml(&text, &EnvOverrides::default()).unwrap_err();
+        assert!(e.to_string().contains(&format!("`{key}`")), "{line}: {e}");
+    }
+    let text =
+        format!("server_sslmode = \"verify-full\"\nserver_ssl_ca_file = \"/ca.pem\"\n{MINIMAL}");
+    let c = Config::from_toml(&text, &EnvOverrides::default()).unwrap();
+    assert_eq!(c.server_tls.mode, SslMode::VerifyFull);
+}

@@ -85,7 +85,7 @@ impl Session {
                 .filter(|a| a.cacheable && a.statement_count == 1)
                 .cloned()
         };
-        let user = (!cache.settings.share_across_users).then(|| self.user_key.clone());
+        let user = (!cache.live.load().share_across_users).then(|| self.user_key.clone());
         let key = |request: Bytes| CacheKey {
             db: self.db.clone(),
             user: user.clone(),
@@ -187,7 +187,7 @@ impl Session {
     pub(super) async fn consult_cache(&mut self, probe: Probe) -> Result<Outcome, End> {
         let cache = self.shared.cache.clone();
         let a = &probe.analysis;
-        let deadline = tokio::time::Instant::now() + cache.settings.coalesce_wait;
+        let deadline = tokio::time::Instant::now() + cache.live.load().coalesce_wait;
         let mut waited = false;
         loop {
             match cache.lookup(&probe.key, a.fingerprint, &a.tables_read) {
@@ -238,7 +238,7 @@ impl Session {
             ..Default::default()
         };
         action.executed.push(probe.analysis.clone());
-        if self.shared.n_plus_one.settings.enabled {
+        if self.shared.n_plus_one.settings.load().enabled {
             // A loop answered from the cache is still a loop in the application.
             let call = if probe.simple {
                 super::n_plus_one::query_call(frames[0].body())
@@ -264,7 +264,7 @@ impl Session {
     /// A Parse answered from the cache: the statement exists for the client all the same.
     fn register_parsed(&mut self, f: &Frame, analysis: Arc<Analysis>) -> Result<(), End> {
         let p = Parse::decode(f.body())?;
-        let trace = if self.shared.n_plus_one.settings.enabled {
+        let trace = if self.shared.n_plus_one.settings.load().enabled {
             crate::nplusone::trace_id(p.sql)
         } else {
             0

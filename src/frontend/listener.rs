@@ -4,9 +4,99 @@ use super::startup::{handshake, Outcome};
 use crate::error::ClientError;
 use crate::Shared;
 use bytes::BytesMut;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, Notify};
+
+/// Client connections open now, against the live `max_client_connections`; shutdown waits on it.
+#[derive(Default)]
+pub struct ClientSlots {
+    open: AtomicUsize,
+    closed: Notify,
+    /// Open clients per address, kept only while `max_client_connections_per_ip` is set.
+    per_ip: parking_lot::Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One client's slot, freed when its task ends.
+pub struct Slot {
+    slots: Arc<ClientSlots>,
+    /// The address this slot was counted under, if it was.
+    ip: Option<IpAddr>,
+}
+
+impl ClientSlots {
+    /// A slot if fewer than `max` are taken in all and, with `per_ip`, fewer than that from `ip`.
+    pub fn try_take(
+        self: &Arc<Self>,
+        max: usize,
+        per_ip: Option<usize>,
+        ip: IpAddr,
+    ) -> Result<Slot, ClientError> {
+        self.open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .map_err(|_| ClientError::TooManyClients(max))?;
+        let mut slot = Slot {
+            slots: self.clone(),
+            ip: None,
+        };
+        if let Some(limit) = per_ip {
+            let mut map = self.per_ip.lock();
+            let n = map.entry(ip).or_insert(0);
+            if *n >= limit {
+                if *n == 0 {
+                    map.remove(&ip);
+                }
+                drop(map);
+                // Dropping `slot` gives its place in the total back.
+                return Err(ClientError::TooManyClientsFromHost(limit));
+            }
+            *n += 1;
+            slot.ip = Some(ip);
+        }
+        Ok(slot)
+    }
+
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Acquire)
+    }
+
+    /// Waits until every client has left or `limit` passed; true if all left.
+    pub async fn drained(&self, limit: Duration) -> bool {
+        let wait = async {
+            loop {
+                let closed = self.closed.notified();
+                if self.open() == 0 {
+                    return;
+                }
+                closed.await;
+            }
+        };
+        tokio::time::timeout(limit, wait).await.is_ok()
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some(ip) = self.ip {
+            let mut map = self.slots.per_ip.lock();
+            if let Some(n) = map.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    map.remove(&ip);
+                }
+            }
+        }
+        if self.slots.open.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.slots.closed.notify_waiters();
+        }
+    }
+}
 
 /// Accepts clients until `shutdown` turns true; each runs in its own task.
 pub async fn serve(
@@ -14,7 +104,7 @@ pub async fn serve(
     listener: TcpListener,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let slots = Arc::new(Semaphore::new(shared.config.max_client_connections));
+    let slots = shared.clients.clone();
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
@@ -30,26 +120,88 @@ pub async fn serve(
             }
         };
         let _ = socket.set_nodelay(true);
+        let (max, per_ip, keepalive) = {
+            let live = shared.live.load();
+            (
+                live.max_client_connections,
+                live.limits.max_clients_per_ip,
+                live.limits.keepalive,
+            )
+        };
+        if let Some(k) = keepalive {
+            k.apply(&socket);
+        }
         let shared = shared.clone();
         let shutdown = shutdown.clone();
-        match slots.clone().try_acquire_owned() {
-            Ok(permit) => {
+        match slots.try_take(max, per_ip, peer.ip()) {
+            Ok(slot) => {
                 tokio::spawn(async move {
                     client(shared, socket, peer, shutdown).await;
-                    drop(permit);
+                    drop(slot);
                 });
             }
-            Err(_) => {
-                let max = shared.config.max_client_connections;
-                tokio::spawn(async move {
-                    let mut s = super::stream::ClientStream::Plain(socket);
-                    let mut out = BytesMut::new();
-                    ClientError::TooManyClients(max).write(&mut out);
-                    let _ = s.write_all_buf(&mut out).await;
-                });
+            Err(e) => {
+                tokio::spawn(refuse(socket, e));
             }
         }
     }
+}
+
+/// How long a refused client may take to send its startup packet before it gets its error anyway.
+const REFUSE_READ: Duration = Duration::from_millis(500);
+
+/// Answers a client that gets no slot with `e`, as PostgreSQL does: after its startup packet.
+///
+/// Closing a socket that still holds unread bytes makes the kernel send a reset, and the client
+/// then reports "connection reset" instead of the error; so the packet is read first (an
+/// SSLRequest is declined on the way) and the socket is half-closed and drained, not just
+/// dropped. Everything is bounded in time and size, and the client holds no slot meanwhile.
+async fn refuse(socket: tokio::net::TcpStream, e: ClientError) {
+    use crate::protocol::startup as sp;
+    use tokio::io::AsyncWriteExt;
+    let mut s = super::stream::ClientStream::Plain(socket);
+    let mut buf = BytesMut::new();
+    let _ = tokio::time::timeout(REFUSE_READ, async {
+        loop {
+            match sp::packet_len(&buf) {
+                Ok(Some(len)) if buf.len() >= len => {
+                    if !matches!(sp::parse(&buf[..len]), Ok(sp::StartupRequest::Ssl)) {
+                        return;
+                    }
+                    let _ = buf.split_to(len);
+                    if s.write_all_buf(&mut BytesMut::from(&b"N"[..]))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                Err(_) => return,
+                _ => {}
+            }
+            match s.read_small(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    let mut out = BytesMut::new();
+    e.write(&mut out);
+    if s.write_all_buf(&mut out).await.is_err() {
+        return;
+    }
+    let _ = s.shutdown().await;
+    let _ = tokio::time::timeout(REFUSE_READ, async {
+        loop {
+            buf.clear();
+            match s.read_small(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
 }
 
 async fn client(
@@ -58,7 +210,8 @@ async fn client(
     peer: std::net::SocketAddr,
     shutdown: watch::Receiver<bool>,
 ) {
-    let deadline = shared.config.startup_timeout;
+    let deadline = shared.live.load().startup_timeout;
+    let mut stop = shutdown.clone();
     // Boxed so the handshake's large state is freed when it ends instead of staying in every
     // idle client's task.
     let handshake = Box::pin(handshake(&shared, socket, Some(peer), shutdown));
@@ -72,7 +225,11 @@ async fn client(
     match outcome {
         Ok(Outcome::Session(session)) => session.run().await,
         Ok(Outcome::Admin(mut stream, rbuf)) => {
-            crate::admin::console::run(&shared, &mut stream, rbuf).await
+            // The console holds no transaction: at shutdown it just ends.
+            tokio::select! {
+                _ = crate::admin::console::run(&shared, &mut stream, rbuf) => {}
+                _ = stop.wait_for(|v| *v) => {}
+            }
         }
         Ok(Outcome::Done) => {}
         Err((stream, e)) => {

@@ -12,5 +12,5 @@ pub mod settings;
 mod startup;
 pub mod stream;
 
-pub use listener::serve;
+pub use listener::{serve, ClientSlots};
 pub use session::Session;

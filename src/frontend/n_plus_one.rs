@@ -62,7 +62,8 @@ impl Session {
     /// statement unless a burst is found.
     pub(super) fn detect_bursts(&mut self, action: &ReadyAction) {
         let detector = &self.shared.n_plus_one;
-        if !detector.settings.enabled {
+        let settings = detector.settings.load();
+        if !settings.enabled {
             return;
         }
         let Some(started) = action.started else {
@@ -96,17 +97,12 @@ impl Session {
                 application_name: &self.application_name,
             };
             let found = if call.trace != 0 {
-                detector.traces.observe(
-                    call.trace,
-                    now,
-                    &s,
-                    &detector.settings,
-                    &detector.registry,
-                    origin,
-                )
+                detector
+                    .traces
+                    .observe(call.trace, now, &s, &settings, &detector.registry, origin)
             } else {
                 self.n_plus_one
-                    .observe(now, &s, &detector.settings, &detector.registry, origin)
+                    .observe(now, &s, &settings, &detector.registry, origin)
             };
             if let Some(d) = found {
                 bursts.push((d, call.trace));
@@ -146,7 +142,7 @@ impl Session {
             suggestion = %d.suggestion,
             "{what}"
         );
-        if self.shared.n_plus_one.settings.notify_client {
+        if self.shared.n_plus_one.settings.load().notify_client {
             let message = notice_text(d);
             build::notice_response(
                 &mut self.wbuf,

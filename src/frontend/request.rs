@@ -179,7 +179,7 @@ impl Session {
 
     /// Reads whole client messages and dispatches complete requests while the server allows.
     pub(super) async fn pump_client(&mut self) -> Result<(), End> {
-        let max = self.shared.config.max_message_bytes;
+        let max = self.shared.live.load().max_message_bytes;
         loop {
             if self.copy_in {
                 match frame::decode_frontend(&mut self.rbuf, max)? {
@@ -526,7 +526,7 @@ impl Session {
         action.fill = fill.take();
         action.cache_miss = cache_miss;
         let log_parameters = self.shared.stats.settings.log_parameters;
-        let detect = self.shared.n_plus_one.settings.enabled;
+        let detect = self.shared.n_plus_one.settings.load().enabled;
         let mut parsed_unnamed = false;
         let mut failed_at: Option<usize> = None;
         for (i, (f, a)) in frames.iter().zip(analyses).enumerate() {

@@ -4,7 +4,7 @@ use super::plan::Plan;
 use super::request::{ClientStatement, Pending, ReadyAction};
 use super::settings::Settings;
 use super::stream::ClientStream;
-use crate::backend::ServerConn;
+use crate::backend::{ServerConn, ServerIo};
 use crate::clients::{CancelTarget, Registration};
 use crate::error::ClientError;
 use crate::pool::{Lease, PoolSet};
@@ -15,7 +15,7 @@ use crate::Shared;
 use bytes::{Bytes, BytesMut};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use tokio::io::AsyncReadExt;
+use std::time::Instant;
 
 /// Bytes read from a server at a time while a reply is streaming.
 const SERVER_READ_CHUNK: usize = 64 * 1024;
@@ -93,6 +93,16 @@ pub struct Session {
     pub(super) unnamed_id: u64,
     /// This session's recent statements, for N+1 detection.
     pub(super) n_plus_one: crate::nplusone::Stream,
+    /// Set once shutdown began while a transaction was open: it may finish until then.
+    pub(super) drain_deadline: Option<Instant>,
+}
+
+/// Why the session's timer fired.
+#[derive(Clone, Copy)]
+enum Timer {
+    ClientIdle(std::time::Duration),
+    IdleInTransaction(std::time::Duration),
+    Drain,
 }
 
 impl Session {
@@ -142,6 +152,39 @@ impl Session {
             server_dying: false,
             ryw: Default::default(),
             n_plus_one: crate::nplusone::Stream::default(),
+            drain_deadline: None,
+        }
+    }
+
+    /// At shutdown: nothing would be lost by closing now (no transaction open, no request in
+    /// flight; a pinned but idle server connection is simply closed).
+    fn can_close_now(&self) -> bool {
+        self.server.is_none()
+            || (self.tx == TxStatus::Idle
+                && self.ready_actions.is_empty()
+                && self.plan.is_empty()
+                && !self.copy_in)
+    }
+
+    /// The next deadline for this session, if it is idle (or draining at shutdown).
+    fn timer(&self) -> Option<(Instant, Timer)> {
+        if let Some(at) = self.drain_deadline {
+            return Some((at, Timer::Drain));
+        }
+        let quiet = self.ready_actions.is_empty() && self.plan.is_empty() && self.swbuf.is_empty();
+        if !quiet || !self.rbuf.is_empty() {
+            return None;
+        }
+        if self.server.is_some() && self.tx != TxStatus::Idle {
+            if self.copy_in {
+                return None;
+            }
+            let t = self.shared.live.load().limits.idle_in_transaction_timeout?;
+            Some((Instant::now() + t, Timer::IdleInTransaction(t)))
+        } else {
+            // Also a pinned session holding a server outside a transaction.
+            let t = self.shared.live.load().limits.client_idle_timeout?;
+            Some((Instant::now() + t, Timer::ClientIdle(t)))
         }
     }
 
@@ -167,7 +210,7 @@ impl Session {
 
     async fn drive(&mut self) -> End {
         loop {
-            if self.server.is_none() && *self.shutdown.borrow() {
+            if *self.shutdown.borrow() && self.can_close_now() {
                 return End::ShuttingDown;
             }
             if let Err(end) = self.pump_client().await {
@@ -188,17 +231,19 @@ impl Session {
             let read_client = !self.pending.blocked;
             let want_write = !self.swbuf.is_empty();
             let has_server = self.server.is_some();
-            // Split borrows: the read half fills the connection's buffer while the write half
-            // waits for room, in the same select.
-            let (server_read, server_write) = match self.server.as_mut() {
+            let timer = self.timer();
+            let draining = self.drain_deadline.is_some();
+            // Split borrows: the connection's buffer fills while the session's write buffer
+            // drains into the same connection, in one select.
+            let server_io = match self.server.as_mut() {
                 Some(lease) => {
                     let ServerConn { stream, rbuf, .. } = lease.conn();
-                    let (rd, wr) = stream.split();
                     rbuf.reserve(SERVER_READ_CHUNK);
-                    (Some((rd, rbuf)), Some(wr))
+                    Some((stream, rbuf))
                 }
-                None => (None, None),
+                None => None,
             };
+            let out = &self.swbuf;
             tokio::select! {
                 r = self.client.read_into(&mut self.rbuf), if read_client => {
                     match r {
@@ -207,39 +252,49 @@ impl Session {
                     }
                 }
                 r = async move {
-                    match server_read {
-                        // AsyncRead: a short read clears tokio's readiness, so no empty read follows.
-                        Some((mut rd, buf)) => rd.read_buf(buf).await,
+                    match server_io {
+                        Some((stream, buf)) => stream.io(buf, out, want_write).await,
                         None => std::future::pending().await,
                     }
                 }, if has_server => {
                     let step = match r {
-                        Ok(0) => self.server_lost("server closed the connection"),
-                        Err(_) => self.server_lost("read failed"),
-                        Ok(_) => self.handle_server_messages(),
+                        ServerIo::Read(0) => self.server_lost("server closed the connection"),
+                        ServerIo::ReadFailed(_) => self.server_lost("read failed"),
+                        ServerIo::WriteFailed(_) => self.server_lost("write failed"),
+                        ServerIo::Read(_) => self.handle_server_messages(),
+                        ServerIo::Wrote(n) => {
+                            self.wrote_server(n);
+                            Ok(())
+                        }
                     };
                     if let Err(end) = step {
                         return end;
                     }
                 }
-                r = async move {
-                    match server_write {
-                        Some(wr) => wr.as_ref().writable().await,
+                _ = async move {
+                    match timer {
+                        Some((at, _)) => tokio::time::sleep_until(at.into()).await,
                         None => std::future::pending().await,
                     }
-                }, if want_write && has_server => {
-                    if r.is_err() {
-                        if let Err(end) = self.server_lost("write failed") { return end; }
-                        continue;
-                    }
-                    if let Err(end) = self.write_server() {
-                        return end;
-                    }
+                } => {
+                    return match timer {
+                        Some((_, Timer::ClientIdle(t))) => {
+                            End::Fatal(ClientError::IdleTimeout(t.as_millis()))
+                        }
+                        Some((_, Timer::IdleInTransaction(t))) => {
+                            End::Fatal(ClientError::IdleInTransactionTimeout(t.as_millis()))
+                        }
+                        Some((_, Timer::Drain)) | None => End::ShuttingDown,
+                    };
                 }
-                _ = self.shutdown.changed() => {
-                    if self.server.is_none() {
+                // After shutdown began the channel has nothing more to say (and once its
+                // sender is gone it would answer at once, forever).
+                _ = self.shutdown.changed(), if !draining => {
+                    if self.can_close_now() {
                         return End::ShuttingDown;
                     }
+                    let grace = self.shared.live.load().limits.shutdown_timeout;
+                    self.drain_deadline = Some(Instant::now() + grace);
                 }
             }
         }
@@ -252,10 +307,7 @@ impl Session {
         };
         match lease.conn().stream.try_write(&self.swbuf) {
             Ok(n) => {
-                let _ = self.swbuf.split_to(n);
-                if self.swbuf.is_empty() && self.swbuf.capacity() > 64 * 1024 {
-                    self.swbuf = BytesMut::new();
-                }
+                self.wrote_server(n);
                 Ok(())
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(()),
@@ -266,6 +318,13 @@ impl Session {
     /// The client's unnamed statement changes without a server seeing it.
     pub(super) fn next_unnamed_id(&mut self) {
         self.unnamed_id = super::request::next_unnamed_id(self.unnamed_id);
+    }
+
+    fn wrote_server(&mut self, n: usize) {
+        let _ = self.swbuf.split_to(n);
+        if self.swbuf.is_empty() && self.swbuf.capacity() > 64 * 1024 {
+            self.swbuf = BytesMut::new();
+        }
     }
 
     /// Attaches a server connection for the request about to be sent.

@@ -260,18 +260,12 @@ async fn authenticate(
             build::auth_sasl(out, &["SCRAM-SHA-256"]);
             flush(stream, out).await?;
             let f = read_auth(stream, rbuf).await?;
-            // SASLInitialResponse: mechanism, then a length-prefixed payload.
-            let mut r = crate::protocol::frame::Reader::new(f.body(), "SASLInitialResponse");
-            let mechanism = r.cstr()?;
-            let len = r.i32()?;
-            let data = if len < 0 {
-                &[][..]
-            } else {
-                r.bytes(len as usize)?
-            };
+            let initial = crate::protocol::messages::SaslInitialResponse::decode(f.body())?;
             let mut ex = ScramExchange::new(secret.scram.clone());
-            let mechanism = std::str::from_utf8(mechanism).unwrap_or("");
-            let first = ex.client_first(mechanism, data).map_err(malformed)?;
+            let mechanism = std::str::from_utf8(initial.mechanism).unwrap_or("");
+            let first = ex
+                .client_first(mechanism, initial.data)
+                .map_err(malformed)?;
             build::auth_sasl_continue(out, &first);
             flush(stream, out).await?;
             let f = read_auth(stream, rbuf).await?;

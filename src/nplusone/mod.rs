@@ -131,7 +131,9 @@ pub struct Origin<'a> {
 
 /// The detector's shared half: settings, findings and trace streams (`Shared::n_plus_one`).
 pub struct Detector {
-    pub settings: Settings,
+    /// Replaced on reload (threshold, window, kinds, notices and the switch apply at once;
+    /// the bounds of the findings and traces at the next start).
+    pub settings: arc_swap::ArcSwap<Settings>,
     pub registry: Registry,
     pub traces: Traces,
 }
@@ -141,7 +143,7 @@ impl Detector {
         Detector {
             registry: Registry::new(settings.max_findings),
             traces: Traces::new(settings.max_traces),
-            settings,
+            settings: arc_swap::ArcSwap::from_pointee(settings),
         }
     }
 

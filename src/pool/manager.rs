@@ -1,9 +1,23 @@
 //! The deadpool manager that opens, checks and discards raw server connections.
 
-use crate::backend::{BackendError, LoginParams, ServerConn};
+use crate::backend::{BackendError, LoginParams, ServerConn, ServerTls};
+use crate::config::Keepalive;
+use arc_swap::ArcSwap;
 use deadpool::managed::{Manager, Metrics, RecycleError, RecycleResult};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
+
+/// The reloadable part of how server connections are opened and kept, shared by every pool.
+#[derive(Debug)]
+pub struct ServerSettings {
+    pub connect_timeout: Duration,
+    pub acquire_timeout: Duration,
+    pub lifetime: Duration,
+    pub idle_timeout: Duration,
+    pub keepalive: Option<Keepalive>,
+    pub tls: ServerTls,
+}
 
 /// Counters of connection churn, read by the stats endpoint.
 #[derive(Default, Debug)]
@@ -20,8 +34,7 @@ const PROBE_AFTER_IDLE: Duration = Duration::from_secs(1);
 pub struct ServerManager {
     pub login: LoginParams,
     pub max_prepared: usize,
-    pub lifetime: Duration,
-    pub idle_timeout: Duration,
+    pub settings: Arc<ArcSwap<ServerSettings>>,
     pub churn: ChurnCounters,
 }
 
@@ -30,7 +43,16 @@ impl Manager for ServerManager {
     type Error = BackendError;
 
     async fn create(&self) -> Result<ServerConn, BackendError> {
-        match ServerConn::connect(&self.login, self.max_prepared).await {
+        let login = {
+            let s = self.settings.load();
+            LoginParams {
+                connect_timeout: s.connect_timeout,
+                tls: s.tls.clone(),
+                keepalive: s.keepalive,
+                ..self.login.clone()
+            }
+        };
+        match ServerConn::connect(&login, self.max_prepared).await {
             Ok(c) => {
                 self.churn.opened.fetch_add(1, Ordering::Relaxed);
                 Ok(c)
@@ -53,10 +75,14 @@ impl Manager for ServerManager {
             self.churn.broken.fetch_add(1, Ordering::Relaxed);
             return Err(RecycleError::message("connection marked broken"));
         }
-        if conn.created.elapsed() > self.lifetime {
+        let (lifetime, idle_timeout) = {
+            let s = self.settings.load();
+            (s.lifetime, s.idle_timeout)
+        };
+        if conn.created.elapsed() > lifetime {
             return Err(RecycleError::message("server lifetime reached"));
         }
-        if metrics.last_used() > self.idle_timeout {
+        if metrics.last_used() > idle_timeout {
             return Err(RecycleError::message("idle too long"));
         }
         // A connection reused within the last second is almost surely alive; skipping the

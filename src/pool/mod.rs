@@ -1,5 +1,6 @@
 //! Server pools: one deadpool of raw connections per server per database/user, server health and lag, and the choice among them.
 
+mod cap;
 pub mod checker;
 mod health;
 mod lsn;
@@ -8,5 +9,5 @@ mod set;
 
 pub use health::{HealthPolicy, ServerHealth};
 pub use lsn::{load_plain_tables, ReadNeed, WriteLsns, WriteSet};
-pub use manager::ServerManager;
+pub use manager::{ServerManager, ServerSettings};
 pub use set::{AcquireError, Lease, PoolSet, Pools, Role, ServerInfo, ServerPool};

@@ -1,12 +1,14 @@
 //! The pools of one database/user (primary and replicas) and the choice of a server for a request.
 
+use super::cap::{Cap, CapPermit};
 use super::health::{HealthPolicy, ServerHealth};
 use super::lsn::{ReadNeed, WriteLsns};
-use super::manager::{ChurnCounters, ServerManager};
-use crate::backend::{BackendError, LoginParams, ServerConn};
+use super::manager::{ChurnCounters, ServerManager, ServerSettings};
+use crate::backend::{BackendError, LoginParams, ServerConn, ServerTls};
 use crate::config::{Config, ServerAddr};
 use crate::stats::LatencyHistogram;
-use deadpool::managed::{Object, Pool, PoolError, TimeoutType};
+use arc_swap::ArcSwap;
+use deadpool::managed::{Object, Pool, PoolError, TimeoutType, Timeouts};
 use deadpool::Runtime;
 use parking_lot::RwLock;
 use std::collections::HashMap;
@@ -69,6 +71,8 @@ pub struct ServerPool {
     pub name: String,
     pub server: Arc<ServerInfo>,
     pub pool: Pool<ServerManager>,
+    /// How many connections may be in use; resized on reload.
+    pub cap: Cap,
     pub timeouts: AtomicU64,
     /// Time clients waited for a connection, successful acquisitions only; sharded so that
     /// concurrent acquisitions rarely meet on one lock.
@@ -142,6 +146,8 @@ pub enum AcquireError {
 pub struct Lease {
     // Always Some until `discard` takes it out.
     conn: Option<Object<ServerManager>>,
+    // Dropped after `conn`, so the connection is back in the pool before its place is free.
+    _cap: CapPermit,
     pub server: Arc<ServerInfo>,
     pub waited: Duration,
 }
@@ -183,7 +189,7 @@ pub struct PoolSet {
     pub user: String,
     pub primary: ServerPool,
     pub replicas: Vec<ServerPool>,
-    acquire_timeout: Duration,
+    settings: Arc<ArcSwap<ServerSettings>>,
     /// ParameterStatus values of the first server login, replayed to clients at their startup.
     pub server_params: tokio::sync::OnceCell<Arc<Vec<(bytes::Bytes, bytes::Bytes)>>>,
 }
@@ -270,13 +276,32 @@ impl PoolSet {
     async fn acquire_from(&self, pool: &ServerPool) -> Result<Lease, AcquireError> {
         let started = Instant::now();
         pool.server.outstanding.fetch_add(1, Ordering::Relaxed);
-        let result = pool.pool.get().await;
+        let (wait, timeouts) = {
+            let s = self.settings.load();
+            let t = Timeouts {
+                // The whole wait is bounded below, around the cap and the pool together.
+                wait: None,
+                create: Some(s.connect_timeout),
+                recycle: Some(Duration::from_secs(1)),
+            };
+            (s.acquire_timeout, t)
+        };
+        let result = tokio::time::timeout(wait, async {
+            let place = pool.cap.acquire().await;
+            (place, pool.pool.timeout_get(&timeouts).await)
+        })
+        .await;
         let waited = started.elapsed();
+        let result = match result {
+            Ok((place, r)) => r.map(|conn| (place, conn)),
+            Err(_) => Err(PoolError::Timeout(TimeoutType::Wait)),
+        };
         match result {
-            Ok(conn) => {
+            Ok((place, conn)) => {
                 pool.record_acquire(waited);
                 Ok(Lease {
                     conn: Some(conn),
+                    _cap: place,
                     server: pool.server.clone(),
                     waited,
                 })
@@ -301,8 +326,8 @@ impl PoolSet {
                         pool.timeouts.fetch_add(1, Ordering::Relaxed);
                         AcquireError::Timeout {
                             pool: pool.name.clone(),
-                            waited: self.acquire_timeout,
-                            size: pool.pool.status().max_size,
+                            waited: wait,
+                            size: pool.cap.size(),
                         }
                     }
                 })
@@ -317,18 +342,36 @@ impl PoolSet {
 
 /// Every pool set, created on first use of a database/user.
 pub struct Pools {
-    config: Arc<Config>,
     /// Read-your-writes: the last write LSN per table, shared by every session.
     pub lsns: WriteLsns,
     /// The primary's recent WAL positions, for replica lag in time.
     pub wal_history: super::checker::WalHistory,
+    /// The configuration new pool sets are built from; replaced on reload.
+    config: ArcSwap<Config>,
+    settings: Arc<ArcSwap<ServerSettings>>,
     pub primary: Arc<ServerInfo>,
     pub replicas: Vec<Arc<ServerInfo>>,
     sets: RwLock<HashMap<(String, String), Arc<PoolSet>>>,
 }
 
+fn server_settings(c: &Config, tls: ServerTls) -> ServerSettings {
+    ServerSettings {
+        connect_timeout: c.pool.connect_timeout,
+        acquire_timeout: c.pool.acquire_timeout,
+        lifetime: c.pool.server_lifetime,
+        idle_timeout: c.pool.server_idle_timeout,
+        keepalive: c.limits.keepalive,
+        tls,
+    }
+}
+
 impl Pools {
+    /// Pools with plain TCP to the servers.
     pub fn new(config: Arc<Config>) -> Pools {
+        Pools::with_tls(config, ServerTls::disabled())
+    }
+
+    pub fn with_tls(config: Arc<Config>, tls: ServerTls) -> Pools {
         let epoch = Instant::now();
         let policy = HealthPolicy::from_config(&config);
         let primary = Arc::new(ServerInfo::new(
@@ -356,10 +399,35 @@ impl Pools {
         Pools {
             lsns: WriteLsns::new(config.replication.max_tracked_tables),
             wal_history: Default::default(),
-            config,
+            settings: Arc::new(ArcSwap::from_pointee(server_settings(&config, tls))),
+            config: ArcSwap::new(config),
             primary,
             replicas,
             sets: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// Applies a reloaded configuration: pool sizes now (a smaller pool closes connections as
+    /// they come back), timeouts, keepalive and TLS for connections opened from now on.
+    pub fn apply(&self, config: Arc<Config>, tls: ServerTls) {
+        self.settings.store(Arc::new(server_settings(&config, tls)));
+        let per_replica = self.per_replica(&config);
+        for set in self.sets() {
+            set.primary.cap.resize(config.pool.primary_size);
+            set.primary.pool.resize(config.pool.primary_size);
+            for r in &set.replicas {
+                r.cap.resize(per_replica);
+                r.pool.resize(per_replica);
+            }
+        }
+        self.config.store(config);
+    }
+
+    fn per_replica(&self, c: &Config) -> usize {
+        if self.replicas.is_empty() {
+            0
+        } else {
+            (c.pool.replica_size / self.replicas.len()).max(1)
         }
     }
 
@@ -385,7 +453,7 @@ impl Pools {
     }
 
     fn build(&self, database: &str, user: &str) -> PoolSet {
-        let c = &self.config;
+        let c = self.config.load_full();
         let server_database = c
             .database(database)
             .map(|d| d.server_database.clone())
@@ -400,21 +468,20 @@ impl Pools {
                 user: user.to_string(),
                 password: password.clone(),
                 database: server_database.clone(),
+                // Filled from the live settings at each connect.
                 connect_timeout: c.pool.connect_timeout,
+                tls: ServerTls::disabled(),
+                keepalive: None,
             };
             let manager = ServerManager {
                 login,
                 max_prepared: c.pool.max_prepared_per_server,
-                lifetime: c.pool.server_lifetime,
-                idle_timeout: c.pool.server_idle_timeout,
+                settings: self.settings.clone(),
                 churn: ChurnCounters::default(),
             };
             let pool = Pool::builder(manager)
                 .max_size(size)
                 .runtime(Runtime::Tokio1)
-                .wait_timeout(Some(c.pool.acquire_timeout))
-                .create_timeout(Some(c.pool.connect_timeout))
-                .recycle_timeout(Some(Duration::from_secs(1)))
                 .build();
             let pool = match pool {
                 Ok(p) => p,
@@ -431,6 +498,7 @@ impl Pools {
                 ),
                 server: server.clone(),
                 pool,
+                cap: Cap::new(size),
                 timeouts: AtomicU64::new(0),
                 acquire_time: std::array::from_fn(|_| {
                     parking_lot::Mutex::new(LatencyHistogram::new())
@@ -440,17 +508,13 @@ impl Pools {
                 fast_us: (c.stats.settings.thresholds.fast_acquire_ms * 1000.0) as u64,
             }
         };
-        let per_replica = if self.replicas.is_empty() {
-            0
-        } else {
-            (c.pool.replica_size / self.replicas.len()).max(1)
-        };
+        let per_replica = self.per_replica(&c);
         PoolSet {
             database: database.to_string(),
             user: user.to_string(),
             primary: make(&self.primary, c.pool.primary_size),
             replicas: self.replicas.iter().map(|r| make(r, per_replica)).collect(),
-            acquire_timeout: c.pool.acquire_timeout,
+            settings: self.settings.clone(),
             server_params: tokio::sync::OnceCell::new(),
         }
     }

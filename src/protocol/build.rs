@@ -142,6 +142,12 @@ pub fn sync(out: &mut BytesMut) {
     message(out, b'S', |_| {});
 }
 
+/// SSLRequest (F): the untagged request to switch to TLS.
+pub fn ssl_request(out: &mut BytesMut) {
+    out.put_i32(8);
+    out.put_i32(crate::protocol::startup::SSL_REQUEST_CODE);
+}
+
 pub fn terminate(out: &mut BytesMut) {
     message(out, b'X', |_| {});
 }

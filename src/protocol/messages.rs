@@ -15,6 +15,26 @@ impl<'a> Query<'a> {
     }
 }
 
+/// SASLInitialResponse (F): the mechanism the client chose and its first message (-1: none).
+pub struct SaslInitialResponse<'a> {
+    pub mechanism: &'a [u8],
+    pub data: &'a [u8],
+}
+
+impl<'a> SaslInitialResponse<'a> {
+    pub fn decode(body: &'a [u8]) -> Result<Self, ProtocolError> {
+        let mut r = Reader::new(body, "SASLInitialResponse");
+        let mechanism = r.cstr()?;
+        let len = r.i32()?;
+        let data = if len < 0 {
+            &[][..]
+        } else {
+            r.bytes(len as usize)?
+        };
+        Ok(SaslInitialResponse { mechanism, data })
+    }
+}
+
 /// Parse (F): names a statement and gives its text and parameter types.
 pub struct Parse<'a> {
     pub name: &'a [u8],

@@ -253,7 +253,9 @@ pub fn normalize(sql: &str) -> String {
         .filter_map(|t| sql.get(t.start + 1..t.end)?.parse::<u64>().ok())
         .max()
         .unwrap_or(0);
-    let mut next = max_param + 1;
+    // Saturating: a client may write `$18446744073709551615` (found by fuzzing; the server
+    // rejects it, but normalizing it must not overflow).
+    let mut next = max_param.saturating_add(1);
     let mut out = String::with_capacity(sql.len());
     let mut after_placeholder = false;
     for tok in Lexer::new(sql) {
@@ -272,7 +274,7 @@ pub fn normalize(sql: &str) -> String {
         if literal {
             out.push('$');
             out.push_str(&next.to_string());
-            next += 1;
+            next = next.saturating_add(1);
         } else {
             out.push_str(text);
         }

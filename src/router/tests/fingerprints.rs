@@ -110,3 +110,12 @@ fn cache_hands_one_analysis_to_every_text_of_a_shape() {
     assert!(std::sync::Arc::ptr_eq(&a, &b));
     assert_eq!(r.stats().misses, 1);
 }
+
+#[test]
+fn huge_parameter_numbers_do_not_overflow() {
+    // From the classifier fuzz target: the highest `$n` plus one overflowed u64.
+    let r = router();
+    let a = r.analyze("select $18446744073709551615, 'a', 'b'");
+    assert!(!a.normalized.contains("'a'"), "{}", a.normalized);
+    let _ = r.analyze("SEL*CT $ECT $x\u{1}$000000000000018446744073709551615pw=$\0 $x");
+}
