@@ -10,7 +10,9 @@ use std::process::Command;
 use std::sync::Arc;
 
 /// Port of the TLS-enabled server; this worktree's own range, away from the shared cluster.
-const TLS_PORT: u16 = 45432;
+/// The TLS server's port: below the kernel's ephemeral range (32768-60999), where a client
+/// socket of another test can never be holding it, and apart from the other test clusters.
+const TLS_PORT: u16 = 15452;
 
 fn pg_bin(name: &str) -> String {
     let dir = Command::new("pg_config")

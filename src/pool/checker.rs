@@ -96,6 +96,7 @@ pub async fn run(
     let max_backoff = config.health.ban.max(poll);
     let mut backoff = poll;
     let mut client: Option<(tokio_postgres::Client, tokio::task::JoinHandle<()>)> = None;
+    let mut login_refused = false;
     loop {
         let result = match &client {
             Some((c, _)) => poll_once(pools, &server, c, timeout).await,
@@ -104,9 +105,25 @@ pub async fn run(
                     client = Some(c);
                     continue;
                 }
-                Err(e) => Err(e),
+                Err(Refused::Login(reason)) => {
+                    // The server is up and answering; only our login is refused (a user or
+                    // database that exists for clients but not for the control plane, or
+                    // pg_hba wanting TLS). Banning it would stop all traffic to a healthy
+                    // server, so it keeps its state and the check tries again later.
+                    if !std::mem::replace(&mut login_refused, true) {
+                        tracing::warn!(server = %server.addr, %reason,
+                            "health checks cannot log in; the server is not banned for it, but lag and role are not tracked");
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(max_backoff) => {}
+                        _ = shutdown.changed() => return,
+                    }
+                    continue;
+                }
+                Err(Refused::Down(e)) => Err(e),
             },
         };
+        login_refused = false;
         let wait = match result {
             Ok(()) => {
                 server.health.check_passed();
@@ -133,10 +150,18 @@ pub async fn run(
     }
 }
 
+/// Why a health connection could not be made.
+enum Refused {
+    /// Unreachable, timed out, or refusing everyone (starting up, shutting down, full).
+    Down(String),
+    /// The server answered but rejected this login (SQLSTATE class 28, or 3D000).
+    Login(String),
+}
+
 async fn connect(
     login: &tokio_postgres::Config,
     timeout: Duration,
-) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), String> {
+) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), Refused> {
     let attempt = tokio::time::timeout(timeout, login.connect(tokio_postgres::NoTls)).await;
     match attempt {
         Ok(Ok((client, conn))) => Ok((
@@ -145,8 +170,17 @@ async fn connect(
                 let _ = conn.await;
             }),
         )),
-        Ok(Err(e)) => Err(format!("health check cannot connect: {e}")),
-        Err(_) => Err(format!("health check connect timed out after {timeout:?}")),
+        Ok(Err(e)) => {
+            let code = e.as_db_error().map(|d| d.code().code().to_string());
+            let reason = format!("health check cannot connect: {e}");
+            match code.as_deref() {
+                Some(c) if c.starts_with("28") || c == "3D000" => Err(Refused::Login(reason)),
+                _ => Err(Refused::Down(reason)),
+            }
+        }
+        Err(_) => Err(Refused::Down(format!(
+            "health check connect timed out after {timeout:?}"
+        ))),
     }
 }
 
