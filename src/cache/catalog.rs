@@ -1,4 +1,4 @@
-//! Relation groups from the catalog (views over tables, partitions and inheritance) and the control connection the cache uses.
+//! How writes spread between relations, from the catalog (views, partitions, inheritance, cascading foreign keys, triggers), and the control connection the cache uses.
 
 use crate::config::{Config, Database, User};
 use std::collections::HashMap;
@@ -35,17 +35,24 @@ pub async fn connect(
     Ok(client)
 }
 
-/// Pairs of relations whose rows are shared: a view and each relation its rules read, a
-/// partition or inheritance child and its parent, a referencing table and the table whose
-/// deletes or updates cascade into it. Materialized views are left out: their rows change only
-/// on REFRESH, which is itself a write to them.
+/// Directed pairs (from, to): a write to `from` can change what reads of `to` return. A view
+/// and each relation its rules read, both ways (a write through an updatable view lands in the
+/// table); a partition or inheritance child and its parent, both ways; a table whose deletes or
+/// updates cascade (or set null/default) into a referencing table, one way only, so tables that
+/// merely share a parent stay apart. Materialized views are left out: their rows change only on
+/// REFRESH, which is itself a write to them.
 const RELATED: &str = "
     select lower(c.relname), lower(p.relname)
       from pg_inherits i
       join pg_class c on c.oid = i.inhrelid
       join pg_class p on p.oid = i.inhparent
     union
-    select distinct lower(v.relname), lower(t.relname)
+    select lower(p.relname), lower(c.relname)
+      from pg_inherits i
+      join pg_class c on c.oid = i.inhrelid
+      join pg_class p on p.oid = i.inhparent
+    union
+    select lower(t.relname), lower(v.relname)
       from pg_rewrite r
       join pg_class v on v.oid = r.ev_class and v.relkind = 'v'
       join pg_depend d on d.objid = r.oid
@@ -53,7 +60,15 @@ const RELATED: &str = "
                       and d.refclassid = 'pg_class'::regclass
       join pg_class t on t.oid = d.refobjid and t.oid <> v.oid
     union
-    select lower(c.relname), lower(p.relname)
+    select lower(v.relname), lower(t.relname)
+      from pg_rewrite r
+      join pg_class v on v.oid = r.ev_class and v.relkind = 'v'
+      join pg_depend d on d.objid = r.oid
+                      and d.classid = 'pg_rewrite'::regclass
+                      and d.refclassid = 'pg_class'::regclass
+      join pg_class t on t.oid = d.refobjid and t.oid <> v.oid
+    union
+    select lower(p.relname), lower(c.relname)
       from pg_constraint k
       join pg_class c on c.oid = k.conrelid
       join pg_class p on p.oid = k.confrelid
@@ -69,8 +84,9 @@ const TRIGGERED: &str = "
 
 /// What the catalog says about how writes spread.
 pub struct Relations {
-    /// Relation names that must be invalidated together (connected components).
-    pub groups: Vec<Vec<String>>,
+    /// For each relation a write to which reaches others: itself and every relation it
+    /// reaches, transitively.
+    pub reach: Vec<(String, Vec<String>)>,
     /// Tables whose triggers may write other tables.
     pub triggered: Vec<String>,
 }
@@ -83,7 +99,7 @@ pub async fn load(client: &tokio_postgres::Client) -> Result<Relations, String> 
     let pairs = rows
         .iter()
         .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1)));
-    let groups = components(pairs);
+    let reach = closure(pairs);
     let triggered = client
         .query(TRIGGERED, &[])
         .await
@@ -91,47 +107,32 @@ pub async fn load(client: &tokio_postgres::Client) -> Result<Relations, String> 
         .iter()
         .map(|r| r.get::<_, String>(0))
         .collect();
-    Ok(Relations { groups, triggered })
+    Ok(Relations { reach, triggered })
 }
 
-/// Union-find over name pairs.
-fn components(pairs: impl Iterator<Item = (String, String)>) -> Vec<Vec<String>> {
-    let mut index: HashMap<String, usize> = HashMap::new();
-    let mut parent: Vec<usize> = Vec::new();
-    fn find(parent: &mut [usize], mut i: usize) -> usize {
-        while parent[i] != i {
-            parent[i] = parent[parent[i]];
-            i = parent[i];
-        }
-        i
-    }
-    let mut id = |name: String, parent: &mut Vec<usize>| -> usize {
-        *index.entry(name).or_insert_with(|| {
-            parent.push(parent.len());
-            parent.len() - 1
-        })
-    };
-    let mut edges = Vec::new();
-    for (a, b) in pairs {
-        let (x, y) = (id(a, &mut parent), id(b, &mut parent));
-        edges.push((x, y));
-    }
-    for (x, y) in edges {
-        let (rx, ry) = (find(&mut parent, x), find(&mut parent, y));
-        if rx != ry {
-            parent[rx] = ry;
+/// Every relation with outgoing edges, with all it reaches (itself first, the rest sorted).
+fn closure(pairs: impl Iterator<Item = (String, String)>) -> Vec<(String, Vec<String>)> {
+    let mut edges: HashMap<String, Vec<String>> = HashMap::new();
+    for (from, to) in pairs {
+        if from != to {
+            edges.entry(from).or_default().push(to);
         }
     }
-    let mut groups: HashMap<usize, Vec<String>> = HashMap::new();
-    for (name, i) in index {
-        let r = find(&mut parent, i);
-        groups.entry(r).or_default().push(name);
-    }
-    let mut out: Vec<Vec<String>> = groups
-        .into_values()
-        .map(|mut g| {
-            g.sort();
-            g
+    let mut out: Vec<(String, Vec<String>)> = edges
+        .keys()
+        .map(|start| {
+            let mut seen = std::collections::BTreeSet::new();
+            let mut stack = vec![start.clone()];
+            while let Some(n) = stack.pop() {
+                for next in edges.get(&n).into_iter().flatten() {
+                    if next != start && seen.insert(next.clone()) {
+                        stack.push(next.clone());
+                    }
+                }
+            }
+            let mut all = vec![start.clone()];
+            all.extend(seen);
+            (start.clone(), all)
         })
         .collect();
     out.sort();
@@ -175,25 +176,36 @@ pub async fn refresh_groups(
 
 #[cfg(test)]
 mod tests {
-    use super::components;
+    use super::closure;
+
+    fn pairs(p: &[(&str, &str)]) -> impl Iterator<Item = (String, String)> {
+        p.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
 
     #[test]
-    fn pairs_become_connected_groups() {
-        let pairs = [
+    fn writes_reach_dependents_transitively_and_only_forwards() {
+        let r = closure(pairs(&[
+            // partitions, both ways
             ("events_2024", "events"),
-            ("events_2025", "events"),
-            ("recent_events", "events_2025"),
-            ("lead_view", "leads"),
-        ]
-        .into_iter()
-        .map(|(a, b)| (a.to_string(), b.to_string()));
-        let g = components(pairs);
+            ("events", "events_2024"),
+            // a view over a partition, both ways
+            ("events_2024", "recent"),
+            ("recent", "events_2024"),
+            // cascading foreign keys: leads and properties into showings, one way
+            ("leads", "showings"),
+            ("properties", "showings"),
+        ]));
+        let get = |n: &str| r.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
         assert_eq!(
-            g,
-            vec![
-                vec!["events", "events_2024", "events_2025", "recent_events"],
-                vec!["lead_view", "leads"],
-            ]
+            get("events").unwrap(),
+            vec!["events", "events_2024", "recent"]
         );
+        assert_eq!(get("leads").unwrap(), vec!["leads", "showings"]);
+        // Siblings stay apart, and the child reaches nothing.
+        assert!(!get("properties").unwrap().contains(&"leads".to_string()));
+        assert_eq!(get("showings"), None);
     }
 }

@@ -41,9 +41,9 @@ pub struct Generations {
     /// Milliseconds since start at the last bump of everything (0: never).
     global_bumped_ms: AtomicU64,
     tables: RwLock<AHashMap<TableKey, Arc<TableGen>>>,
-    /// Relation name → every relation whose rows it shares (views over it, partitions,
-    /// inheritance parents and children), from the catalog.
-    groups: RwLock<AHashMap<TableKey, Arc<[Box<str>]>>>,
+    /// Relation name → every relation a write to it changes (itself, views over it, partitions,
+    /// inheritance relatives, tables its deletes cascade into), from the catalog.
+    reach: RwLock<AHashMap<TableKey, Arc<[Box<str>]>>>,
     /// Tables with user triggers, whose writes may reach any table.
     triggered: RwLock<ahash::AHashSet<TableKey>>,
 }
@@ -55,7 +55,7 @@ impl Default for Generations {
             global: AtomicU64::new(1),
             global_bumped_ms: AtomicU64::new(0),
             tables: RwLock::new(AHashMap::new()),
-            groups: RwLock::new(AHashMap::new()),
+            reach: RwLock::new(AHashMap::new()),
             triggered: RwLock::new(ahash::AHashSet::new()),
         }
     }
@@ -124,7 +124,7 @@ impl Generations {
                 self.bump_all();
             }
             let group = self
-                .groups
+                .reach
                 .read()
                 .get(&(db.clone(), Box::from(name.as_str())))
                 .cloned();
@@ -149,7 +149,7 @@ impl Generations {
         self.global_bumped_ms.store(now, Ordering::Release);
     }
 
-    /// Replaces one database's relation groups and triggered tables (from `catalog::load`).
+    /// Replaces one database's reach map and triggered tables (from `catalog::load`).
     pub fn set_relations(&self, db: &Arc<str>, r: super::catalog::Relations) {
         {
             let mut t = self.triggered.write();
@@ -160,18 +160,16 @@ impl Generations {
                     .map(|n| (db.clone(), n.into_boxed_str())),
             );
         }
-        self.set_groups(db, r.groups);
+        self.set_reach(db, r.reach);
     }
 
-    /// Replaces one database's relation groups.
-    pub fn set_groups(&self, db: &Arc<str>, groups: Vec<Vec<String>>) {
-        let mut map = self.groups.write();
+    /// Replaces one database's reach map: relation → every relation a write to it changes.
+    pub fn set_reach(&self, db: &Arc<str>, reach: Vec<(String, Vec<String>)>) {
+        let mut map = self.reach.write();
         map.retain(|(d, _), _| d != db);
-        for g in groups {
-            let members: Arc<[Box<str>]> = g.iter().map(|m| Box::from(m.as_str())).collect();
-            for m in g {
-                map.insert((db.clone(), Box::from(m.as_str())), members.clone());
-            }
+        for (from, to) in reach {
+            let members: Arc<[Box<str>]> = to.iter().map(|m| Box::from(m.as_str())).collect();
+            map.insert((db.clone(), from.into_boxed_str()), members);
         }
     }
 
@@ -205,21 +203,29 @@ mod tests {
     }
 
     #[test]
-    fn groups_spread_a_write_to_views_and_partitions() {
+    fn a_write_reaches_what_it_changes_and_nothing_else() {
         let g = Generations::default();
-        g.set_groups(
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<String>>();
+        g.set_reach(
             &db(),
-            vec![vec![
-                "events".into(),
-                "events_2024".into(),
-                "recent_events".into(),
-            ]],
+            vec![
+                (
+                    "events_2024".into(),
+                    s(&["events_2024", "events", "recent_events"]),
+                ),
+                ("leads".into(), s(&["leads", "showings"])),
+            ],
         );
         let view = g.snapshot(&db(), &["recent_events".into()]);
         let parent = g.snapshot(&db(), &["events".into()]);
+        let leads = g.snapshot(&db(), &["leads".into()]);
         g.bump(&db(), &["events_2024".into()]);
         assert!(!g.unchanged(&view));
         assert!(!g.unchanged(&parent));
+        assert!(g.unchanged(&leads));
+        // A write to the referencing table does not reach the referenced one.
+        g.bump(&db(), &["showings".into()]);
+        assert!(g.unchanged(&leads));
     }
 
     #[test]
@@ -228,7 +234,7 @@ mod tests {
         g.set_relations(
             &db(),
             crate::cache::catalog::Relations {
-                groups: vec![],
+                reach: vec![],
                 triggered: vec!["audited".into()],
             },
         );
