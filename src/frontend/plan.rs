@@ -87,6 +87,16 @@ impl Plan {
         self.queue.len()
     }
 
+    /// Whether a client message still waits for its reply past the last Sync (a request
+    /// sent on with Flush), as opposed to only the proxy's own queries.
+    pub fn awaits_unsynced_reply(&self) -> bool {
+        self.queue
+            .iter()
+            .rev()
+            .take_while(|e| !matches!(e, Expect::Sync | Expect::Query | Expect::FunctionCall))
+            .any(|e| !matches!(e, Expect::Internal | Expect::Probe | Expect::CloseInjected))
+    }
+
     pub fn clear(&mut self) {
         self.queue.clear();
     }
@@ -286,6 +296,22 @@ mod tests {
             steps.push(plan.on_message(t, &mut forget).unwrap().0);
         }
         steps
+    }
+
+    #[test]
+    fn unsynced_replies_are_told_from_the_proxys_own_queries() {
+        let mut p = Plan::default();
+        assert!(!p.awaits_unsynced_reply());
+        p.push(Expect::Probe);
+        assert!(!p.awaits_unsynced_reply());
+        p.push(Expect::Bind);
+        p.push(Expect::Execute);
+        assert!(p.awaits_unsynced_reply(), "Bind/Execute sent on with Flush");
+        p.push(Expect::Sync);
+        assert!(
+            !p.awaits_unsynced_reply(),
+            "a Sync's ReadyForQuery answers them"
+        );
     }
 
     #[test]

@@ -360,6 +360,14 @@ impl Session {
             role = Role::Primary;
         }
         let mut pool_wait_us = 0;
+        if self.server.is_none() && self.in_server_transaction() {
+            // A transaction or pinned session never continues on another server: whatever
+            // lost its connection must have ended the session, and this is the last guard.
+            tracing::error!(user = %self.user, "request of a transaction whose server is gone");
+            return Err(End::Fatal(ClientError::ServerLostInTransaction(
+                "the transaction's server connection is gone".into(),
+            )));
+        }
         if self.server.is_none() {
             self.retry_snapshot(role);
             let need = if role == Role::Replica {

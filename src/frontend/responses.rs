@@ -50,6 +50,10 @@ impl Session {
                 }
             };
             let end = HEADER_LEN + len;
+            if ev.unsolicited_error {
+                let error = conn.rbuf.split_to(end).freeze();
+                return self.server_ended_idle(error);
+            }
             let body = &conn.rbuf[HEADER_LEN..end];
             if ev.probe {
                 self.ryw.on_probe_message(t, body);
@@ -135,21 +139,34 @@ impl Session {
                 self.after_ready(ev.probe && ev.internal_done, ev.internal_failed);
             }
             became_ready |= ev.internal_done;
-            if ev.unsolicited_error {
-                if let Some(lease) = self.server.take() {
-                    tracing::info!(server = %lease.server.addr, "server ended an idle connection");
-                    lease.discard();
-                }
-                self.server_dying = false;
-                self.cancel.slot.set(None);
-                return Ok(());
-            }
         }
         self.plan.drain_synthetic(&mut self.wbuf);
         if became_ready {
             self.maybe_release();
         }
         Ok(())
+    }
+
+    /// The server ended a connection the session holds with nothing in flight (terminated,
+    /// timed out, shutting down). Between transactions that is invisible: the next request takes
+    /// a fresh connection. Inside a transaction or a pinned session the server's state is gone,
+    /// so the client hears the server's own error and is closed, as a direct connection would
+    /// be: nothing it sends afterwards may run on another server as if the transaction went on.
+    fn server_ended_idle(&mut self, error: bytes::Bytes) -> Result<(), End> {
+        let Some(lease) = self.server.take() else {
+            return Ok(());
+        };
+        let lost_state = self.tx != TxStatus::Idle || self.pin.is_some();
+        tracing::info!(server = %lease.server.addr, in_transaction = lost_state, "server ended an idle connection");
+        lease.discard();
+        self.server_dying = false;
+        self.cancel.slot.set(None);
+        if !lost_state {
+            return Ok(());
+        }
+        self.writes_orphaned();
+        self.wbuf.extend_from_slice(&error);
+        Err(End::ServerEnded)
     }
 
     /// A Sync, Query or FunctionCall finished: record its statements and apply its session effects.

@@ -28,6 +28,9 @@ pub enum End {
     /// The client's stream or state cannot continue; the error was sent to it.
     Fatal(ClientError),
     ShuttingDown,
+    /// The server holding the client's transaction or pinned session ended it; the server's
+    /// own error is already in the client's buffer, and the client is closed after it.
+    ServerEnded,
 }
 
 impl From<ClientError> for End {
@@ -203,6 +206,9 @@ impl Session {
                 ClientError::ShuttingDown.write(&mut self.wbuf);
                 let _ = self.client.write_all_buf(&mut self.wbuf).await;
             }
+            End::ServerEnded => {
+                let _ = self.client.write_all_buf(&mut self.wbuf).await;
+            }
             End::ClientGone => {}
         }
         self.finish_server();
@@ -374,7 +380,8 @@ impl Session {
             tracing::warn!(server = %lease.server.addr, reason = why, "server connection lost");
             lease.discard();
         }
-        self.server_dying = false;
+        // The server's FATAL already reached the client.
+        let fatal_forwarded = std::mem::take(&mut self.server_dying);
         self.cancel.slot.set(None);
         self.swbuf.clear();
         self.copy_in = false;
@@ -387,23 +394,35 @@ impl Session {
             "requests cut short by the lost server"
         );
         if was_in_tx {
+            // The transaction's state is gone with its server: no later statement of it may
+            // run anywhere, so the client is closed, as a direct connection would be.
+            self.plan.clear();
+            if fatal_forwarded {
+                return Err(End::ServerEnded);
+            }
             return Err(End::Fatal(ClientError::ServerLostInTransaction(
                 why.to_string(),
             )));
         }
         self.tx = TxStatus::Idle;
         // Each unanswered request gets one error (unless the server's own FATAL already
-        // reached the client for it) and its ReadyForQuery.
-        let waiting = if waiting.is_empty() {
-            vec![false]
-        } else {
-            waiting
-        };
+        // reached the client for it) and its ReadyForQuery; with none waiting (the server was
+        // held only for the proxy's own probe or Sync) the client hears nothing, since a
+        // ReadyForQuery nobody asked for breaks its protocol state.
+        let unsynced = self.plan.awaits_unsynced_reply();
         for already_failed in waiting {
             if !already_failed {
                 ClientError::ServerLost(why.to_string()).write(&mut self.wbuf);
             }
             build::ready_for_query(&mut self.wbuf, TxStatus::Idle);
+        }
+        if unsynced {
+            // Messages sent on with Flush: they hear the error now, and their Sync its
+            // ReadyForQuery, as after any extended-protocol error.
+            if !fatal_forwarded {
+                ClientError::ServerLost(why.to_string()).write(&mut self.wbuf);
+            }
+            self.skip_until_sync = true;
         }
         self.plan.clear();
         Ok(())
