@@ -234,7 +234,8 @@ impl Session {
             && self.ready_actions.len() == 1;
     }
 
-    /// The server died under an armed read: ban it and queue the read again. False when the
+    /// The server died under an armed read: keep reads off it until its next check, and queue
+    /// the read again. False when the
     /// read is not retryable and the loss must be reported.
     pub(super) fn retry_read(&mut self, why: &str) -> bool {
         if !std::mem::take(&mut self.ryw.retry_armed)
@@ -248,7 +249,7 @@ impl Session {
             return false;
         };
         tracing::warn!(server = %lease.server.addr, reason = why, "server lost under a read; retrying it elsewhere");
-        lease.server.health.ban(why);
+        lease.server.health.suspect(why);
         lease.discard();
         self.server_dying = false;
         self.cancel.slot.set(None);

@@ -49,6 +49,8 @@ pub struct ServerHealth {
     lag_ms: AtomicU64,
     /// A poll has published lag figures at least once.
     polled: AtomicBool,
+    /// One connection was lost under a read: no reads until the next check passes.
+    suspect: AtomicBool,
     pub bans: AtomicU64,
     pub checks_failed: AtomicU64,
     /// A fixed-role server reports the other role; logged once per occurrence.
@@ -70,6 +72,7 @@ impl ServerHealth {
             lag_bytes: AtomicU64::new(0),
             lag_ms: AtomicU64::new(0),
             polled: AtomicBool::new(false),
+            suspect: AtomicBool::new(false),
             bans: AtomicU64::new(0),
             checks_failed: AtomicU64::new(0),
             role_mismatch: AtomicBool::new(false),
@@ -139,6 +142,7 @@ impl ServerHealth {
     }
 
     fn check_passed_at(&self, now: u64) {
+        self.suspect.store(false, Ordering::Relaxed);
         let since = self.healthy_since_ms.load(Ordering::Relaxed);
         if since == 0 {
             self.healthy_since_ms.store(now + 1, Ordering::Relaxed);
@@ -149,6 +153,15 @@ impl ServerHealth {
             self.strikes.store(0, Ordering::Relaxed);
             *self.last_error.lock() = None;
         }
+    }
+
+    /// One server connection was lost under a read. One lost backend (`pg_terminate_backend`,
+    /// a crash of one process) says little about the server, and banning it would stop every
+    /// write when it is the primary; so reads avoid it only until the next health check (one
+    /// `lag_poll_ms`) says whether it is really down, and that check bans it if so.
+    pub fn suspect(&self, reason: &str) {
+        *self.last_error.lock() = Some(reason.to_string());
+        self.suspect.store(true, Ordering::Relaxed);
     }
 
     pub fn check_failed(&self, reason: &str) {
@@ -195,6 +208,7 @@ impl ServerHealth {
     pub fn can_read(&self, min_lsn: u64) -> bool {
         self.role() == Role::Replica
             && !self.is_banned()
+            && !self.suspect.load(Ordering::Relaxed)
             && self.lag_ok()
             && (min_lsn == 0 || self.lsn() >= min_lsn)
     }
@@ -294,6 +308,17 @@ mod tests {
         h.set_lag(0, 0);
         h.set_role(Role::Primary);
         assert!(!h.can_read(0));
+    }
+
+    #[test]
+    fn a_suspect_server_takes_no_reads_until_a_check_passes_and_is_not_banned() {
+        let h = health();
+        h.suspect("one backend terminated");
+        assert!(!h.can_read(0));
+        assert!(!h.is_banned(), "writes to a suspect primary go on");
+        assert_eq!(h.bans.load(Ordering::Relaxed), 0, "no strike");
+        h.check_passed_at(10);
+        assert!(h.can_read(0));
     }
 
     #[test]
