@@ -321,10 +321,22 @@ fn show(shared: &Shared, what: &str) -> Result<Table, String> {
                 "lag_ms",
                 "lag_ok",
                 "last_error",
+                "reads",
+                "reads_after_wait",
+                "to_primary",
+                "wait_p99_ms",
             ],
             rows: snapshot::servers(shared)
                 .into_iter()
                 .map(|s| {
+                    let to_primary = s
+                        .reads
+                        .to_primary
+                        .iter()
+                        .filter(|(_, n)| **n > 0)
+                        .map(|(why, n)| format!("{why}={n}"))
+                        .collect::<Vec<_>>()
+                        .join(" ");
                     vec![
                         Some(s.server),
                         n(s.role),
@@ -337,6 +349,10 @@ fn show(shared: &Shared, what: &str) -> Result<Table, String> {
                         s.lag_ms.map(|v| v.to_string()),
                         n(s.lag_ok),
                         s.last_error,
+                        n(s.reads.served),
+                        n(s.reads.served_after_wait),
+                        Some(to_primary),
+                        s.reads.wait_p99_ms.map(|v| format!("{v:.2}")),
                     ]
                 })
                 .collect(),

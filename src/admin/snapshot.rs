@@ -56,6 +56,25 @@ pub struct ServerSnapshot {
     pub lag_ms: Option<u64>,
     /// Within `replication.max_lag_bytes` / `max_lag_ms`, so it may take reads.
     pub lag_ok: bool,
+    /// Where reads went and why: reads this replica served, and reads sent to the primary instead.
+    pub reads: ReadRouting,
+}
+
+/// One replica's share of reads (zero on the primary), cumulative since start.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ReadRouting {
+    pub served: u64,
+    /// Served only after asking the replica for its replay position (`max_replica_wait_ms`).
+    pub served_after_wait: u64,
+    /// Replay-position questions sent.
+    pub position_checks: u64,
+    /// Reads sent to the primary to stay consistent, by reason: position_unknown (the write's
+    /// position was not known yet), replica_behind, wait_timed_out, lag_limit, banned.
+    pub to_primary: std::collections::BTreeMap<&'static str, u64>,
+    /// The waits for a replica to catch up, in milliseconds.
+    pub wait_p50_ms: Option<f64>,
+    pub wait_p99_ms: Option<f64>,
+    pub wait_max_ms: Option<f64>,
 }
 
 /// The result cache's figures, cumulative since start.
@@ -224,9 +243,27 @@ pub fn servers(shared: &Shared) -> Vec<ServerSnapshot> {
                 lag_bytes: lag.map(|l| l.0),
                 lag_ms: lag.map(|l| l.1),
                 lag_ok: h.lag_ok(),
+                reads: read_routing(&s.routing),
             }
         })
         .collect()
+}
+
+fn read_routing(r: &crate::pool::RouteStats) -> ReadRouting {
+    let wait = r.wait_histogram();
+    let q = |x: f64| (wait.count() > 0).then(|| wait.quantile_ms(x));
+    ReadRouting {
+        served: r.served.load(Ordering::Relaxed),
+        served_after_wait: r.served_after_wait.load(Ordering::Relaxed),
+        position_checks: r.position_checks.load(Ordering::Relaxed),
+        to_primary: crate::pool::PrimaryReason::ALL
+            .iter()
+            .map(|w| (w.as_str(), r.to_primary_count(*w)))
+            .collect(),
+        wait_p50_ms: q(0.5),
+        wait_p99_ms: q(0.99),
+        wait_max_ms: q(1.0),
+    }
 }
 
 /// Pool efficiency and acquisition p95 over every pool together.
@@ -293,5 +330,8 @@ pub fn reset(shared: &Shared) {
         for p in set.all() {
             p.reset_stats();
         }
+    }
+    for s in shared.pools.servers() {
+        s.routing.reset();
     }
 }

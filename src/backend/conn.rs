@@ -342,6 +342,41 @@ impl ServerConn {
         }
     }
 
+    /// Runs one simple query the proxy itself issued and returns the first column of its first
+    /// row as text (`None` for no row or NULL). The connection must be idle.
+    pub async fn query_value(&mut self, sql: &str) -> Result<Option<String>, BackendError> {
+        let mut out = BytesMut::new();
+        crate::protocol::build::query(&mut out, sql);
+        self.stream.send(&out).await?;
+        let mut value = None;
+        let mut failed = None;
+        loop {
+            let (tag, body) = self.read_login_message().await?;
+            match tag {
+                b'D' if value.is_none() => value = Some(first_column(&body)),
+                b'E' => {
+                    failed = Some(
+                        error_field(&body, b'M')
+                            .map(|m| String::from_utf8_lossy(m).into_owned())
+                            .unwrap_or_default(),
+                    )
+                }
+                b'Z' => {
+                    if let Some(message) = failed {
+                        self.broken = true;
+                        return Err(BackendError::Refused {
+                            addr: self.addr.clone(),
+                            code: String::new(),
+                            message,
+                        });
+                    }
+                    return Ok(value.flatten());
+                }
+                _ => {}
+            }
+        }
+    }
+
     /// Sends Terminate so the server ends the backend cleanly instead of logging an EOF.
     pub async fn terminate(mut self) {
         let mut out = BytesMut::new();
@@ -397,4 +432,16 @@ async fn negotiate_tls(
 
 fn read_i32(b: &[u8]) -> Option<i32> {
     Some(i32::from_be_bytes(b.get(..4)?.try_into().ok()?))
+}
+
+/// The first column of a DataRow body as text; `None` for NULL or a malformed row.
+fn first_column(body: &[u8]) -> Option<String> {
+    let mut r = crate::protocol::frame::Reader::new(body, "DataRow");
+    if r.i16().ok()? < 1 {
+        return None;
+    }
+    let len = usize::try_from(r.i32().ok()?).ok()?;
+    std::str::from_utf8(r.bytes(len).ok()?)
+        .ok()
+        .map(str::to_string)
 }

@@ -155,6 +155,9 @@ pub struct ReplicationConfig {
     pub consistency: Consistency,
     /// Tables whose last write LSN is remembered; older entries fold into one floor LSN.
     pub max_tracked_tables: usize,
+    /// How long a read may wait for a replica to replay what it needs, asking the replica
+    /// itself, before it goes to the primary; zero: no asking, the polled position decides.
+    pub max_replica_wait: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -307,6 +310,7 @@ impl Config {
                 }
             },
             max_tracked_tables: r.max_tracked_tables,
+            max_replica_wait: Duration::from_millis(r.max_replica_wait_ms),
         };
         positive("replication.max_tracked_tables", r.max_tracked_tables)?;
         let p = &raw.pool;
@@ -513,12 +517,13 @@ impl Config {
         let r = &self.replication;
         let _ = writeln!(
             s,
-            "\n[replication]\nlag_poll_ms = {}\nmax_lag_bytes = {}\nmax_lag_ms = {}\nconsistency = \"{}\"\nmax_tracked_tables = {}",
+            "\n[replication]\nlag_poll_ms = {}\nmax_lag_bytes = {}\nmax_lag_ms = {}\nconsistency = \"{}\"\nmax_tracked_tables = {}\nmax_replica_wait_ms = {}",
             r.lag_poll.as_millis(),
             r.max_lag_bytes,
             r.max_lag_ms,
             r.consistency.as_str(),
-            r.max_tracked_tables
+            r.max_tracked_tables,
+            r.max_replica_wait.as_millis()
         );
         let p = &self.pool;
         let _ = writeln!(

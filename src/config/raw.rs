@@ -98,6 +98,8 @@ pub struct RawReplication {
     pub consistency: String,
     #[serde(default = "d_tracked_tables")]
     pub max_tracked_tables: usize,
+    #[serde(default = "d_max_replica_wait_ms")]
+    pub max_replica_wait_ms: u64,
 }
 
 impl Default for RawReplication {
@@ -108,6 +110,7 @@ impl Default for RawReplication {
             max_lag_ms: d_max_lag_ms(),
             consistency: d_consistency(),
             max_tracked_tables: d_tracked_tables(),
+            max_replica_wait_ms: d_max_replica_wait_ms(),
         }
     }
 }
@@ -415,6 +418,10 @@ fn d_lag_poll() -> u64 {
 fn d_max_lag_bytes() -> u64 {
     16 << 20
 }
+fn d_max_replica_wait_ms() -> u64 {
+    5
+}
+
 fn d_max_lag_ms() -> u64 {
     5_000
 }

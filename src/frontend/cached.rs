@@ -288,10 +288,14 @@ impl Session {
             return;
         }
         if let Some(fill) = action.fill.take() {
-            let from_replica = self
-                .server
-                .as_ref()
-                .is_some_and(|l| l.server.role() == crate::pool::Role::Replica);
+            // Under table_lsn a replica answered only after replaying every tracked write to
+            // the tables read, so its answer is as fresh as the primary's would have been.
+            let from_replica = self.shared.config.replication.consistency
+                != crate::config::Consistency::TableLsn
+                && self
+                    .server
+                    .as_ref()
+                    .is_some_and(|l| l.server.role() == crate::pool::Role::Replica);
             self.shared.cache.finish(
                 fill,
                 !action.failed && self.tx == TxStatus::Idle,

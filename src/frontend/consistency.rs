@@ -20,11 +20,17 @@ const PROBE_SQL: &str = "SELECT pg_current_wal_insert_lsn()";
 /// A session's share of read-your-writes and retry state.
 #[derive(Default)]
 pub struct Ryw {
-    /// Tables written by requests sent on the current connection, marked pending, LSN not known yet.
+    /// Tables written by requests sent on the current connection, LSN not known yet.
     written: WriteSet,
+    /// The part of `written` not yet marked pending: a write is marked when its first reply
+    /// that can tell a client it is done (CommandComplete, ReadyForQuery) is forwarded, not
+    /// when it is sent, since no read needs a write it could not have heard of.
+    unannounced: WriteSet,
     /// The set whose LSN the probe in flight will tell.
     probing: Option<WriteSet>,
     probe_lsn: Option<u64>,
+    /// The shared clock when the probe in flight was sent (`WriteLsns::fresh_since`).
+    probe_at: u64,
     /// `consistency = "session"`: this session's last write LSN; `u64::MAX` when a write's LSN
     /// was lost with its connection (reads then use the primary until the next write is probed).
     session_lsn: u64,
@@ -88,6 +94,35 @@ impl Session {
         }
     }
 
+    /// `read_need`, but a read that finds a table it reads with a write in flight (acknowledged,
+    /// position not known yet) waits, up to `max_replica_wait_ms`, for the next position read
+    /// of any session or poll, which covers that write, instead of going to the primary at once.
+    pub(super) async fn read_need_settled(&self, analyses: &[Option<Arc<Analysis>>]) -> ReadNeed {
+        let need = self.read_need(analyses);
+        let wait = self.shared.config.replication.max_replica_wait;
+        if need != ReadNeed::Primary
+            || wait.is_zero()
+            || self.consistency() != Consistency::TableLsn
+        {
+            return need;
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        let lsns = &self.shared.pools.lsns;
+        let since = lsns.now();
+        loop {
+            let settled = lsns.settled.notified();
+            tokio::pin!(settled);
+            // Registered before the look, so a position published in between wakes it.
+            settled.as_mut().enable();
+            if let Some(lsn) = lsns.fresh_since(since) {
+                return ReadNeed::Lsn(lsn);
+            }
+            if tokio::time::timeout_at(deadline, settled).await.is_err() {
+                return ReadNeed::Primary;
+            }
+        }
+    }
+
     /// Whether the attached replica may take one more read (pipelined after the one it serves).
     pub(super) fn replica_serves(&self, lease: &Lease, analyses: &[Option<Arc<Analysis>>]) -> bool {
         match self.read_need(analyses) {
@@ -132,8 +167,22 @@ impl Session {
         fresh.unknown &= !self.ryw.written.unknown;
         self.ryw.written.unknown |= fresh.unknown;
         if mode == Consistency::TableLsn && !fresh.is_empty() {
-            self.shared.pools.lsns.begin(&fresh.tables, fresh.unknown);
+            let u = &mut self.ryw.unannounced;
+            for t in fresh.tables {
+                u.add(&t);
+            }
+            u.unknown |= fresh.unknown;
         }
+    }
+
+    /// A reply that can tell the client its write is done is about to be forwarded: from now
+    /// on reads of what it wrote wait for its position (see `unannounced`).
+    pub(super) fn announce_writes(&mut self) {
+        if self.ryw.unannounced.is_empty() {
+            return;
+        }
+        let set = std::mem::take(&mut self.ryw.unannounced);
+        self.shared.pools.lsns.begin(&set.tables, set.unknown);
     }
 
     /// After a ReadyForQuery: once the writes' transaction is over and nothing else is in
@@ -161,13 +210,18 @@ impl Session {
             build::query(&mut self.swbuf, PROBE_SQL);
             self.plan.push(Expect::Probe);
             self.ryw.probe_lsn = None;
+            self.ryw.probe_at = self.shared.pools.lsns.now();
             self.ryw.probing = Some(std::mem::take(&mut self.ryw.written));
         }
     }
 
     fn publish(&mut self, set: WriteSet, lsn: u64) {
         match self.consistency() {
-            Consistency::TableLsn => self.shared.pools.lsns.finish(&set, lsn),
+            Consistency::TableLsn => {
+                let lsns = &self.shared.pools.lsns;
+                lsns.finish(&set, lsn);
+                lsns.observed(self.ryw.probe_at, lsn);
+            }
             Consistency::Session => {
                 // A later probe covers every earlier commit, including one whose LSN was lost.
                 self.ryw.session_lsn = if self.ryw.session_lsn == u64::MAX {
@@ -181,6 +235,8 @@ impl Session {
     }
 
     fn defer(&mut self, set: WriteSet) {
+        // A deferred write stays pending until a primary poll: it must have been marked.
+        self.announce_writes();
         match self.consistency() {
             Consistency::TableLsn => self.shared.pools.lsns.defer(set),
             Consistency::Session => self.ryw.session_lsn = u64::MAX,

@@ -353,9 +353,14 @@ impl Session {
             }
         }
         let cache_miss = fill.is_some();
-        if fill
-            .as_ref()
-            .is_some_and(|f| f.needs_primary(&self.shared.cache))
+        // With table_lsn routing a replica answers only once it has replayed every write to the
+        // tables read, so its answer may fill the cache; the other modes keep the time guard.
+        let lsn_routed =
+            self.shared.config.replication.consistency == crate::config::Consistency::TableLsn;
+        if !lsn_routed
+            && fill
+                .as_ref()
+                .is_some_and(|f| f.needs_primary(&self.shared.cache))
         {
             role = Role::Primary;
         }
@@ -371,7 +376,7 @@ impl Session {
         if self.server.is_none() {
             self.retry_snapshot(role);
             let need = if role == Role::Replica {
-                self.read_need(&analyses)
+                self.read_need_settled(&analyses).await
             } else {
                 ReadNeed::Any
             };

@@ -58,6 +58,9 @@ impl Session {
             if ev.probe {
                 self.ryw.on_probe_message(t, body);
             }
+            // Can tell the client a write is done (the bytes leave when this function returns).
+            let acknowledges =
+                step == Step::Forward && matches!(t, tag::COMMAND_COMPLETE | tag::READY_FOR_QUERY);
             match t {
                 tag::READY_FOR_QUERY if !ev.internal_done => {
                     self.tx = TxStatus::from_body(body).unwrap_or(TxStatus::Idle);
@@ -130,6 +133,9 @@ impl Session {
                 if let Some(n) = f.client_name {
                     self.statements.remove(&n);
                 }
+            }
+            if acknowledges {
+                self.announce_writes();
             }
             if ev.ready {
                 self.on_ready();

@@ -368,6 +368,42 @@ impl SnapshotCollector {
         )?;
         family(
             e,
+            "replica_reads",
+            "Reads the replica served.",
+            MetricType::Counter,
+            s.servers
+                .iter()
+                .filter(|x| x.role == "replica")
+                .map(|x| (server(x), counter(x.reads.served))),
+        )?;
+        family(
+            e,
+            "replica_position_checks",
+            "Replay-position questions sent to the replica for reads its polled position did not allow.",
+            MetricType::Counter,
+            s.servers
+                .iter()
+                .filter(|x| x.role == "replica")
+                .map(|x| (server(x), counter(x.reads.position_checks))),
+        )?;
+        family(
+            e,
+            "reads_sent_to_primary",
+            "Reads that could have gone to the replica but went to the primary to stay consistent, by reason.",
+            MetricType::Counter,
+            s.servers
+                .iter()
+                .filter(|x| x.role == "replica")
+                .flat_map(|x| {
+                    x.reads.to_primary.iter().map(move |(reason, n)| {
+                        let mut l = server(x);
+                        l.push(("reason", reason.to_string()));
+                        (l, counter(*n))
+                    })
+                }),
+        )?;
+        family(
+            e,
             "server_outstanding_requests",
             "Requests holding a connection to the server now.",
             MetricType::Gauge,

@@ -191,6 +191,7 @@ async fn poll_once(
     timeout: Duration,
 ) -> Result<(), String> {
     let ticket = pools.lsns.poll_ticket();
+    let at = pools.lsns.now();
     let row = match tokio::time::timeout(timeout, client.query_one(POLL_SQL, &[])).await {
         Ok(Ok(row)) => row,
         Ok(Err(e)) => return Err(format!("health check failed: {e}")),
@@ -237,6 +238,7 @@ async fn poll_once(
         pools.wal_history.record(now, lsn);
         // Writes whose LSN was not learned on their own connection are covered by this one.
         pools.lsns.resolve_deferred(ticket, lsn);
+        pools.lsns.observed(at, lsn);
     }
     Ok(())
 }

@@ -181,6 +181,15 @@ impl ServerHealth {
         self.lsn.store(lsn, Ordering::Release);
     }
 
+    /// A replay position learned outside the poll; replay only moves forward.
+    pub fn advance_lsn(&self, lsn: u64) {
+        self.lsn.fetch_max(lsn, Ordering::AcqRel);
+    }
+
+    pub fn is_suspect(&self) -> bool {
+        self.suspect.load(Ordering::Relaxed)
+    }
+
     pub fn set_lag(&self, bytes: u64, ms: u64) {
         self.lag_bytes.store(bytes, Ordering::Relaxed);
         self.lag_ms.store(ms, Ordering::Relaxed);

@@ -97,6 +97,14 @@ pub struct WriteLsns {
     /// the primary's catalog. A read of anything else (a view, a table created since the last
     /// load) may read any table, so it needs every write.
     tables: parking_lot::RwLock<std::collections::HashSet<Box<str>>>,
+    /// Woken whenever a write's position becomes known, for reads waiting on a pending table.
+    pub settled: tokio::sync::Notify,
+    /// Orders reads that found a pending table against position reads (probes and primary
+    /// polls): see [`WriteLsns::fresh_since`].
+    clock: AtomicU64,
+    /// The highest position read so far, and the latest clock reading taken before one.
+    fresh_lsn: AtomicU64,
+    fresh_at: AtomicU64,
 }
 
 impl WriteLsns {
@@ -111,6 +119,37 @@ impl WriteLsns {
             used: std::sync::atomic::AtomicBool::new(false),
             any: Mutex::new(Entry::default()),
             tables: Default::default(),
+            settled: tokio::sync::Notify::new(),
+            clock: AtomicU64::new(1),
+            fresh_lsn: AtomicU64::new(0),
+            fresh_at: AtomicU64::new(0),
+        }
+    }
+
+    /// A reading of the clock, for a position read about to be sent or a read about to wait.
+    pub fn now(&self) -> u64 {
+        self.clock.fetch_add(1, Ordering::AcqRel)
+    }
+
+    /// A position read taken at clock `at` returned `lsn`.
+    pub fn observed(&self, at: u64, lsn: u64) {
+        // The position first: a reader that sees the new `fresh_at` then sees a position at
+        // least as high as the one read at that time.
+        self.fresh_lsn.fetch_max(lsn, Ordering::Release);
+        self.fresh_at.fetch_max(at, Ordering::Release);
+        self.settled.notify_waiters();
+    }
+
+    /// A position that covers every write acknowledged before clock `since`, once a position
+    /// read taken after `since` has answered. Any write acknowledged before `since` committed
+    /// before that read ran, whichever table and session it was: so a read that found its
+    /// tables pending needs only that position, not the end of every write in flight, which
+    /// on a table written without pause would never come.
+    pub fn fresh_since(&self, since: u64) -> Option<u64> {
+        if self.fresh_at.load(Ordering::Acquire) > since {
+            Some(self.fresh_lsn.load(Ordering::Acquire))
+        } else {
+            None
         }
     }
 
@@ -155,6 +194,9 @@ impl WriteLsns {
             e.pending = e.pending.saturating_sub(1);
             e.lsn = e.lsn.max(lsn);
         }
+        // Kept the highest of all, so a fresh position covers every settled entry.
+        self.fresh_lsn.fetch_max(lsn, Ordering::Release);
+        self.settled.notify_waiters();
     }
 
     /// The write's LSN could not be learned on its connection: it stays pending until a primary
@@ -270,6 +312,25 @@ mod tests {
         let w = WriteLsns::new(100);
         w.set_plain_tables(["a", "b", "t", "x"].iter().map(|s| s.to_string()).collect());
         w
+    }
+
+    #[test]
+    fn a_position_read_after_a_read_arrived_covers_every_earlier_write() {
+        let w = tracker();
+        let before = w.now();
+        w.begin(&set(&["t"], false).tables, false);
+        let since = w.now();
+        // A probe sent before the read found the table pending does not cover it...
+        w.observed(before, 7);
+        assert_eq!(w.fresh_since(since), None);
+        // ...one sent after does, though the write in flight never finished.
+        let after = w.now();
+        w.observed(after, 9);
+        assert_eq!(w.fresh_since(since), Some(9));
+        assert_eq!(w.need(&["t".to_string()]), ReadNeed::Primary);
+        // A settled write's position is never above the fresh one.
+        w.finish(&set(&["a"], false), 12);
+        assert_eq!(w.fresh_since(since), Some(12));
     }
 
     #[test]

@@ -17,6 +17,8 @@ pub struct ServerSettings {
     pub idle_timeout: Duration,
     pub keepalive: Option<Keepalive>,
     pub tls: ServerTls,
+    /// `replication.max_replica_wait_ms`: how long a read may ask a replica to catch up.
+    pub replica_wait: Duration,
 }
 
 /// Counters of connection churn, read by the stats endpoint.

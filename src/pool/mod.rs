@@ -5,9 +5,11 @@ pub mod checker;
 mod health;
 mod lsn;
 mod manager;
+mod routing;
 mod set;
 
 pub use health::{HealthPolicy, ServerHealth};
 pub use lsn::{load_plain_tables, ReadNeed, WriteLsns, WriteSet};
 pub use manager::{ServerManager, ServerSettings};
+pub use routing::{PrimaryReason, RouteStats};
 pub use set::{AcquireError, Lease, PoolSet, Pools, Role, ServerInfo, ServerPool};

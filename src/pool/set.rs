@@ -4,6 +4,7 @@ use super::cap::{Cap, CapPermit};
 use super::health::{HealthPolicy, ServerHealth};
 use super::lsn::{ReadNeed, WriteLsns};
 use super::manager::{ChurnCounters, ServerManager, ServerSettings};
+use super::routing::{PrimaryReason, RouteStats};
 use crate::backend::{BackendError, LoginParams, ServerConn, ServerTls};
 use crate::config::{Config, ServerAddr};
 use crate::stats::LatencyHistogram;
@@ -44,6 +45,8 @@ pub struct ServerInfo {
     pub outstanding: AtomicUsize,
     /// Published by the server's health task: role, ban, replay position, lag.
     pub health: ServerHealth,
+    /// Reads served here and reads sent to the primary instead, by reason.
+    pub routing: RouteStats,
 }
 
 impl ServerInfo {
@@ -54,6 +57,7 @@ impl ServerInfo {
             configured_role: role,
             outstanding: AtomicUsize::new(0),
             health: ServerHealth::new(role, auto, policy, epoch),
+            routing: RouteStats::default(),
         }
     }
 
@@ -196,21 +200,28 @@ pub struct PoolSet {
 
 const ACQUIRE_SHARDS: usize = 8;
 
+/// What a read asks a replica when its polled position is behind.
+const REPLAY_POSITION_SQL: &str = "SELECT pg_last_wal_replay_lsn()::text";
+
+/// Why `h` could not take a read that its polled position alone did not allow (`behind`).
+fn reason_not_serving(h: &ServerHealth, behind: PrimaryReason) -> PrimaryReason {
+    if h.is_banned() || h.is_suspect() {
+        PrimaryReason::Banned
+    } else if !h.lag_ok() {
+        PrimaryReason::LagLimit
+    } else {
+        behind
+    }
+}
+
 impl PoolSet {
     /// A connection for a request routed to `role`. Reads go to the least busy replica that
     /// is healthy, within the lag limits and has replayed what `need` asks; otherwise to the
     /// primary. A server that refuses a connection is banned and the next one tried.
     pub async fn acquire(&self, role: Role, need: ReadNeed) -> Result<Lease, AcquireError> {
         if role == Role::Replica {
-            let min_lsn = match need {
-                ReadNeed::Any => Some(0),
-                ReadNeed::Lsn(l) => Some(l),
-                ReadNeed::Primary => None,
-            };
-            if let Some(min_lsn) = min_lsn {
-                if let Some(lease) = self.acquire_replica(min_lsn).await? {
-                    return Ok(lease);
-                }
+            if let Some(lease) = self.acquire_read(need).await? {
+                return Ok(lease);
             }
         }
         let writer = self.writer()?;
@@ -245,6 +256,94 @@ impl PoolSet {
             )));
         }
         Ok(pool)
+    }
+
+    /// A replica for a read, or `None` when the read must go to the primary (each replica then
+    /// counts why).
+    async fn acquire_read(&self, need: ReadNeed) -> Result<Option<Lease>, AcquireError> {
+        let min_lsn = match need {
+            ReadNeed::Any => 0,
+            ReadNeed::Lsn(l) => l,
+            ReadNeed::Primary => {
+                self.count_primary_reads(|_| PrimaryReason::PositionUnknown);
+                return Ok(None);
+            }
+        };
+        if let Some(lease) = self.acquire_replica(min_lsn).await? {
+            lease.server.routing.served(false);
+            return Ok(Some(lease));
+        }
+        let wait = self.settings.load().replica_wait;
+        if min_lsn == 0 || wait.is_zero() {
+            self.count_primary_reads(|h| reason_not_serving(h, PrimaryReason::Behind));
+            return Ok(None);
+        }
+        if let Some(lease) = self.wait_for_replica(min_lsn, wait).await {
+            lease.server.routing.served(true);
+            return Ok(Some(lease));
+        }
+        self.count_primary_reads(|h| reason_not_serving(h, PrimaryReason::WaitTimedOut));
+        Ok(None)
+    }
+
+    fn count_primary_reads(&self, why: impl Fn(&ServerHealth) -> PrimaryReason) {
+        for p in &self.replicas {
+            p.server.routing.to_primary(why(&p.server.health));
+        }
+    }
+
+    /// The polled position of every healthy replica is behind `min_lsn`: ask the most advanced
+    /// one directly, again until `wait` has passed. The polls trail the replica by up to one
+    /// `lag_poll_ms`, far more than a local replica's own lag, so without asking every read of a
+    /// table written more often than that would go to the primary.
+    async fn wait_for_replica(&self, min_lsn: u64, wait: Duration) -> Option<Lease> {
+        let pool = self
+            .replicas
+            .iter()
+            .filter(|p| p.server.health.can_read(0))
+            .max_by_key(|p| p.server.health.lsn())?;
+        let started = Instant::now();
+        let deadline = started + wait;
+        let mut lease = tokio::time::timeout(wait, self.acquire_from(pool))
+            .await
+            .ok()?
+            .ok()?;
+        let routing = &pool.server.routing;
+        loop {
+            routing.position_checks.fetch_add(1, Ordering::Relaxed);
+            let left = deadline.saturating_duration_since(Instant::now());
+            let asked = tokio::time::timeout(
+                left.max(Duration::from_millis(1)),
+                lease.conn().query_value(REPLAY_POSITION_SQL),
+            )
+            .await;
+            let replayed = match asked {
+                Ok(Ok(Some(text))) => super::health::parse_lsn(&text),
+                // No longer in recovery, or the connection failed: the health check decides.
+                Ok(Ok(None)) | Ok(Err(_)) => None,
+                Err(_) => {
+                    // The question is still in flight: the connection's state is unknown.
+                    lease.discard();
+                    routing.record_wait(started.elapsed().as_micros() as u64);
+                    return None;
+                }
+            };
+            let Some(replayed) = replayed else {
+                lease.discard();
+                return None;
+            };
+            pool.server.health.advance_lsn(replayed);
+            if replayed >= min_lsn {
+                routing.record_wait(started.elapsed().as_micros() as u64);
+                return Some(lease);
+            }
+            if Instant::now() >= deadline {
+                routing.record_wait(started.elapsed().as_micros() as u64);
+                return None;
+            }
+            // Replay on a local replica takes well under a millisecond per commit.
+            tokio::time::sleep(Duration::from_micros(500).min(left)).await;
+        }
     }
 
     async fn acquire_replica(&self, min_lsn: u64) -> Result<Option<Lease>, AcquireError> {
@@ -362,6 +461,7 @@ fn server_settings(c: &Config, tls: ServerTls) -> ServerSettings {
         idle_timeout: c.pool.server_idle_timeout,
         keepalive: c.limits.keepalive,
         tls,
+        replica_wait: c.replication.max_replica_wait,
     }
 }
 
