@@ -1,8 +1,10 @@
 //! Read-your-writes bookkeeping: per table, the highest commit LSN of a write made through the proxy, or "pending".
 
+use arc_swap::ArcSwap;
 use parking_lot::Mutex;
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// What a read needs from the server that answers it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,21 +30,45 @@ impl ReadNeed {
     }
 
     fn of(e: &Entry) -> ReadNeed {
-        if e.pending > 0 {
+        // Pending first: `finish` raises the LSN before it drops the count, so a reader that
+        // sees the count at zero sees the LSN that came with it.
+        if e.pending.load(Ordering::Acquire) > 0 {
             ReadNeed::Primary
-        } else if e.lsn > 0 {
-            ReadNeed::Lsn(e.lsn)
         } else {
-            ReadNeed::Any
+            match e.lsn.load(Ordering::Acquire) {
+                0 => ReadNeed::Any,
+                lsn => ReadNeed::Lsn(lsn),
+            }
         }
     }
 }
 
-#[derive(Default, Clone, Copy, Debug)]
+/// One table's (or one class of writes') state, read without a lock.
+#[derive(Default, Debug)]
 struct Entry {
-    lsn: u64,
+    lsn: AtomicU64,
     /// Writers whose LSN is not known yet.
-    pending: u32,
+    pending: AtomicU32,
+}
+
+impl Entry {
+    fn add_pending(&self, n: u32) {
+        self.pending.fetch_add(n, Ordering::AcqRel);
+    }
+
+    fn settle(&self, n: u32, lsn: u64) {
+        self.lsn.fetch_max(lsn, Ordering::AcqRel);
+        // Saturating: a count never goes below zero, whatever a caller does twice.
+        let _ = self
+            .pending
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |p| {
+                Some(p.saturating_sub(n))
+            });
+    }
+
+    fn is_settled(&self) -> bool {
+        self.pending.load(Ordering::Acquire) == 0
+    }
 }
 
 /// The tables one write touched; `unknown` when it may have written anything (CALL, DO, a
@@ -75,16 +101,20 @@ fn table_key(name: &str) -> &str {
     name.rsplit('.').next().unwrap_or(name)
 }
 
-const SHARDS: usize = 16;
+type Entries = HashMap<Box<str>, Arc<Entry>>;
 
-/// Shared by every session (`Pools::lsns`).
+/// Shared by every session (`Pools::lsns`). Reads take no lock: the per-table entries and the
+/// set of plain tables are immutable snapshots swapped whole, and each entry is two atomics.
+/// Writes take `grow` only to add a table (copy on write, rare once the tables are known).
 pub struct WriteLsns {
-    shards: [Mutex<HashMap<Box<str>, Entry>>; SHARDS],
+    entries: ArcSwap<Entries>,
+    /// Serializes changes to `entries`, so no entry is evicted while a writer marks it.
+    grow: Mutex<()>,
+    max_tables: usize,
     /// Writes of unknown reach: every read needs this.
-    everything: Mutex<Entry>,
+    everything: Entry,
     /// LSNs of tables forgotten to stay within `max_tables`: every read needs at least this.
     floor: AtomicU64,
-    per_shard: usize,
     /// Writes whose LSN could not be read on their connection, waiting for the next primary
     /// poll that starts after them: (sequence, tables).
     deferred: Mutex<Vec<(u64, WriteSet)>>,
@@ -92,11 +122,11 @@ pub struct WriteLsns {
     /// Set when any entry exists, so reads skip the map entirely before the first write.
     used: std::sync::atomic::AtomicBool,
     /// Every write: what a read of a relation the proxy cannot see through needs.
-    any: Mutex<Entry>,
+    any: Entry,
     /// Plain tables (and materialized views, partitions, foreign tables) by unqualified name, from
     /// the primary's catalog. A read of anything else (a view, a table created since the last
     /// load) may read any table, so it needs every write.
-    tables: parking_lot::RwLock<std::collections::HashSet<Box<str>>>,
+    tables: ArcSwap<HashSet<Box<str>>>,
     /// Woken whenever a write's position becomes known, for reads waiting on a pending table.
     pub settled: tokio::sync::Notify,
     /// Orders reads that found a pending table against position reads (probes and primary
@@ -110,15 +140,16 @@ pub struct WriteLsns {
 impl WriteLsns {
     pub fn new(max_tables: usize) -> WriteLsns {
         WriteLsns {
-            shards: std::array::from_fn(|_| Mutex::new(HashMap::new())),
-            everything: Mutex::new(Entry::default()),
+            entries: ArcSwap::from_pointee(HashMap::new()),
+            grow: Mutex::new(()),
+            max_tables: max_tables.max(1),
+            everything: Entry::default(),
             floor: AtomicU64::new(0),
-            per_shard: max_tables.div_ceil(SHARDS).max(1),
             deferred: Mutex::new(Vec::new()),
             seq: AtomicU64::new(0),
             used: std::sync::atomic::AtomicBool::new(false),
-            any: Mutex::new(Entry::default()),
-            tables: Default::default(),
+            any: Entry::default(),
+            tables: ArcSwap::from_pointee(HashSet::new()),
             settled: tokio::sync::Notify::new(),
             clock: AtomicU64::new(1),
             fresh_lsn: AtomicU64::new(0),
@@ -153,49 +184,59 @@ impl WriteLsns {
         }
     }
 
-    fn shard(&self, key: &str) -> &Mutex<HashMap<Box<str>, Entry>> {
-        let h = ahash::RandomState::with_seeds(1, 2, 3, 4).hash_one(key);
-        &self.shards[h as usize % SHARDS]
-    }
-
     /// Marks the tables of a write about to run as pending, before its client can see it done.
     pub fn begin(&self, tables: &[Box<str>], unknown: bool) {
-        self.used.store(true, Ordering::Relaxed);
+        self.used.store(true, Ordering::Release);
         // One count per table and per unknown write, as `finish` takes them back.
-        self.any.lock().pending += tables.len() as u32 + u32::from(unknown);
+        self.any
+            .add_pending(tables.len() as u32 + u32::from(unknown));
         if unknown {
-            self.everything.lock().pending += 1;
+            self.everything.add_pending(1);
+        }
+        if tables.is_empty() {
+            return;
+        }
+        let _grow = self.grow.lock();
+        let mut entries = self.entries.load_full();
+        let missing: Vec<&Box<str>> = tables
+            .iter()
+            .filter(|t| !entries.contains_key(&***t))
+            .collect();
+        if !missing.is_empty() {
+            let mut next = Entries::clone(&entries);
+            for t in missing {
+                if next.len() >= self.max_tables {
+                    self.evict(&mut next);
+                }
+                next.insert((*t).clone(), Arc::default());
+            }
+            entries = Arc::new(next);
+            self.entries.store(entries.clone());
         }
         for t in tables {
-            let mut shard = self.shard(t).lock();
-            if shard.len() >= self.per_shard && !shard.contains_key(t) {
-                self.evict(&mut shard);
+            if let Some(e) = entries.get(t) {
+                e.add_pending(1);
             }
-            shard.entry(t.clone()).or_default().pending += 1;
         }
     }
 
     /// The write committed (or ended) at or before `lsn`: its tables need that much from now on.
     pub fn finish(&self, set: &WriteSet, lsn: u64) {
-        {
-            let mut e = self.any.lock();
-            let n = set.tables.len() as u32 + u32::from(set.unknown);
-            e.pending = e.pending.saturating_sub(n);
-            e.lsn = e.lsn.max(lsn);
+        // Kept the highest of all, so a fresh position covers every settled entry.
+        self.fresh_lsn.fetch_max(lsn, Ordering::AcqRel);
+        // The tables before the totals, so no read sees `any` settled with a table pending.
+        let entries = self.entries.load();
+        for t in &set.tables {
+            // A pending entry is never evicted, so it is there.
+            if let Some(e) = entries.get(t) {
+                e.settle(1, lsn);
+            }
         }
         if set.unknown {
-            let mut e = self.everything.lock();
-            e.pending = e.pending.saturating_sub(1);
-            e.lsn = e.lsn.max(lsn);
+            self.everything.settle(1, lsn);
         }
-        for t in &set.tables {
-            let mut shard = self.shard(t).lock();
-            let e = shard.entry(t.clone()).or_default();
-            e.pending = e.pending.saturating_sub(1);
-            e.lsn = e.lsn.max(lsn);
-        }
-        // Kept the highest of all, so a fresh position covers every settled entry.
-        self.fresh_lsn.fetch_max(lsn, Ordering::Release);
+        self.any
+            .settle(set.tables.len() as u32 + u32::from(set.unknown), lsn);
         self.settled.notify_waiters();
     }
 
@@ -231,21 +272,24 @@ impl WriteLsns {
 
     /// What a read of `tables` needs.
     pub fn need(&self, tables: &[String]) -> ReadNeed {
-        if !self.used.load(Ordering::Relaxed) {
+        if !self.used.load(Ordering::Acquire) {
             return ReadNeed::Any;
         }
-        let mut need = ReadNeed::of(&self.everything.lock());
-        let floor = self.floor.load(Ordering::Relaxed);
+        let mut need = ReadNeed::of(&self.everything);
+        // The snapshot before the floor: an entry missing from it was evicted before it was
+        // stored, and its LSN went into the floor before that.
+        let entries = self.entries.load();
+        let floor = self.floor.load(Ordering::Acquire);
         if floor > 0 {
             need = need.and(ReadNeed::Lsn(floor));
         }
-        let known = self.tables.read();
+        let known = self.tables.load();
         for t in tables {
             let key = table_key(t);
             if !known.contains(key) {
-                return need.and(ReadNeed::of(&self.any.lock()));
+                return need.and(ReadNeed::of(&self.any));
             }
-            if let Some(e) = self.shard(key).lock().get(key) {
+            if let Some(e) = entries.get(key) {
                 need = need.and(ReadNeed::of(e));
             }
         }
@@ -254,7 +298,7 @@ impl WriteLsns {
 
     /// Whether reads of `table` are tracked by name (it was in the last catalog load).
     pub fn knows_table(&self, table: &str) -> bool {
-        self.tables.read().contains(table_key(table))
+        self.tables.load().contains(table_key(table))
     }
 
     /// Replaces the set of plain tables (see [`load_plain_tables`]).
@@ -263,19 +307,19 @@ impl WriteLsns {
             .iter()
             .map(|n| Box::from(table_key(&n.to_lowercase())))
             .collect();
-        *self.tables.write() = set;
+        self.tables.store(Arc::new(set));
     }
 
-    /// Drops the settled entry with the lowest LSN, folding it into the floor.
-    fn evict(&self, shard: &mut HashMap<Box<str>, Entry>) {
-        let victim = shard
+    /// Drops the settled entry with the lowest LSN, folding it into the floor (under `grow`).
+    fn evict(&self, entries: &mut Entries) {
+        let victim = entries
             .iter()
-            .filter(|(_, e)| e.pending == 0)
-            .min_by_key(|(_, e)| e.lsn)
-            .map(|(k, e)| (k.clone(), e.lsn));
+            .filter(|(_, e)| e.is_settled())
+            .min_by_key(|(_, e)| e.lsn.load(Ordering::Acquire))
+            .map(|(k, e)| (k.clone(), e.lsn.load(Ordering::Acquire)));
         if let Some((k, lsn)) = victim {
-            shard.remove(&k);
-            self.floor.fetch_max(lsn, Ordering::Relaxed);
+            entries.remove(&k);
+            self.floor.fetch_max(lsn, Ordering::AcqRel);
         }
     }
 }
@@ -413,7 +457,7 @@ mod tests {
             w.begin(&s.tables, false);
             w.finish(&s, i + 1);
         }
-        let total: usize = w.shards.iter().map(|s| s.lock().len()).sum();
+        let total = w.entries.load().len();
         assert!(total <= 16, "{total} entries");
         // Whatever was forgotten still needs at least its own LSN through the floor.
         for i in 0..200u64 {
@@ -422,5 +466,45 @@ mod tests {
                 other => panic!("t{i}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn a_read_after_an_acknowledged_write_never_needs_less_than_it() {
+        // Writers on many tables (evicting) against readers, with no lock on the read path: a
+        // read that starts after a write was marked sees it pending or at its LSN or above.
+        let w = Arc::new(WriteLsns::new(4));
+        w.set_plain_tables((0..8).map(|i| format!("t{i}")).collect());
+        let acked: Arc<Vec<AtomicU64>> = Arc::new((0..8).map(|_| AtomicU64::new(0)).collect());
+        let writers: Vec<_> = (0..2u64)
+            .map(|k| {
+                let (w, acked) = (w.clone(), acked.clone());
+                std::thread::spawn(move || {
+                    for n in 1..20_000u64 {
+                        let t = ((n + k) % 8) as usize;
+                        let s = set(&[&format!("t{t}")], false);
+                        w.begin(&s.tables, false);
+                        let lsn = n * 2 + k;
+                        acked[t].fetch_max(lsn, Ordering::SeqCst);
+                        w.finish(&s, lsn);
+                    }
+                })
+            })
+            .collect();
+        let mut checked = 0u64;
+        while writers.iter().any(|h| !h.is_finished()) {
+            for t in 0..8 {
+                let seen = acked[t].load(Ordering::SeqCst);
+                match w.need(&[format!("t{t}")]) {
+                    ReadNeed::Primary => {}
+                    ReadNeed::Lsn(l) => assert!(l >= seen, "t{t} needs {l} < {seen}"),
+                    ReadNeed::Any => assert_eq!(seen, 0, "t{t} forgot {seen}"),
+                }
+                checked += 1;
+            }
+        }
+        for h in writers {
+            assert!(h.join().is_ok());
+        }
+        assert!(checked > 0);
     }
 }
