@@ -147,6 +147,7 @@ fn diff(started: &Config, old: &Config, new: &Config) -> ReloadSummary {
             "pool.server_lifetime_ms",
             p.server_lifetime != q.server_lifetime,
         ),
+        ("pool.query_timeout_ms", p.query_timeout != q.query_timeout),
     ] {
         if changed {
             s.applied.push(key);

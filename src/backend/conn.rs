@@ -43,6 +43,8 @@ pub enum BackendError {
         addr: String,
         source: std::io::Error,
     },
+    #[error("server {addr} stopped answering (its health check timed out)")]
+    Stalled { addr: String },
     #[error("server connection lost: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -131,21 +133,22 @@ pub struct ServerConn {
 impl ServerConn {
     pub async fn connect(p: &LoginParams, max_prepared: usize) -> Result<ServerConn, BackendError> {
         let addr = p.addr();
-        let stream = tokio::time::timeout(
-            p.connect_timeout,
-            TcpStream::connect((p.host.as_str(), p.port)),
-        )
-        .await
-        .map_err(|_| BackendError::ConnectTimeout { addr: addr.clone() })?
-        .map_err(|source| BackendError::Connect {
-            addr: addr.clone(),
-            source,
-        })?;
+        // One deadline for TCP, TLS and login together: a server that accepts the connection
+        // but answers nothing costs `connect_timeout` in all, not once per step.
+        let deadline = tokio::time::Instant::now() + p.connect_timeout;
+        let stream =
+            tokio::time::timeout_at(deadline, TcpStream::connect((p.host.as_str(), p.port)))
+                .await
+                .map_err(|_| BackendError::ConnectTimeout { addr: addr.clone() })?
+                .map_err(|source| BackendError::Connect {
+                    addr: addr.clone(),
+                    source,
+                })?;
         stream.set_nodelay(true)?;
         if let Some(k) = &p.keepalive {
             k.apply(&stream);
         }
-        let stream = tokio::time::timeout(p.connect_timeout, negotiate_tls(stream, p))
+        let stream = tokio::time::timeout_at(deadline, negotiate_tls(stream, p))
             .await
             .map_err(|_| BackendError::ConnectTimeout { addr: addr.clone() })??;
         let mut conn = ServerConn {
@@ -162,7 +165,7 @@ impl ServerConn {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             addr,
         };
-        tokio::time::timeout(p.connect_timeout, conn.login(p))
+        tokio::time::timeout_at(deadline, conn.login(p))
             .await
             .map_err(|_| BackendError::ConnectTimeout {
                 addr: conn.addr.clone(),

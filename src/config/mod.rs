@@ -111,6 +111,8 @@ pub struct PoolConfig {
     pub server_idle_timeout: Duration,
     pub server_lifetime: Duration,
     pub max_prepared_per_server: usize,
+    /// A request unanswered this long is cancelled (then its server closed); `None`: off.
+    pub query_timeout: Option<Duration>,
 }
 
 /// How reads are kept from missing writes made through the proxy (`replication.consistency`).
@@ -332,6 +334,8 @@ impl Config {
             server_idle_timeout: millis("pool.server_idle_timeout_ms", p.server_idle_timeout_ms)?,
             server_lifetime: millis("pool.server_lifetime_ms", p.server_lifetime_ms)?,
             max_prepared_per_server: p.max_prepared_per_server,
+            query_timeout: (p.query_timeout_ms > 0)
+                .then(|| Duration::from_millis(p.query_timeout_ms)),
         };
         if raw.users.is_empty() {
             return Err(invalid("users", "at least one [[users]] entry is required"));
@@ -528,14 +532,15 @@ impl Config {
         let p = &self.pool;
         let _ = writeln!(
             s,
-            "\n[pool]\nprimary_size = {}\nreplica_size = {}\nconnect_timeout_ms = {}\nacquire_timeout_ms = {}\nserver_idle_timeout_ms = {}\nserver_lifetime_ms = {}\nmax_prepared_per_server = {}",
+            "\n[pool]\nprimary_size = {}\nreplica_size = {}\nconnect_timeout_ms = {}\nacquire_timeout_ms = {}\nserver_idle_timeout_ms = {}\nserver_lifetime_ms = {}\nmax_prepared_per_server = {}\nquery_timeout_ms = {}",
             p.primary_size,
             p.replica_size,
             p.connect_timeout.as_millis(),
             p.acquire_timeout.as_millis(),
             p.server_idle_timeout.as_millis(),
             p.server_lifetime.as_millis(),
-            p.max_prepared_per_server
+            p.max_prepared_per_server,
+            p.query_timeout.map_or(0, |d| d.as_millis())
         );
         for u in &self.users {
             let auth = match u.auth {

@@ -153,6 +153,9 @@ pub struct RawPool {
     pub server_lifetime_ms: u64,
     #[serde(default = "d_max_prepared")]
     pub max_prepared_per_server: usize,
+    /// 0: off.
+    #[serde(default)]
+    pub query_timeout_ms: u64,
 }
 
 impl Default for RawPool {
@@ -165,6 +168,7 @@ impl Default for RawPool {
             server_idle_timeout_ms: d_idle_timeout(),
             server_lifetime_ms: d_lifetime(),
             max_prepared_per_server: d_max_prepared(),
+            query_timeout_ms: 0,
         }
     }
 }

@@ -40,12 +40,52 @@ pub struct Ryw {
     retry_arrived: Option<Instant>,
     retry_bytes: usize,
     /// No byte of the read's answer has reached the client: it may be re-sent.
-    pub(super) retry_armed: bool,
+    retry_armed: bool,
+    /// The start of the answer while the read could still be re-sent: notices (a replica's
+    /// immediate-shutdown WARNING before it closes) and the small messages before the first row
+    /// (ParseComplete, BindComplete, RowDescription; a server flushes them with that WARNING).
+    /// They reach the client only if this attempt is the one it sees.
+    held: bytes::BytesMut,
     /// The request being dispatched is itself a retry: it is not retried again.
     is_retry: bool,
 }
 
 impl Ryw {
+    /// The read may still be re-sent: nothing of its answer has been forwarded.
+    pub(super) fn armed(&self) -> bool {
+        self.retry_armed
+    }
+
+    /// This attempt is the one the client sees: what was held back for it goes to `wbuf` first.
+    pub(super) fn disarm(&mut self, wbuf: &mut bytes::BytesMut) {
+        self.retry_armed = false;
+        if !self.held.is_empty() {
+            wbuf.extend_from_slice(&self.held);
+            self.held = bytes::BytesMut::new();
+        }
+    }
+
+    /// Where the answer of an armed read goes until the attempt is decided.
+    pub(super) fn held_mut(&mut self) -> &mut bytes::BytesMut {
+        &mut self.held
+    }
+
+    /// A message of an armed read's answer that may be held back rather than forwarded: the
+    /// read stays retryable. Bounded, so holding never buffers a result.
+    pub(super) fn may_hold(&self, t: u8, len: usize) -> bool {
+        use crate::protocol::tags::backend as b;
+        const HOLD_LIMIT: usize = 64 * 1024;
+        matches!(
+            t,
+            b::NOTICE_RESPONSE
+                | b::PARSE_COMPLETE
+                | b::BIND_COMPLETE
+                | b::ROW_DESCRIPTION
+                | b::PARAMETER_DESCRIPTION
+                | b::NO_DATA
+        ) && self.held.len() + len <= HOLD_LIMIT
+    }
+
     /// One message of the probe's answer: the row holds the position.
     pub(super) fn on_probe_message(&mut self, t: u8, body: &[u8]) {
         if t == backend::DATA_ROW {
@@ -290,20 +330,30 @@ impl Session {
             && self.ready_actions.len() == 1;
     }
 
+    /// This attempt is the one the client sees: the notices held back for it go out first.
+    pub(super) fn disarm_retry(&mut self) {
+        self.ryw.disarm(&mut self.wbuf);
+    }
+
     /// The server died under an armed read: keep reads off it until its next check, and queue
     /// the read again. False when the
     /// read is not retryable and the loss must be reported.
     pub(super) fn retry_read(&mut self, why: &str) -> bool {
-        if !std::mem::take(&mut self.ryw.retry_armed)
+        if !self.ryw.retry_armed
             || self.ready_actions.len() != 1
             || !self.pending.frames.is_empty()
             || self.tx != TxStatus::Idle
+            || self.server.is_none()
         {
+            self.disarm_retry();
             return false;
         }
         let Some(lease) = self.server.take() else {
             return false;
         };
+        self.ryw.retry_armed = false;
+        // What the failed attempt said is not the client's to see.
+        self.ryw.held.clear();
         tracing::warn!(server = %lease.server.addr, reason = why, "server lost under a read; retrying it elsewhere");
         lease.server.health.suspect(why);
         lease.discard();

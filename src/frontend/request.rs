@@ -413,7 +413,8 @@ impl Session {
             self.sync_settings();
         } else {
             // A second request on the same connection: a loss could no longer be retried alone.
-            self.ryw.retry_armed = false;
+            self.disarm_retry();
+            self.watch_stalls_from_now();
         }
         self.note_writes(&analyses);
         let wbuf_before = self.wbuf.len();

@@ -33,14 +33,21 @@ impl Session {
             if conn.rbuf.len() < HEADER_LEN + len {
                 break;
             }
-            if self.ryw.retry_armed && t != tag::NOTICE_RESPONSE {
-                // A read whose server is shutting down is re-sent elsewhere, unseen by the client.
-                if t == tag::ERROR_RESPONSE && is_fatal(&conn.rbuf[HEADER_LEN..HEADER_LEN + len]) {
-                    return self.server_lost("server ended the connection");
-                }
-                self.ryw.retry_armed = false;
+            let armed = self.ryw.armed();
+            // A read whose server is shutting down is re-sent elsewhere, unseen by the client.
+            if armed
+                && t == tag::ERROR_RESPONSE
+                && is_fatal(&conn.rbuf[HEADER_LEN..HEADER_LEN + len])
+            {
+                return self.server_lost("server ended the connection");
             }
-            self.plan.drain_synthetic(&mut self.wbuf);
+            // Replies the proxy makes itself, due before this message, wait with the rest of an
+            // armed read's answer: a retry would make them again.
+            if armed {
+                self.plan.drain_synthetic(self.ryw.held_mut());
+            } else {
+                self.plan.drain_synthetic(&mut self.wbuf);
+            }
             let (step, ev) = match self.plan.on_message(t, &mut forget) {
                 Ok(x) => x,
                 Err(desync) => {
@@ -50,6 +57,12 @@ impl Session {
                 }
             };
             let end = HEADER_LEN + len;
+            // Swallowed messages (the proxy's own) and the start of the answer keep the read
+            // retryable; the first message the client must see now ends that.
+            let hold = armed && (step != Step::Forward || self.ryw.may_hold(t, end));
+            if armed && !hold {
+                self.ryw.disarm(&mut self.wbuf);
+            }
             if ev.unsolicited_error {
                 let error = conn.rbuf.split_to(end).freeze();
                 return self.server_ended_idle(error);
@@ -118,7 +131,11 @@ impl Session {
                         f.feed(t, &conn.rbuf[..end]);
                     }
                 }
-                self.wbuf.extend_from_slice(&conn.rbuf[..end]);
+                if hold {
+                    self.ryw.held_mut().extend_from_slice(&conn.rbuf[..end]);
+                } else {
+                    self.wbuf.extend_from_slice(&conn.rbuf[..end]);
+                }
             }
             conn.rbuf.advance(end);
             if ev.error {
@@ -146,7 +163,11 @@ impl Session {
             }
             became_ready |= ev.internal_done;
         }
-        self.plan.drain_synthetic(&mut self.wbuf);
+        if self.ryw.armed() {
+            self.plan.drain_synthetic(self.ryw.held_mut());
+        } else {
+            self.plan.drain_synthetic(&mut self.wbuf);
+        }
         if became_ready {
             self.maybe_release();
         }

@@ -98,6 +98,8 @@ pub struct Session {
     pub(super) n_plus_one: crate::nplusone::Stream,
     /// Set once shutdown began while a transaction was open: it may finish until then.
     pub(super) drain_deadline: Option<Instant>,
+    /// How long the oldest request has waited for its server (`pool.query_timeout_ms`).
+    pub(super) query_clock: super::deadline::QueryClock,
 }
 
 /// Why the session's timer fired.
@@ -106,6 +108,7 @@ enum Timer {
     ClientIdle(std::time::Duration),
     IdleInTransaction(std::time::Duration),
     Drain,
+    Query(super::deadline::Due),
 }
 
 impl Session {
@@ -156,6 +159,7 @@ impl Session {
             ryw: Default::default(),
             n_plus_one: crate::nplusone::Stream::default(),
             drain_deadline: None,
+            query_clock: Default::default(),
         }
     }
 
@@ -171,12 +175,19 @@ impl Session {
 
     /// The next deadline for this session, if it is idle (or draining at shutdown).
     fn timer(&self) -> Option<(Instant, Timer)> {
+        let query = self
+            .query_deadline()
+            .map(|(at, due)| (at, Timer::Query(due)));
         if let Some(at) = self.drain_deadline {
-            return Some((at, Timer::Drain));
+            // Whichever comes first: a query timeout still applies while draining.
+            return match query {
+                Some(q) if q.0 < at => Some(q),
+                _ => Some((at, Timer::Drain)),
+            };
         }
         let quiet = self.ready_actions.is_empty() && self.plan.is_empty() && self.swbuf.is_empty();
         if !quiet || !self.rbuf.is_empty() {
-            return None;
+            return query;
         }
         if self.server.is_some() && self.tx != TxStatus::Idle {
             if self.copy_in {
@@ -237,17 +248,20 @@ impl Session {
             let read_client = !self.pending.blocked;
             let want_write = !self.swbuf.is_empty();
             let has_server = self.server.is_some();
+            // Only a session waiting on its server cares that the server stalled.
+            let awaiting = has_server && !(self.ready_actions.is_empty() && self.plan.is_empty());
+            self.observe_query_clock();
             let timer = self.timer();
             let draining = self.drain_deadline.is_some();
             // Split borrows: the connection's buffer fills while the session's write buffer
             // drains into the same connection, in one select.
-            let server_io = match self.server.as_mut() {
+            let (server_io, stalls) = match self.server.as_mut() {
                 Some(lease) => {
-                    let ServerConn { stream, rbuf, .. } = lease.conn();
+                    let (ServerConn { stream, rbuf, .. }, stalls) = lease.conn_and_stalls();
                     rbuf.reserve(SERVER_READ_CHUNK);
-                    Some((stream, rbuf))
+                    (Some((stream, rbuf)), Some(stalls))
                 }
-                None => None,
+                None => (None, None),
             };
             let out = &self.swbuf;
             tokio::select! {
@@ -277,12 +291,28 @@ impl Session {
                         return end;
                     }
                 }
+                Ok(()) = async move {
+                    match stalls {
+                        Some(w) => w.changed().await,
+                        None => std::future::pending().await,
+                    }
+                }, if awaiting => {
+                    if let Err(end) = self.server_stalled() {
+                        return end;
+                    }
+                }
                 _ = async move {
                     match timer {
                         Some((at, _)) => tokio::time::sleep_until(at.into()).await,
                         None => std::future::pending().await,
                     }
                 } => {
+                    if let Some((_, Timer::Query(due))) = timer {
+                        if let Err(end) = self.query_deadline_passed(due) {
+                            return end;
+                        }
+                        continue;
+                    }
                     return match timer {
                         Some((_, Timer::ClientIdle(t))) => {
                             End::Fatal(ClientError::IdleTimeout(t.as_millis()))
@@ -290,7 +320,7 @@ impl Session {
                         Some((_, Timer::IdleInTransaction(t))) => {
                             End::Fatal(ClientError::IdleInTransactionTimeout(t.as_millis()))
                         }
-                        Some((_, Timer::Drain)) | None => End::ShuttingDown,
+                        Some((_, Timer::Drain | Timer::Query(_))) | None => End::ShuttingDown,
                     };
                 }
                 // After shutdown began the channel has nothing more to say (and once its

@@ -91,6 +91,7 @@ pub async fn run(
     let Some(login) = control_login(&config, &server.addr) else {
         return;
     };
+    server.health.set_checked();
     let poll = config.replication.lag_poll;
     let timeout = config.health.check_timeout;
     let max_backoff = config.health.ban.max(poll);
@@ -110,6 +111,7 @@ pub async fn run(
                     // database that exists for clients but not for the control plane, or
                     // pg_hba wanting TLS). Banning it would stop all traffic to a healthy
                     // server, so it keeps its state and the check tries again later.
+                    server.health.check_answered();
                     if !std::mem::replace(&mut login_refused, true) {
                         tracing::warn!(server = %server.addr, %reason,
                             "health checks cannot log in; the server is not banned for it, but lag and role are not tracked");
@@ -130,11 +132,15 @@ pub async fn run(
                 backoff = poll;
                 poll
             }
-            Err(reason) => {
+            Err(Failed { reason, stalled }) => {
                 if !server.health.is_banned() {
                     tracing::warn!(server = %server.addr, %reason, "health check failed");
                 }
-                server.health.check_failed(&reason);
+                if stalled {
+                    server.health.check_stalled(&reason);
+                } else {
+                    server.health.check_failed(&reason);
+                }
                 if let Some((_, task)) = client.take() {
                     task.abort();
                 }
@@ -150,10 +156,25 @@ pub async fn run(
     }
 }
 
+/// A failed check; `stalled` when the server did not answer at all within the check timeout.
+struct Failed {
+    reason: String,
+    stalled: bool,
+}
+
+impl From<String> for Failed {
+    fn from(reason: String) -> Failed {
+        Failed {
+            reason,
+            stalled: false,
+        }
+    }
+}
+
 /// Why a health connection could not be made.
 enum Refused {
     /// Unreachable, timed out, or refusing everyone (starting up, shutting down, full).
-    Down(String),
+    Down(Failed),
     /// The server answered but rejected this login (SQLSTATE class 28, or 3D000).
     Login(String),
 }
@@ -175,12 +196,13 @@ async fn connect(
             let reason = format!("health check cannot connect: {e}");
             match code.as_deref() {
                 Some(c) if c.starts_with("28") || c == "3D000" => Err(Refused::Login(reason)),
-                _ => Err(Refused::Down(reason)),
+                _ => Err(Refused::Down(reason.into())),
             }
         }
-        Err(_) => Err(Refused::Down(format!(
-            "health check connect timed out after {timeout:?}"
-        ))),
+        Err(_) => Err(Refused::Down(Failed {
+            reason: format!("health check connect timed out after {timeout:?}"),
+            stalled: true,
+        })),
     }
 }
 
@@ -189,16 +211,21 @@ async fn poll_once(
     server: &ServerInfo,
     client: &tokio_postgres::Client,
     timeout: Duration,
-) -> Result<(), String> {
+) -> Result<(), Failed> {
     let ticket = pools.lsns.poll_ticket();
     let at = pools.lsns.now();
     let row = match tokio::time::timeout(timeout, client.query_one(POLL_SQL, &[])).await {
         Ok(Ok(row)) => row,
-        Ok(Err(e)) => return Err(format!("health check failed: {e}")),
-        Err(_) => return Err(format!("health check timed out after {timeout:?}")),
+        Ok(Err(e)) => return Err(format!("health check failed: {e}").into()),
+        Err(_) => {
+            return Err(Failed {
+                reason: format!("health check timed out after {timeout:?}"),
+                stalled: true,
+            })
+        }
     };
-    let in_recovery: bool = row.try_get(0).map_err(|e| e.to_string())?;
-    let lsn: Option<String> = row.try_get(1).map_err(|e| e.to_string())?;
+    let in_recovery: bool = row.try_get(0).map_err(|e| Failed::from(e.to_string()))?;
+    let lsn: Option<String> = row.try_get(1).map_err(|e| Failed::from(e.to_string()))?;
     let lsn = lsn.as_deref().and_then(parse_lsn).unwrap_or(0);
     let h = &server.health;
     let now_role = if in_recovery {
@@ -212,9 +239,10 @@ async fn poll_once(
             h.set_role(now_role);
         } else if server.configured_role == Role::Replica {
             // A promoted replica is no longer fed by the primary: its reads could be stale forever.
-            return Err(
-                "replica is not in recovery (promoted?); set role = \"auto\" to follow it".into(),
-            );
+            return Err(Failed::from(
+                "replica is not in recovery (promoted?); set role = \"auto\" to follow it"
+                    .to_string(),
+            ));
         } else if !h
             .role_mismatch
             .swap(true, std::sync::atomic::Ordering::Relaxed)

@@ -4,6 +4,7 @@ use super::set::Role;
 use crate::config::Config;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::time::Instant;
+use tokio::sync::watch;
 
 /// Limits a replica must meet to take reads, and ban lengths; copied from the config at start.
 #[derive(Clone, Copy, Debug)]
@@ -41,6 +42,14 @@ pub struct ServerHealth {
     banned_until_ms: AtomicU64,
     /// Bans in a row without a long healthy spell between them; lengthens the next ban.
     strikes: AtomicU32,
+    /// Set by every ban, cleared by the next passing check: a ban outlasts its length while the
+    /// checks after it fail or hang, so a frozen server never looks healthy between two bans.
+    unproven: AtomicBool,
+    /// A health task checks this server; without one a ban ends on time alone.
+    checked: AtomicBool,
+    /// Bumped each time a check finds the server not answering at all (a timeout): sessions
+    /// waiting on it, or connecting to it, watch this to give up instead of waiting out a freeze.
+    stalls: watch::Sender<u64>,
     /// Since when (ms since `epoch`, plus one so that 0 means "not healthy") checks pass.
     healthy_since_ms: AtomicU64,
     /// Replicas: last replayed WAL position; primary: current insert position. 0 = unknown.
@@ -67,6 +76,9 @@ impl ServerHealth {
             epoch,
             banned_until_ms: AtomicU64::new(0),
             strikes: AtomicU32::new(0),
+            unproven: AtomicBool::new(false),
+            checked: AtomicBool::new(false),
+            stalls: watch::Sender::new(0),
             healthy_since_ms: AtomicU64::new(1),
             lsn: AtomicU64::new(0),
             lag_bytes: AtomicU64::new(0),
@@ -95,15 +107,32 @@ impl ServerHealth {
         self.role.store(encode(role), Ordering::Relaxed);
     }
 
-    /// Remaining ban in ms, 0 when the server takes requests.
+    /// Remaining ban in ms, 0 when the server takes requests; at least 1 while a ban waits
+    /// for a passing check.
     pub fn banned_for_ms(&self) -> u64 {
         self.banned_for_ms_at(self.now_ms())
     }
 
     fn banned_for_ms_at(&self, now: u64) -> u64 {
-        self.banned_until_ms
+        let left = self
+            .banned_until_ms
             .load(Ordering::Relaxed)
-            .saturating_sub(now)
+            .saturating_sub(now);
+        if self.awaits_check() {
+            left.max(1)
+        } else {
+            left
+        }
+    }
+
+    /// Banned, and no check has passed since: the ban lasts at least until one does.
+    pub fn awaits_check(&self) -> bool {
+        self.unproven.load(Ordering::Relaxed) && self.checked.load(Ordering::Relaxed)
+    }
+
+    /// The health task runs for this server from now on, so bans wait for its checks.
+    pub fn set_checked(&self) {
+        self.checked.store(true, Ordering::Relaxed);
     }
 
     pub fn is_banned(&self) -> bool {
@@ -121,7 +150,12 @@ impl ServerHealth {
         self.healthy_since_ms.store(0, Ordering::Relaxed);
         *self.last_error.lock() = Some(reason.to_string());
         let until = self.banned_until_ms.load(Ordering::Relaxed);
-        let length = if until > now {
+        // Still banned, or no check has passed since the last ban: the same outage goes on
+        // (a frozen server's checks time out longer than a ban lasts), not a new flap, so it
+        // is not lengthened and the server returns one `ban_ms` after its checks pass.
+        let ongoing = until > now || self.awaits_check();
+        self.unproven.store(true, Ordering::Relaxed);
+        let length = if ongoing {
             self.policy.ban_ms
         } else {
             let strikes = self.strikes.fetch_add(1, Ordering::Relaxed).min(16);
@@ -143,6 +177,7 @@ impl ServerHealth {
 
     fn check_passed_at(&self, now: u64) {
         self.suspect.store(false, Ordering::Relaxed);
+        self.unproven.store(false, Ordering::Relaxed);
         let since = self.healthy_since_ms.load(Ordering::Relaxed);
         if since == 0 {
             self.healthy_since_ms.store(now + 1, Ordering::Relaxed);
@@ -167,6 +202,24 @@ impl ServerHealth {
     pub fn check_failed(&self, reason: &str) {
         self.checks_failed.fetch_add(1, Ordering::Relaxed);
         self.ban(reason);
+    }
+
+    /// A check got no answer within `check_timeout_ms`: banned, and everyone waiting on the
+    /// server is told, since its answers may be as late as the check's.
+    pub fn check_stalled(&self, reason: &str) {
+        self.check_failed(reason);
+        self.stalls.send_modify(|n| *n += 1);
+    }
+
+    /// The server answered the check but refused its login: it is up, so a ban it has runs
+    /// out on time rather than waiting for a check that cannot pass.
+    pub fn check_answered(&self) {
+        self.unproven.store(false, Ordering::Relaxed);
+    }
+
+    /// Resolves (`changed()`) at the server's next stall.
+    pub fn stalls(&self) -> watch::Receiver<u64> {
+        self.stalls.subscribe()
     }
 
     pub fn last_error(&self) -> Option<String> {
@@ -301,6 +354,62 @@ mod tests {
             "forgiven after max_ban_ms healthy"
         );
         assert_eq!(h.bans.load(Ordering::Relaxed), 5);
+    }
+
+    #[test]
+    fn a_ban_ends_only_after_a_passing_check() {
+        let h = health();
+        h.set_checked();
+        h.ban_at(0, "timed out");
+        assert_eq!(h.banned_for_ms_at(500), 500);
+        // The ban's length is over, but the check in flight has not answered: still banned.
+        assert_eq!(h.banned_for_ms_at(1500), 1);
+        assert!(h.awaits_check());
+        h.check_passed_at(2500);
+        assert_eq!(h.banned_for_ms_at(2500), 0);
+        // A pass before the ban's length is over does not cut it short.
+        h.ban_at(3000, "again");
+        h.check_passed_at(3100);
+        assert_eq!(h.banned_for_ms_at(3100), 1900);
+        assert_eq!(h.banned_for_ms_at(5000), 0);
+        // A server that answers but refuses the control login: the ban runs out on time.
+        h.ban_at(6000, "refused");
+        h.check_answered();
+        assert_eq!(h.banned_for_ms_at(20_000), 0);
+    }
+
+    #[test]
+    fn checks_failing_slower_than_a_ban_lasts_do_not_lengthen_it() {
+        let h = health();
+        h.set_checked();
+        // A frozen server: each check times out after 2 s, longer than the 1 s ban.
+        for i in 0..10 {
+            h.ban_at(i * 2100, "health check timed out");
+        }
+        assert_eq!(h.bans.load(Ordering::Relaxed), 1, "one outage, one ban");
+        h.check_passed_at(21_500);
+        assert_eq!(h.banned_for_ms_at(21_500), 0, "back once a check passes");
+    }
+
+    #[test]
+    fn without_a_health_task_a_ban_ends_on_time() {
+        let h = health();
+        h.ban_at(0, "down");
+        assert_eq!(h.banned_for_ms_at(999), 1);
+        assert_eq!(h.banned_for_ms_at(1000), 0);
+    }
+
+    #[test]
+    fn stalls_wake_their_watchers_and_ban() {
+        let h = health();
+        let mut w = h.stalls();
+        assert!(!w.has_changed().unwrap_or(true));
+        h.check_failed("refused");
+        assert!(!w.has_changed().unwrap_or(true), "only a stall wakes");
+        h.check_stalled("timed out");
+        assert!(w.has_changed().unwrap_or(false));
+        w.mark_unchanged();
+        assert!(h.is_banned());
     }
 
     #[test]

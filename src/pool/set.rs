@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
+use tokio::sync::watch;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
@@ -154,12 +155,23 @@ pub struct Lease {
     _cap: CapPermit,
     pub server: Arc<ServerInfo>,
     pub waited: Duration,
+    /// The server's stall signal (see `ServerHealth::stalls`), for the session to select on
+    /// while it waits for an answer.
+    pub stalls: watch::Receiver<u64>,
 }
 
 impl Lease {
     pub fn conn(&mut self) -> &mut ServerConn {
         match self.conn.as_mut() {
             Some(c) => c,
+            None => unreachable!("lease used after discard"),
+        }
+    }
+
+    /// The connection and the stall signal at once, for one `select!` over both.
+    pub fn conn_and_stalls(&mut self) -> (&mut ServerConn, &mut watch::Receiver<u64>) {
+        match self.conn.as_mut() {
+            Some(c) => (c, &mut self.stalls),
             None => unreachable!("lease used after discard"),
         }
     }
@@ -249,8 +261,13 @@ impl PoolSet {
         let h = &pool.server.health;
         let banned = h.banned_for_ms();
         if banned > 0 {
+            let until = if banned == 1 && h.awaits_check() {
+                "banned until a health check passes".to_string()
+            } else {
+                format!("retrying in {banned} ms")
+            };
             return Err(AcquireError::PrimaryDown(format!(
-                "primary {} is down ({}); retrying in {banned} ms",
+                "primary {} is down ({}); {until}",
                 pool.server.addr,
                 h.last_error().unwrap_or_else(|| "failed".into())
             )));
@@ -385,16 +402,24 @@ impl PoolSet {
             };
             (s.acquire_timeout, t)
         };
-        let result = tokio::time::timeout(wait, async {
+        // A server that stops answering while we connect to it (or wait for one of its
+        // connections) is given up at once, so the caller can try another node.
+        let mut stalls = pool.server.health.stalls();
+        let got = tokio::time::timeout(wait, async {
             let place = pool.cap.acquire().await;
             (place, pool.pool.timeout_get(&timeouts).await)
-        })
-        .await;
-        let waited = started.elapsed();
-        let result = match result {
-            Ok((place, r)) => r.map(|conn| (place, conn)),
-            Err(_) => Err(PoolError::Timeout(TimeoutType::Wait)),
+        });
+        let result = tokio::select! {
+            r = got => match r {
+                Ok((place, r)) => r.map(|conn| (place, conn)),
+                Err(_) => Err(PoolError::Timeout(TimeoutType::Wait)),
+            },
+            Ok(()) = stalls.changed() => Err(PoolError::Backend(BackendError::Stalled {
+                addr: pool.server.addr.to_string(),
+            })),
         };
+        stalls.mark_unchanged();
+        let waited = started.elapsed();
         match result {
             Ok((place, conn)) => {
                 pool.record_acquire(waited);
@@ -403,6 +428,7 @@ impl PoolSet {
                     _cap: place,
                     server: pool.server.clone(),
                     waited,
+                    stalls,
                 })
             }
             Err(e) => {
