@@ -107,6 +107,21 @@ pub struct Server {
     pub reachable: bool,
     #[serde(deserialize_with = "null_default")]
     pub outstanding: u64,
+    #[serde(deserialize_with = "null_default")]
+    pub reads: ReadRouting,
+}
+
+/// Where reads went and why (a replica's; zero on the primary).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct ReadRouting {
+    #[serde(deserialize_with = "null_default")]
+    pub served: u64,
+    #[serde(deserialize_with = "null_default")]
+    pub served_after_wait: u64,
+    #[serde(deserialize_with = "null_default")]
+    pub to_primary: std::collections::BTreeMap<String, u64>,
+    pub wait_p99_ms: Option<f64>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]

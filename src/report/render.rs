@@ -152,14 +152,35 @@ fn servers(out: &mut String, doc: &StatsDoc) {
         ("role", Align::Left),
         ("state", Align::Left),
         ("outstanding", Align::Right),
+        ("reads", Align::Right),
+        ("after wait", Align::Right),
+        ("wait p99", Align::Right),
+        ("reads sent to the primary, by reason", Align::Left),
     ])
     .flex(0);
     for s in &doc.servers {
+        let r = &s.reads;
+        let why: Vec<String> = r
+            .to_primary
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
         t.row(vec![
             s.server.clone(),
             s.role.clone(),
             if s.reachable { "up" } else { "DOWN" }.to_string(),
             s.outstanding.to_string(),
+            r.served.to_string(),
+            r.served_after_wait.to_string(),
+            r.wait_p99_ms
+                .map(|ms| format!("{ms:.1} ms"))
+                .unwrap_or_else(|| "-".into()),
+            if why.is_empty() {
+                "-".into()
+            } else {
+                why.join(", ")
+            },
         ]);
     }
     t.render(out);

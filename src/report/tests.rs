@@ -63,7 +63,9 @@ pub(super) fn realistic() -> Value {
         ],
         "servers": [
             { "server": "10.0.0.1:5432", "role": "primary", "reachable": true, "outstanding": 3 },
-            { "server": "10.0.0.2:5432", "role": "replica", "reachable": false, "outstanding": 0 }
+            { "server": "10.0.0.2:5432", "role": "replica", "reachable": false, "outstanding": 0,
+              "reads": { "served": 90, "served_after_wait": 12, "wait_p99_ms": 2.5,
+                         "to_primary": { "banned": 0, "wait_timed_out": 4, "position_unknown": 6 } } }
         ],
         "cache": { "enabled": false, "hits": 0, "misses": 0, "hit_rate": null, "entries": 0,
                    "bytes": 0, "evictions": 0 },
@@ -127,6 +129,15 @@ fn renders_every_section_of_a_realistic_document() {
         assert!(row.contains(cell), "{cell} missing from {row:?}");
     }
     assert!(text.contains("app@10.0.0.1:5432/app (primary)"));
+    // Why reads went to the primary, per replica, zero reasons left out.
+    let srv = text
+        .lines()
+        .find(|l| l.contains("10.0.0.2:5432") && l.contains("DOWN"))
+        .expect("replica server row");
+    for cell in ["90", "12", "2.5 ms", "position_unknown 6, wait_timed_out 4"] {
+        assert!(srv.contains(cell), "{cell} missing from {srv:?}");
+    }
+    assert!(!srv.contains("banned"), "{srv:?}");
     let pool = text.lines().find(|l| l.contains("(primary)")).unwrap_or("");
     assert!(pool.contains("12/50") && pool.contains("95.2%") && pool.contains("0.41"));
     let replica = text.lines().find(|l| l.contains("(replica)")).unwrap_or("");
