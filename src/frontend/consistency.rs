@@ -201,7 +201,7 @@ impl Session {
             && self.tx == TxStatus::Idle
             && self.plan.is_empty()
             && self.ready_actions.is_empty()
-            && !self.copy_in;
+            && !self.copy.active();
         if due && (self.server_dying || self.server.is_none()) {
             // The connection is closing and cannot be asked: the next primary poll answers.
             let set = std::mem::take(&mut self.ryw.written);

@@ -2,6 +2,7 @@
 
 mod cached;
 mod consistency;
+mod copy;
 mod listener;
 mod n_plus_one;
 pub mod plan;

@@ -1,6 +1,7 @@
 //! Assembling a client request up to Sync/Query/Flush, choosing its server, and translating it for that server.
 
 use super::cached::Outcome;
+use super::copy::Route as CopyRoute;
 use super::plan::Expect;
 use super::session::{End, Session};
 use crate::backend::prepared::server_name;
@@ -181,22 +182,6 @@ impl Session {
     pub(super) async fn pump_client(&mut self) -> Result<(), End> {
         let max = self.shared.live.load().max_message_bytes;
         loop {
-            if self.copy_in {
-                match frame::decode_frontend(&mut self.rbuf, max)? {
-                    Some(f) => {
-                        let t = f.tag();
-                        if t == tag::COPY_DONE || t == tag::COPY_FAIL {
-                            self.copy_in = false;
-                        }
-                        if t == tag::TERMINATE {
-                            return Err(End::ClientGone);
-                        }
-                        self.swbuf.extend_from_slice(f.raw());
-                        continue;
-                    }
-                    None => return Ok(()),
-                }
-            }
             if self.pending.terminator.is_some() {
                 if !self.can_dispatch() {
                     self.pending.blocked = true;
@@ -225,6 +210,18 @@ impl Session {
                     build::ready_for_query(&mut self.wbuf, self.tx);
                 }
                 continue;
+            }
+            let in_flight = self.server.is_some() && !self.plan.is_empty();
+            match self
+                .copy
+                .on_client(t, in_flight, !self.pending.frames.is_empty())
+            {
+                CopyRoute::Request => {}
+                CopyRoute::Server => {
+                    self.swbuf.extend_from_slice(f.raw());
+                    continue;
+                }
+                CopyRoute::Drop => continue,
             }
             if self.pending.frames.is_empty() {
                 self.pending.arrived = Some(Instant::now());

@@ -72,8 +72,8 @@ pub struct Session {
     pub(super) ready_actions: VecDeque<ReadyAction>,
     /// Transaction status from the last ReadyForQuery.
     pub(super) tx: TxStatus,
-    /// The server is waiting for COPY data from the client.
-    pub(super) copy_in: bool,
+    /// COPY FROM STDIN as the client's stream sees it.
+    pub(super) copy: super::copy::CopyIn,
     pub(super) pin: Option<PinReason>,
     /// After a proxy-side error in an extended-protocol request, messages up to Sync are dropped.
     pub(super) skip_until_sync: bool,
@@ -144,7 +144,7 @@ impl Session {
             plan: Plan::default(),
             ready_actions: VecDeque::new(),
             tx: TxStatus::Idle,
-            copy_in: false,
+            copy: Default::default(),
             pin: None,
             skip_until_sync: false,
             tx_effects: Vec::new(),
@@ -166,7 +166,7 @@ impl Session {
             || (self.tx == TxStatus::Idle
                 && self.ready_actions.is_empty()
                 && self.plan.is_empty()
-                && !self.copy_in)
+                && !self.copy.active())
     }
 
     /// The next deadline for this session, if it is idle (or draining at shutdown).
@@ -179,7 +179,7 @@ impl Session {
             return None;
         }
         if self.server.is_some() && self.tx != TxStatus::Idle {
-            if self.copy_in {
+            if self.copy.active() {
                 return None;
             }
             let t = self.shared.live.load().limits.idle_in_transaction_timeout?;
@@ -350,7 +350,7 @@ impl Session {
         let idle = self.ready_actions.is_empty()
             && self.plan.is_empty()
             && self.tx == TxStatus::Idle
-            && !self.copy_in
+            && !self.copy.active()
             && self.pin.is_none()
             && self.swbuf.is_empty();
         if !idle {
@@ -384,7 +384,7 @@ impl Session {
         let fatal_forwarded = std::mem::take(&mut self.server_dying);
         self.cancel.slot.set(None);
         self.swbuf.clear();
-        self.copy_in = false;
+        self.copy = Default::default();
         let cut: Vec<ReadyAction> = self.ready_actions.drain(..).collect();
         self.cache_writes_unknown_outcome(&cut);
         let waiting: Vec<bool> = cut.iter().map(|a| a.failed).collect();
