@@ -265,13 +265,27 @@ impl Session {
             None => true,
             Some(_) if self.server_dying => false,
             Some(lease) => {
-                if self.in_server_transaction() || lease.server.role() == Role::Primary {
+                if self.in_server_transaction()
+                    || lease.server.role() == Role::Primary
+                    || self.continues_portals()
+                {
                     return true;
                 }
                 let (role, analyses) = self.route();
                 role == Role::Replica && self.replica_serves(lease, &analyses)
             }
         }
+    }
+
+    /// The request only goes on with what the attached server holds (pg-cursor's next
+    /// Execute after a Flush): its portal exists nowhere else, so it cannot move to the primary.
+    fn continues_portals(&self) -> bool {
+        self.pending.frames.iter().all(|f| {
+            matches!(
+                f.tag(),
+                tag::EXECUTE | tag::DESCRIBE | tag::CLOSE | tag::SYNC | tag::FLUSH
+            )
+        })
     }
 
     /// The server role the pending request needs, with each message's analysis.
