@@ -252,6 +252,7 @@ impl Session {
         {
             build::sync(&mut self.swbuf);
             self.plan.push(Expect::Internal);
+            self.unsynced = false;
         }
     }
 
@@ -536,6 +537,7 @@ impl Session {
         cache_miss: bool,
     ) -> Result<(), End> {
         let started = self.pending.arrived;
+        let flush_ended = self.pending.terminator == Some(tag::FLUSH);
         let frames = self.take_pending();
         let mut unnamed_id = self.unnamed_id;
         let Some(lease) = self.server.as_mut() else {
@@ -718,6 +720,14 @@ impl Session {
             }
         }
         self.unnamed_id = unnamed_id;
+        // Until a Sync, the server keeps what this request opened (pg-cursor's portal).
+        let extended = frames.iter().any(|f| {
+            matches!(
+                f.tag(),
+                tag::PARSE | tag::BIND | tag::DESCRIBE | tag::EXECUTE | tag::CLOSE
+            )
+        });
+        self.unsynced = flush_ended && (self.unsynced || extended);
         // Effects of statements bound before a Flush wait for the Sync that ends them.
         if !action.effects.is_empty() {
             self.flushed_effects.append(&mut action.effects);

@@ -74,6 +74,10 @@ pub struct Session {
     pub(super) tx: TxStatus,
     /// COPY FROM STDIN as the client's stream sees it.
     pub(super) copy: super::copy::CopyIn,
+    /// Extended-protocol messages were sent with no Sync after them (a request ended by
+    /// Flush): the server's implicit transaction and its portals exist only on this
+    /// connection, so it is neither released nor given a query of the proxy's own.
+    pub(super) unsynced: bool,
     pub(super) pin: Option<PinReason>,
     /// After a proxy-side error in an extended-protocol request, messages up to Sync are dropped.
     pub(super) skip_until_sync: bool,
@@ -145,6 +149,7 @@ impl Session {
             ready_actions: VecDeque::new(),
             tx: TxStatus::Idle,
             copy: Default::default(),
+            unsynced: false,
             pin: None,
             skip_until_sync: false,
             tx_effects: Vec::new(),
@@ -166,6 +171,7 @@ impl Session {
             || (self.tx == TxStatus::Idle
                 && self.ready_actions.is_empty()
                 && self.plan.is_empty()
+                && !self.unsynced
                 && !self.copy.active())
     }
 
@@ -351,6 +357,7 @@ impl Session {
             && self.plan.is_empty()
             && self.tx == TxStatus::Idle
             && !self.copy.active()
+            && !self.unsynced
             && self.pin.is_none()
             && self.swbuf.is_empty();
         if !idle {
@@ -385,6 +392,7 @@ impl Session {
         self.cancel.slot.set(None);
         self.swbuf.clear();
         self.copy = Default::default();
+        self.unsynced = false;
         let cut: Vec<ReadyAction> = self.ready_actions.drain(..).collect();
         self.cache_writes_unknown_outcome(&cut);
         let waiting: Vec<bool> = cut.iter().map(|a| a.failed).collect();

@@ -115,10 +115,13 @@ async function main() {
     await namedQueries(c);
     await cursors(c);
     await copyStreams(c);
-  } finally {
-    await c.query(`drop table if exists ${T}`);
-    await c.end();
+  } catch (e) {
+    // Shown before the cleanup, whose own failure would hide it.
+    console.error(e);
+    process.exit(1);
   }
+  await c.query(`drop table if exists ${T}`);
+  await c.end();
 }
 
 main().catch((e) => {
