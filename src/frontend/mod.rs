@@ -2,6 +2,7 @@
 
 mod cached;
 mod consistency;
+mod copy;
 mod deadline;
 mod listener;
 mod n_plus_one;

@@ -1,6 +1,7 @@
 //! Assembling a client request up to Sync/Query/Flush, choosing its server, and translating it for that server.
 
 use super::cached::Outcome;
+use super::copy::Route as CopyRoute;
 use super::plan::Expect;
 use super::session::{End, Session};
 use crate::backend::prepared::server_name;
@@ -181,22 +182,6 @@ impl Session {
     pub(super) async fn pump_client(&mut self) -> Result<(), End> {
         let max = self.shared.live.load().max_message_bytes;
         loop {
-            if self.copy_in {
-                match frame::decode_frontend(&mut self.rbuf, max)? {
-                    Some(f) => {
-                        let t = f.tag();
-                        if t == tag::COPY_DONE || t == tag::COPY_FAIL {
-                            self.copy_in = false;
-                        }
-                        if t == tag::TERMINATE {
-                            return Err(End::ClientGone);
-                        }
-                        self.swbuf.extend_from_slice(f.raw());
-                        continue;
-                    }
-                    None => return Ok(()),
-                }
-            }
             if self.pending.terminator.is_some() {
                 if !self.can_dispatch() {
                     self.pending.blocked = true;
@@ -225,6 +210,18 @@ impl Session {
                     build::ready_for_query(&mut self.wbuf, self.tx);
                 }
                 continue;
+            }
+            let in_flight = self.server.is_some() && !self.plan.is_empty();
+            match self
+                .copy
+                .on_client(t, in_flight, !self.pending.frames.is_empty())
+            {
+                CopyRoute::Request => {}
+                CopyRoute::Server => {
+                    self.swbuf.extend_from_slice(f.raw());
+                    continue;
+                }
+                CopyRoute::Drop => continue,
             }
             if self.pending.frames.is_empty() {
                 self.pending.arrived = Some(Instant::now());
@@ -255,6 +252,7 @@ impl Session {
         {
             build::sync(&mut self.swbuf);
             self.plan.push(Expect::Internal);
+            self.unsynced = false;
         }
     }
 
@@ -268,13 +266,27 @@ impl Session {
             None => true,
             Some(_) if self.server_dying => false,
             Some(lease) => {
-                if self.in_server_transaction() || lease.server.role() == Role::Primary {
+                if self.in_server_transaction()
+                    || lease.server.role() == Role::Primary
+                    || self.continues_portals()
+                {
                     return true;
                 }
                 let (role, analyses) = self.route();
                 role == Role::Replica && self.replica_serves(lease, &analyses)
             }
         }
+    }
+
+    /// The request only goes on with what the attached server holds (pg-cursor's next
+    /// Execute after a Flush): its portal exists nowhere else, so it cannot move to the primary.
+    fn continues_portals(&self) -> bool {
+        self.pending.frames.iter().all(|f| {
+            matches!(
+                f.tag(),
+                tag::EXECUTE | tag::DESCRIBE | tag::CLOSE | tag::SYNC | tag::FLUSH
+            )
+        })
     }
 
     /// The server role the pending request needs, with each message's analysis.
@@ -526,6 +538,7 @@ impl Session {
         cache_miss: bool,
     ) -> Result<(), End> {
         let started = self.pending.arrived;
+        let flush_ended = self.pending.terminator == Some(tag::FLUSH);
         let frames = self.take_pending();
         let mut unnamed_id = self.unnamed_id;
         let Some(lease) = self.server.as_mut() else {
@@ -708,6 +721,14 @@ impl Session {
             }
         }
         self.unnamed_id = unnamed_id;
+        // Until a Sync, the server keeps what this request opened (pg-cursor's portal).
+        let extended = frames.iter().any(|f| {
+            matches!(
+                f.tag(),
+                tag::PARSE | tag::BIND | tag::DESCRIBE | tag::EXECUTE | tag::CLOSE
+            )
+        });
+        self.unsynced = flush_ended && (self.unsynced || extended);
         // Effects of statements bound before a Flush wait for the Sync that ends them.
         if !action.effects.is_empty() {
             self.flushed_effects.append(&mut action.effects);

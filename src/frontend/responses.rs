@@ -71,6 +71,9 @@ impl Session {
             if ev.probe {
                 self.ryw.on_probe_message(t, body);
             }
+            if step == Step::Forward && matches!(t, tag::ERROR_RESPONSE | tag::COMMAND_COMPLETE) {
+                self.copy.on_server_end();
+            }
             // Can tell the client a write is done (the bytes leave when this function returns).
             let acknowledges =
                 step == Step::Forward && matches!(t, tag::COMMAND_COMPLETE | tag::READY_FOR_QUERY);
@@ -79,7 +82,7 @@ impl Session {
                     self.tx = TxStatus::from_body(body).unwrap_or(TxStatus::Idle);
                 }
                 tag::COPY_IN_RESPONSE | tag::COPY_BOTH_RESPONSE if step == Step::Forward => {
-                    self.copy_in = true;
+                    self.copy.on_copy_in_response();
                     for _ in 0..self.plan.copy_in_started() {
                         // Their effects move to the Sync that will really end the request.
                         if let Some(mut early) = self.ready_actions.pop_front() {
@@ -157,6 +160,9 @@ impl Session {
             if ev.ready {
                 self.on_ready();
                 became_ready = true;
+            }
+            if self.plan.is_empty() {
+                self.copy.settle();
             }
             if ev.ready || ev.internal_done {
                 self.after_ready(ev.probe && ev.internal_done, ev.internal_failed);

@@ -72,8 +72,12 @@ pub struct Session {
     pub(super) ready_actions: VecDeque<ReadyAction>,
     /// Transaction status from the last ReadyForQuery.
     pub(super) tx: TxStatus,
-    /// The server is waiting for COPY data from the client.
-    pub(super) copy_in: bool,
+    /// COPY FROM STDIN as the client's stream sees it.
+    pub(super) copy: super::copy::CopyIn,
+    /// Extended-protocol messages were sent with no Sync after them (a request ended by
+    /// Flush): the server's implicit transaction and its portals exist only on this
+    /// connection, so it is neither released nor given a query of the proxy's own.
+    pub(super) unsynced: bool,
     pub(super) pin: Option<PinReason>,
     /// After a proxy-side error in an extended-protocol request, messages up to Sync are dropped.
     pub(super) skip_until_sync: bool,
@@ -147,7 +151,8 @@ impl Session {
             plan: Plan::default(),
             ready_actions: VecDeque::new(),
             tx: TxStatus::Idle,
-            copy_in: false,
+            copy: Default::default(),
+            unsynced: false,
             pin: None,
             skip_until_sync: false,
             tx_effects: Vec::new(),
@@ -170,7 +175,8 @@ impl Session {
             || (self.tx == TxStatus::Idle
                 && self.ready_actions.is_empty()
                 && self.plan.is_empty()
-                && !self.copy_in)
+                && !self.unsynced
+                && !self.copy.active())
     }
 
     /// The next deadline for this session, if it is idle (or draining at shutdown).
@@ -190,7 +196,7 @@ impl Session {
             return query;
         }
         if self.server.is_some() && self.tx != TxStatus::Idle {
-            if self.copy_in {
+            if self.copy.active() {
                 return None;
             }
             let t = self.shared.live.load().limits.idle_in_transaction_timeout?;
@@ -380,7 +386,8 @@ impl Session {
         let idle = self.ready_actions.is_empty()
             && self.plan.is_empty()
             && self.tx == TxStatus::Idle
-            && !self.copy_in
+            && !self.copy.active()
+            && !self.unsynced
             && self.pin.is_none()
             && self.swbuf.is_empty();
         if !idle {
@@ -414,7 +421,8 @@ impl Session {
         let fatal_forwarded = std::mem::take(&mut self.server_dying);
         self.cancel.slot.set(None);
         self.swbuf.clear();
-        self.copy_in = false;
+        self.copy = Default::default();
+        self.unsynced = false;
         let cut: Vec<ReadyAction> = self.ready_actions.drain(..).collect();
         self.cache_writes_unknown_outcome(&cut);
         let waiting: Vec<bool> = cut.iter().map(|a| a.failed).collect();
