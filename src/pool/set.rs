@@ -79,6 +79,9 @@ pub struct ServerPool {
     /// How many connections may be in use; resized on reload.
     pub cap: Cap,
     pub timeouts: AtomicU64,
+    /// Clients waiting for a connection right now (deadpool's own count misses those queued
+    /// on the cap, which is where they wait).
+    pub waiting: AtomicUsize,
     /// Time clients waited for a connection, successful acquisitions only; sharded so that
     /// concurrent acquisitions rarely meet on one lock.
     acquire_time: [parking_lot::Mutex<LatencyHistogram>; ACQUIRE_SHARDS],
@@ -196,6 +199,23 @@ impl Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         self.server.outstanding.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Counts one client in a pool's `waiting` for as long as it lives, however the wait ends
+/// (a client that disconnects drops the future mid-wait).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(n: &'a AtomicUsize) -> Self {
+        n.fetch_add(1, Ordering::Relaxed);
+        Waiting(n)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -402,6 +422,7 @@ impl PoolSet {
             };
             (s.acquire_timeout, t)
         };
+        let waiting = Waiting::new(&pool.waiting);
         // A server that stops answering while we connect to it (or wait for one of its
         // connections) is given up at once, so the caller can try another node.
         let mut stalls = pool.server.health.stalls();
@@ -418,6 +439,7 @@ impl PoolSet {
                 addr: pool.server.addr.to_string(),
             })),
         };
+        drop(waiting);
         stalls.mark_unchanged();
         let waited = started.elapsed();
         match result {
@@ -626,6 +648,7 @@ impl Pools {
                 pool,
                 cap: Cap::new(size),
                 timeouts: AtomicU64::new(0),
+                waiting: AtomicUsize::new(0),
                 acquire_time: std::array::from_fn(|_| {
                     parking_lot::Mutex::new(LatencyHistogram::new())
                 }),

@@ -1,0 +1,109 @@
+//! Pools under load: the clients queued on an exhausted pool are counted in every view, and a pool grown at a peak reuses its warmest servers and shrinks back.
+
+mod common;
+
+use common::*;
+use std::time::{Duration, Instant};
+use tokio_postgres::SimpleQueryMessage;
+
+/// `column` of the SHOW POOLS row of `user`'s pool of `role`.
+async fn show_pools(proxy: &TestProxy, user: &str, role: &str, column: &str) -> usize {
+    let admin = connect(&format!("postgres://app:app@127.0.0.1:{}/pgsplit", proxy.port())).await;
+    let rows = admin.simple_query("SHOW POOLS").await.unwrap();
+    rows.into_iter()
+        .find_map(|m| match m {
+            SimpleQueryMessage::Row(r)
+                if r.get("role") == Some(role)
+                    && r.get("pool").is_some_and(|p| p.starts_with(&format!("{user}@"))) =>
+            {
+                r.get(column).and_then(|v| v.parse().ok())
+            }
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no {role} pool of {user} in SHOW POOLS"))
+}
+
+/// `waiting` of `user`'s primary pool in /stats and in /metrics.
+async fn endpoint_waiting(proxy: &TestProxy, user: &str) -> (u64, u64) {
+    let (_, body) = http(proxy.handle.stats_addr, "GET", "/stats", None).await;
+    let stats: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let json = stats["pools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["user"] == user && p["role"] == "primary")
+        .and_then(|p| p["waiting"].as_u64())
+        .expect("the pool in /stats");
+    let (_, metrics) = http(proxy.handle.stats_addr, "GET", "/metrics", None).await;
+    let gauge = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("pgsplit_pool_waiting_clients{")
+                && l.contains(&format!("\"{user}@"))
+                && l.contains("role=\"primary\"")
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .expect("the pool in /metrics");
+    (json, gauge as u64)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_counts_the_clients_queued_on_an_exhausted_pool() {
+    const WAITERS: usize = 300;
+    let proxy =
+        TestProxy::start_with("[pool]\nprimary_size = 2\nacquire_timeout_ms = 120000\n").await;
+    // md5 logins: 300 SCRAM handshakes would cost the test more than the pool does.
+    let url = proxy.url("app_md5", "app_md5");
+    let mut holders = Vec::new();
+    for _ in 0..2 {
+        let c = connect(&url).await;
+        c.batch_execute("begin; select 1").await.unwrap();
+        holders.push(c);
+    }
+    let mut clients = Vec::new();
+    for _ in 0..WAITERS {
+        clients.push(connect(&url).await);
+    }
+    let mut tasks = Vec::new();
+    for c in clients {
+        tasks.push(tokio::spawn(async move {
+            c.batch_execute("begin; select 1; commit").await.unwrap();
+        }));
+    }
+    // Every client has sent its BEGIN once the count stops rising; none can be served.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut waiting = 0;
+    while Instant::now() < deadline {
+        waiting = show_pools(&proxy, "app_md5", "primary", "waiting").await;
+        if waiting >= WAITERS - 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        waiting.abs_diff(WAITERS) <= 1,
+        "SHOW POOLS waiting = {waiting} with {WAITERS} clients queued"
+    );
+    let (json, gauge) = endpoint_waiting(&proxy, "app_md5").await;
+    assert!(
+        (json as usize).abs_diff(WAITERS) <= 1,
+        "/stats waiting = {json}"
+    );
+    assert!(
+        (gauge as usize).abs_diff(WAITERS) <= 1,
+        "/metrics waiting = {gauge}"
+    );
+    for h in &holders {
+        h.batch_execute("commit").await.unwrap();
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(
+        show_pools(&proxy, "app_md5", "primary", "waiting").await,
+        0,
+        "nobody waits once every client was served"
+    );
+    assert_eq!(endpoint_waiting(&proxy, "app_md5").await, (0, 0));
+}
