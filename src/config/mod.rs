@@ -274,15 +274,25 @@ impl Config {
                 .collect::<Result<Vec<_>, _>>()?,
         };
         let primary_role_auto = role_auto("primary.role", &raw.primary.role, "primary")?;
-        let replica_role_auto = match &env.replicas {
-            Some(_) => vec![false; replicas.len()],
-            None => raw
-                .replicas
-                .iter()
-                .enumerate()
-                .map(|(i, r)| role_auto(&format!("replicas[{i}].role"), &r.role, "replica"))
-                .collect::<Result<Vec<_>, _>>()?,
-        };
+        // An address override replaces the address only: each overridden replica keeps the
+        // other keys (role) of the file's entry at its position, and addresses beyond the
+        // file's list those of its last entry, so one `[[replicas]] role = "auto"` template
+        // covers every address PGSPLIT_REPLICAS lists.
+        let file_roles = raw
+            .replicas
+            .iter()
+            .enumerate()
+            .map(|(i, r)| role_auto(&format!("replicas[{i}].role"), &r.role, "replica"))
+            .collect::<Result<Vec<_>, _>>()?;
+        let replica_role_auto = (0..replicas.len())
+            .map(|i| {
+                file_roles
+                    .get(i)
+                    .or(file_roles.last())
+                    .copied()
+                    .unwrap_or(false)
+            })
+            .collect();
         let health = HealthConfig {
             check_timeout: millis("health.check_timeout_ms", raw.health.check_timeout_ms)?,
             ban: millis("health.ban_ms", raw.health.ban_ms)?,
