@@ -200,6 +200,7 @@ fn live_changes(old: &Config, new: &Config) -> Vec<(&'static str, bool)> {
             p.server_lifetime != q.server_lifetime,
         ),
         ("pool.query_timeout_ms", p.query_timeout != q.query_timeout),
+        ("pool.min_idle", p.min_idle != q.min_idle),
     ] {
         out.push((key, changed));
     }

@@ -107,3 +107,75 @@ async fn waiting_counts_the_clients_queued_on_an_exhausted_pool() {
     );
     assert_eq!(endpoint_waiting(&proxy, "app_md5").await, (0, 0));
 }
+
+/// After a peak the light load that follows reuses one warm server (last in, first out) rather
+/// than cycling through every connection the peak opened, and connections idle past
+/// `server_idle_timeout_ms` are closed down to `pool.min_idle`. The pool's clock is deadpool's
+/// (std's, which tokio cannot pause), so the test waits in real time, with a 1 s timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_peak_the_pool_reuses_its_warmest_server_and_retires_the_rest() {
+    const PEAK: usize = 16;
+    let proxy = TestProxy::start_with(
+        "[pool]\nreplica_size = 40\nserver_idle_timeout_ms = 1000\nmin_idle = 2\n",
+    )
+    .await;
+    let replica_port: u16 = replica_addrs()
+        .split(',')
+        .next()
+        .and_then(|a| a.rsplit(':').next())
+        .and_then(|p| p.parse().ok())
+        .expect("a replica address");
+    let url = proxy.url("app_md5", "app_md5");
+    let mut clients = Vec::new();
+    for _ in 0..PEAK {
+        clients.push(connect(&url).await);
+    }
+    let mut tasks = Vec::new();
+    for c in clients {
+        tasks.push(tokio::spawn(async move {
+            c.simple_query("select pg_sleep(0.5)").await.unwrap();
+            c
+        }));
+    }
+    let mut clients = Vec::new();
+    for t in tasks {
+        clients.push(t.await.unwrap());
+    }
+    let grown = show_pools(&proxy, "app_md5", "replica", "size").await;
+    assert!(grown > 2, "the peak opened {grown} replica connections");
+    // One client's sequential reads: every one on the same replica backend.
+    let light = &clients[0];
+    let mut pids = std::collections::BTreeSet::new();
+    for _ in 0..30 {
+        let rows = light
+            .simple_query("select pg_backend_pid()::text, inet_server_port()::text")
+            .await
+            .unwrap();
+        for m in rows {
+            if let SimpleQueryMessage::Row(r) = m {
+                if r.get(1) == Some(&*replica_port.to_string()) {
+                    pids.insert(r.get(0).unwrap_or_default().to_string());
+                }
+            }
+        }
+    }
+    assert_eq!(
+        pids.len(),
+        1,
+        "a light load after a peak of {grown} connections used backends {pids:?}"
+    );
+    drop(clients);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut size = grown;
+    while Instant::now() < deadline {
+        size = show_pools(&proxy, "app_md5", "replica", "size").await;
+        if size <= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(size, 2, "idle connections retire down to min_idle = 2");
+    // The floor holds: the two kept connections outlive further sweeps.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(show_pools(&proxy, "app_md5", "replica", "size").await, 2);
+}

@@ -113,6 +113,8 @@ pub struct PoolConfig {
     pub max_prepared_per_server: usize,
     /// A request unanswered this long is cancelled (then its server closed); `None`: off.
     pub query_timeout: Option<Duration>,
+    /// Idle connections per pool that outlive `server_idle_timeout`.
+    pub min_idle: usize,
 }
 
 /// How reads are kept from missing writes made through the proxy (`replication.consistency`).
@@ -336,6 +338,12 @@ impl Config {
                 "must be between 1024 and 1073741824",
             ));
         }
+        if p.min_idle > p.primary_size.max(p.replica_size) {
+            return Err(invalid(
+                "pool.min_idle",
+                "must not exceed pool.primary_size or pool.replica_size",
+            ));
+        }
         let pool = PoolConfig {
             primary_size: p.primary_size,
             replica_size: p.replica_size,
@@ -346,6 +354,7 @@ impl Config {
             max_prepared_per_server: p.max_prepared_per_server,
             query_timeout: (p.query_timeout_ms > 0)
                 .then(|| Duration::from_millis(p.query_timeout_ms)),
+            min_idle: p.min_idle,
         };
         if raw.users.is_empty() {
             return Err(invalid("users", "at least one [[users]] entry is required"));
@@ -542,7 +551,7 @@ impl Config {
         let p = &self.pool;
         let _ = writeln!(
             s,
-            "\n[pool]\nprimary_size = {}\nreplica_size = {}\nconnect_timeout_ms = {}\nacquire_timeout_ms = {}\nserver_idle_timeout_ms = {}\nserver_lifetime_ms = {}\nmax_prepared_per_server = {}\nquery_timeout_ms = {}",
+            "\n[pool]\nprimary_size = {}\nreplica_size = {}\nconnect_timeout_ms = {}\nacquire_timeout_ms = {}\nserver_idle_timeout_ms = {}\nserver_lifetime_ms = {}\nmax_prepared_per_server = {}\nquery_timeout_ms = {}\nmin_idle = {}",
             p.primary_size,
             p.replica_size,
             p.connect_timeout.as_millis(),
@@ -550,7 +559,8 @@ impl Config {
             p.server_idle_timeout.as_millis(),
             p.server_lifetime.as_millis(),
             p.max_prepared_per_server,
-            p.query_timeout.map_or(0, |d| d.as_millis())
+            p.query_timeout.map_or(0, |d| d.as_millis()),
+            p.min_idle
         );
         for u in &self.users {
             let auth = match u.auth {

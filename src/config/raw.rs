@@ -156,6 +156,8 @@ pub struct RawPool {
     /// 0: off.
     #[serde(default)]
     pub query_timeout_ms: u64,
+    #[serde(default)]
+    pub min_idle: usize,
 }
 
 impl Default for RawPool {
@@ -169,6 +171,7 @@ impl Default for RawPool {
             server_lifetime_ms: d_lifetime(),
             max_prepared_per_server: d_max_prepared(),
             query_timeout_ms: 0,
+            min_idle: 0,
         }
     }
 }

@@ -308,3 +308,10 @@ fn address_overrides_keep_each_servers_role() {
     assert_eq!(c.replica_role_auto, vec![false]);
 }
 
+#[test]
+fn min_idle_is_checked_against_the_pool_sizes() {
+    let c = Config::from_toml(&format!("{MINIMAL}\n[pool]\nmin_idle = 3\n"), &EnvOverrides::default()).unwrap();
+    assert_eq!(c.pool.min_idle, 3);
+    assert!(err(&format!("{MINIMAL}\n[pool]\nprimary_size = 2\nreplica_size = 2\nmin_idle = 3\n"))
+        .contains("pool.min_idle"));
+}

@@ -9,7 +9,7 @@ use crate::backend::{BackendError, LoginParams, ServerConn, ServerTls};
 use crate::config::{Config, ServerAddr};
 use crate::stats::LatencyHistogram;
 use arc_swap::ArcSwap;
-use deadpool::managed::{Object, Pool, PoolError, TimeoutType, Timeouts};
+use deadpool::managed::{Object, Pool, PoolError, QueueMode, TimeoutType, Timeouts};
 use deadpool::Runtime;
 use parking_lot::RwLock;
 use std::collections::HashMap;
@@ -485,6 +485,12 @@ impl PoolSet {
     pub fn all(&self) -> impl Iterator<Item = &ServerPool> {
         std::iter::once(&self.primary).chain(self.replicas.iter())
     }
+
+    /// `server_idle_timeout_ms` and `pool.min_idle` as last reloaded.
+    pub(super) fn retire_settings(&self) -> (Duration, usize) {
+        let s = self.settings.load();
+        (s.idle_timeout, s.min_idle)
+    }
 }
 
 /// Every pool set, created on first use of a database/user.
@@ -507,6 +513,7 @@ fn server_settings(c: &Config, tls: ServerTls) -> ServerSettings {
         acquire_timeout: c.pool.acquire_timeout,
         lifetime: c.pool.server_lifetime,
         idle_timeout: c.pool.server_idle_timeout,
+        min_idle: c.pool.min_idle,
         keepalive: c.limits.keepalive,
         tls,
         replica_wait: c.replication.max_replica_wait,
@@ -587,7 +594,11 @@ impl Pools {
         }
         let mut sets = self.sets.write();
         sets.entry(key)
-            .or_insert_with(|| Arc::new(self.build(database, user)))
+            .or_insert_with(|| {
+                let set = Arc::new(self.build(database, user));
+                super::retire::spawn_sweeper(Arc::downgrade(&set));
+                set
+            })
             .clone()
     }
 
@@ -627,7 +638,11 @@ impl Pools {
                 settings: self.settings.clone(),
                 churn: ChurnCounters::default(),
             };
+            // Last in, first out: a light load after a peak keeps reusing the few warm
+            // connections (caches, prepared statements) while the rest age out idle, as
+            // PgBouncer does; FIFO would spread it over every cold backend the peak opened.
             let pool = Pool::builder(manager)
+                .queue_mode(QueueMode::Lifo)
                 .max_size(size)
                 .runtime(Runtime::Tokio1)
                 .build();
