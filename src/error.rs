@@ -166,7 +166,10 @@ mod tests {
         assert_eq!(timeout.sqlstate().code(), "53300");
         assert_eq!(timeout.severity(), Severity::Error);
         let m = timeout.to_string();
-        assert!(m.contains("(primary)") && m.contains("acquire_timeout_ms = 300 ms"), "{m}");
+        assert!(
+            m.contains("(primary)") && m.contains("acquire_timeout_ms = 300 ms"),
+            "{m}"
+        );
         assert_eq!(
             ClientError::ServerLost("x".into()).severity(),
             Severity::Error

@@ -36,7 +36,10 @@ async fn fresh_cluster(c: &OwnCluster) {
             .await
             .expect("synchronous replication");
     }
-    primary.execute("select pg_reload_conf()", &[]).await.unwrap();
+    primary
+        .execute("select pg_reload_conf()", &[])
+        .await
+        .unwrap();
     // The replica was cloned with the primary's settings: once promoted it has no standby to
     // wait for.
     let replica = c.replica_superuser().await;
@@ -44,7 +47,10 @@ async fn fresh_cluster(c: &OwnCluster) {
         .batch_execute("alter system reset synchronous_standby_names")
         .await
         .expect("replica settings");
-    replica.execute("select pg_reload_conf()", &[]).await.unwrap();
+    replica
+        .execute("select pg_reload_conf()", &[])
+        .await
+        .unwrap();
     primary
         .batch_execute(
             "drop table if exists failover_log;
@@ -123,7 +129,10 @@ async fn fail_over(c: &OwnCluster, file: &str, env: EnvOverrides) -> Duration {
     while count(c.primary_port) < 100 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(count(c.primary_port) >= 100, "writes flow before the failover");
+    assert!(
+        count(c.primary_port) >= 100,
+        "writes flow before the failover"
+    );
 
     c.pg_ctl("primary", &["stop", "-m", "immediate", "-w"]);
     tokio::time::sleep(Duration::from_millis(500)).await;

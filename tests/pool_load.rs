@@ -8,13 +8,18 @@ use tokio_postgres::SimpleQueryMessage;
 
 /// `column` of the SHOW POOLS row of `user`'s pool of `role`.
 async fn show_pools(proxy: &TestProxy, user: &str, role: &str, column: &str) -> usize {
-    let admin = connect(&format!("postgres://app:app@127.0.0.1:{}/pgsplit", proxy.port())).await;
+    let admin = connect(&format!(
+        "postgres://app:app@127.0.0.1:{}/pgsplit",
+        proxy.port()
+    ))
+    .await;
     let rows = admin.simple_query("SHOW POOLS").await.unwrap();
     rows.into_iter()
         .find_map(|m| match m {
             SimpleQueryMessage::Row(r)
                 if r.get("role") == Some(role)
-                    && r.get("pool").is_some_and(|p| p.starts_with(&format!("{user}@"))) =>
+                    && r.get("pool")
+                        .is_some_and(|p| p.starts_with(&format!("{user}@"))) =>
             {
                 r.get(column).and_then(|v| v.parse().ok())
             }

@@ -152,7 +152,11 @@ async fn exhausted_pool_gives_a_clear_error_naming_it() {
     let db = e.as_db_error().expect("a server-style error");
     assert_eq!(db.code().code(), "53300");
     assert!(db.message().contains("primary"), "{}", db.message());
-    assert!(db.message().contains("acquire_timeout_ms = 300 ms"), "{}", db.message());
+    assert!(
+        db.message().contains("acquire_timeout_ms = 300 ms"),
+        "{}",
+        db.message()
+    );
     holder.batch_execute("commit").await.unwrap();
     // The waiting client's session survived and works now.
     waiter.batch_execute("begin; commit").await.unwrap();

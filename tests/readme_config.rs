@@ -134,7 +134,11 @@ fn reload_notes_match_what_reload_does() {
             wrong.push(format!(
                 "`{path}`: proxy.toml says reload: {}, src/reload.rs {}",
                 if k.reload { "yes" } else { "no" },
-                if restart { "needs a restart" } else { "applies it" }
+                if restart {
+                    "needs a restart"
+                } else {
+                    "applies it"
+                }
             ));
         }
     }

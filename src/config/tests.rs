@@ -288,12 +288,14 @@ fn address_overrides_keep_each_servers_role() {
     };
     let c = Config::from_toml(&file, &env).unwrap();
     assert_eq!(c.primary.to_string(), "db1:6000");
-    assert!(c.primary_role_auto, "PGSPLIT_PRIMARY must keep [primary] role");
+    assert!(
+        c.primary_role_auto,
+        "PGSPLIT_PRIMARY must keep [primary] role"
+    );
     // The second address has no entry of its own: it takes the last entry's keys.
     assert_eq!(c.replica_role_auto, vec![true, true]);
-    let mixed = format!(
-        "[[replicas]]\nport = 5433\nrole = \"auto\"\n[[replicas]]\nport = 5434\n{MINIMAL}"
-    );
+    let mixed =
+        format!("[[replicas]]\nport = 5433\nrole = \"auto\"\n[[replicas]]\nport = 5434\n{MINIMAL}");
     let c = Config::from_toml(&mixed, &env).unwrap();
     assert_eq!(c.replica_role_auto, vec![true, false]);
     // No entry in the file: fixed roles, as before.
@@ -310,8 +312,14 @@ fn address_overrides_keep_each_servers_role() {
 
 #[test]
 fn min_idle_is_checked_against_the_pool_sizes() {
-    let c = Config::from_toml(&format!("{MINIMAL}\n[pool]\nmin_idle = 3\n"), &EnvOverrides::default()).unwrap();
+    let c = Config::from_toml(
+        &format!("{MINIMAL}\n[pool]\nmin_idle = 3\n"),
+        &EnvOverrides::default(),
+    )
+    .unwrap();
     assert_eq!(c.pool.min_idle, 3);
-    assert!(err(&format!("{MINIMAL}\n[pool]\nprimary_size = 2\nreplica_size = 2\nmin_idle = 3\n"))
-        .contains("pool.min_idle"));
+    assert!(err(&format!(
+        "{MINIMAL}\n[pool]\nprimary_size = 2\nreplica_size = 2\nmin_idle = 3\n"
+    ))
+    .contains("pool.min_idle"));
 }

@@ -59,7 +59,13 @@ pub fn parse(text: &str) -> Vec<KeyDoc> {
                 String::new()
             };
             for (key, description) in fields {
-                push(&mut out, (&section, array, section_no_reload), &key, None, &description);
+                push(
+                    &mut out,
+                    (&section, array, section_no_reload),
+                    &key,
+                    None,
+                    &description,
+                );
             }
             prose.clear();
             continue;
@@ -68,7 +74,13 @@ pub fn parse(text: &str) -> Vec<KeyDoc> {
             match key_value(comment.trim()) {
                 // A commented-out key: documented by the prose above it, unset by default.
                 Some((key, _)) => {
-                    push(&mut out, (&section, array, section_no_reload), key, None, &prose.join(" "));
+                    push(
+                        &mut out,
+                        (&section, array, section_no_reload),
+                        key,
+                        None,
+                        &prose.join(" "),
+                    );
                     after_commented_key = true;
                 }
                 None => {
@@ -84,7 +96,13 @@ pub fn parse(text: &str) -> Vec<KeyDoc> {
         if let Some((key, value)) = key_value(line) {
             if prose.is_empty() && !section_prose.is_empty() {
                 // The table's comment describes the table; the default is the value shown.
-                push(&mut out, (&section, array, section_no_reload), key, Some(value), "");
+                push(
+                    &mut out,
+                    (&section, array, section_no_reload),
+                    key,
+                    Some(value),
+                    "",
+                );
                 if let Some(k) = out
                     .iter_mut()
                     .find(|k| k.section == section && k.key == key)
