@@ -201,6 +201,10 @@ fn live_changes(old: &Config, new: &Config) -> Vec<(&'static str, bool)> {
         ),
         ("pool.query_timeout_ms", p.query_timeout != q.query_timeout),
         ("pool.min_idle", p.min_idle != q.min_idle),
+        (
+            "max_client_buffer_bytes",
+            old.max_client_buffer_bytes != new.max_client_buffer_bytes,
+        ),
     ] {
         out.push((key, changed));
     }
@@ -324,10 +328,16 @@ mod tests {
     fn diff_and_the_classification_agree() {
         let c = config("");
         for (key, _) in restart_changes(&c, &c) {
-            assert!(RESTART_KEYS.contains(&key), "{key} missing from RESTART_KEYS");
+            assert!(
+                RESTART_KEYS.contains(&key),
+                "{key} missing from RESTART_KEYS"
+            );
         }
         for (key, _) in live_changes(&c, &c) {
-            assert!(!needs_restart(key), "{key} is applied live but classified restart");
+            assert!(
+                !needs_restart(key),
+                "{key} is applied live but classified restart"
+            );
         }
         assert!(needs_restart("stats.targets.p90_ms"));
         assert!(needs_restart("replicas.role"));

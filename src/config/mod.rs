@@ -184,6 +184,8 @@ pub struct Config {
     pub listen_backlog: u32,
     pub max_client_connections: usize,
     pub max_message_bytes: usize,
+    /// Unsent response bytes to one client beyond which its socket is not read.
+    pub max_client_buffer_bytes: usize,
     pub startup_timeout: Duration,
     pub limits: Limits,
     pub tls: Option<TlsConfig>,
@@ -332,6 +334,12 @@ impl Config {
         positive("pool.replica_size", p.replica_size)?;
         positive("pool.max_prepared_per_server", p.max_prepared_per_server)?;
         positive("max_client_connections", raw.max_client_connections)?;
+        if raw.max_client_buffer_bytes < 8192 || raw.max_client_buffer_bytes > (1 << 30) {
+            return Err(invalid(
+                "max_client_buffer_bytes",
+                "must be between 8192 and 1073741824",
+            ));
+        }
         if raw.max_message_bytes < 1024 || raw.max_message_bytes > (1 << 30) {
             return Err(invalid(
                 "max_message_bytes",
@@ -451,6 +459,7 @@ impl Config {
             listen_backlog: raw.listen_backlog.max(1),
             max_client_connections: raw.max_client_connections,
             max_message_bytes: raw.max_message_bytes,
+            max_client_buffer_bytes: raw.max_client_buffer_bytes,
             startup_timeout: millis("startup_timeout_ms", raw.startup_timeout_ms)?,
             limits: limits::limits(&raw)?,
             tls,
@@ -495,6 +504,11 @@ impl Config {
             self.max_client_connections
         );
         let _ = writeln!(s, "max_message_bytes = {}", self.max_message_bytes);
+        let _ = writeln!(
+            s,
+            "max_client_buffer_bytes = {}",
+            self.max_client_buffer_bytes
+        );
         let _ = writeln!(
             s,
             "startup_timeout_ms = {}",

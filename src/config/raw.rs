@@ -13,6 +13,8 @@ pub struct RawConfig {
     pub max_client_connections: usize,
     #[serde(default = "d_max_message")]
     pub max_message_bytes: usize,
+    #[serde(default = "d_max_client_buffer")]
+    pub max_client_buffer_bytes: usize,
     #[serde(default = "d_startup_timeout")]
     pub startup_timeout_ms: u64,
     #[serde(default)]
@@ -345,6 +347,9 @@ fn d_backlog() -> u32 {
 }
 fn d_max_clients() -> usize {
     10_000
+}
+fn d_max_client_buffer() -> usize {
+    1 << 20
 }
 fn d_max_message() -> usize {
     64 << 20
