@@ -261,7 +261,7 @@ impl Session {
             // reading a client it cannot write to; only with a server attached, which is what
             // drains them (COPY data is exempt: its server waits for exactly those bytes).
             let read_client =
-                !self.pending.blocked && !(self.server.is_some() && self.over_budget());
+                !(self.pending.blocked || self.server.is_some() && self.over_budget());
             let want_write = !self.swbuf.is_empty();
             let has_server = self.server.is_some();
             // Only a session waiting on its server cares that the server stalled.
