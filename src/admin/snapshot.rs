@@ -193,7 +193,7 @@ fn pool_snapshot(database: &str, user: &str, p: &ServerPool) -> PoolSnapshot {
         size: status.size,
         idle: status.available,
         busy: status.size.saturating_sub(status.available),
-        waiting: status.waiting,
+        waiting: p.waiting.load(Ordering::Relaxed),
         acquisitions: p.acquisitions.load(Ordering::Relaxed),
         acquire_p50_ms: hist.quantile_ms(0.50),
         acquire_p95_ms: hist.quantile_ms(0.95),

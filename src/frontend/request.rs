@@ -183,6 +183,11 @@ impl Session {
         let max = self.shared.live.load().max_message_bytes;
         loop {
             if self.pending.terminator.is_some() {
+                if self.over_budget() {
+                    // Answers owed exceed the limit: the session writes or awaits them first
+                    // (and reads no more of the client meanwhile), then comes back here.
+                    return Ok(());
+                }
                 if !self.can_dispatch() {
                     self.pending.blocked = true;
                     self.close_implicit_transaction();

@@ -20,6 +20,12 @@ use std::time::Instant;
 /// Bytes read from a server at a time while a reply is streaming.
 const SERVER_READ_CHUNK: usize = 64 * 1024;
 
+/// Proxy memory per request awaiting its ReadyForQuery: its entry, the deque slack behind it
+/// (a deque doubles) and the allocator's header.
+const IN_FLIGHT_REQUEST_BYTES: usize = 2 * std::mem::size_of::<ReadyAction>() + 16;
+/// The same per server message a request still expects (a Parse, Bind, Execute...).
+const IN_FLIGHT_MESSAGE_BYTES: usize = 2 * std::mem::size_of::<super::plan::Expect>();
+
 /// Why a session ended.
 #[derive(Debug)]
 pub enum End {
@@ -247,11 +253,21 @@ impl Session {
                 if self.wbuf.capacity() > 64 * 1024 {
                     self.wbuf = BytesMut::new();
                 }
+                // A request the pump left for the budget may go now that its answers are out;
+                // its client, having sent everything, would otherwise wait here forever.
+                if self.pending.terminator.is_some() && !self.pending.blocked && !self.over_budget()
+                {
+                    continue;
+                }
             }
             if self.server.is_none() && self.rbuf.is_empty() && self.rbuf.capacity() > 0 {
                 self.rbuf = BytesMut::new();
             }
-            let read_client = !self.pending.blocked;
+            // A client whose answers pile up is not read until they drain, as PostgreSQL stops
+            // reading a client it cannot write to; only with a server attached, which is what
+            // drains them (COPY data is exempt: its server waits for exactly those bytes).
+            let read_client =
+                !(self.pending.blocked || self.server.is_some() && self.over_budget());
             let want_write = !self.swbuf.is_empty();
             let has_server = self.server.is_some();
             // Only a session waiting on its server cares that the server stalled.
@@ -340,6 +356,23 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// Memory held for this client's requests in flight and their unsent answers, beyond
+    /// `max_client_buffer_bytes`. Counted: answers not yet written, requests not yet sent to the
+    /// server, and the bookkeeping of each request the server has not answered yet (which is
+    /// what a client pipelining without reading makes grow). Each drains without the client
+    /// sending anything, so pausing the client's reads on it cannot deadlock; COPY IN, whose
+    /// server waits for the client, never counts as over.
+    pub(super) fn over_budget(&self) -> bool {
+        if self.copy_in {
+            return false;
+        }
+        let held = self.wbuf.len()
+            + self.swbuf.len()
+            + self.ready_actions.len() * IN_FLIGHT_REQUEST_BYTES
+            + self.plan.len() * IN_FLIGHT_MESSAGE_BYTES;
+        held > self.shared.live.load().max_client_buffer_bytes
     }
 
     /// Writes as much of the server buffer as the socket takes now.
