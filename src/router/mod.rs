@@ -24,7 +24,8 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 
 pub use catalog::{FunctionCatalog, Volatility};
-pub use shape::{normalize as normalize_literals, shape, Keyword, Shape};
+pub use lexer::Strings;
+pub use shape::{normalize as normalize_literals, shape, shape_with, Keyword, Shape};
 
 /// Where a statement text may run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -185,7 +186,13 @@ impl Router {
     /// Analyzes a statement text: a lexer pass and a cache lookup when its shape was seen before,
     /// a full parse otherwise.
     pub fn analyze(&self, sql: &str) -> Arc<Analysis> {
-        let shape = shape::shape(sql);
+        self.analyze_with(sql, Strings::Standard)
+    }
+
+    /// [`Router::analyze`] for a session whose `standard_conforming_strings` gives `strings`.
+    pub fn analyze_with(&self, sql: &str, strings: Strings) -> Arc<Analysis> {
+        let strings = shape::effective(sql, strings);
+        let shape = shape::shape_with(sql, strings);
         let key = shape.hash ^ self.salt.load(Ordering::Acquire);
         if let Some(hit) = self.cache.get(&key) {
             return hit;
@@ -196,7 +203,10 @@ impl Router {
             let state = self.catalog.read();
             (state.salt, state.catalog.clone())
         };
-        let analysis = Arc::new(analyze::analyze(sql, &shape, &catalog));
+        let analysis = Arc::new(match strings {
+            Strings::Standard => analyze::analyze(sql, &shape, &catalog),
+            Strings::Backslash => analyze::analyze(&shape::escape_form(sql), &shape, &catalog),
+        });
         // Huge texts (bulk INSERTs) rarely repeat their shape and would crowd out the rest.
         if analysis.reuse_by_shape && sql.len() <= MAX_CACHED_TEXT {
             self.cache.insert(shape.hash ^ salt, analysis.clone());
