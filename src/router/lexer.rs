@@ -9,7 +9,7 @@
 //! (`standard_conforming_strings = off`), plain `'...'` strings take backslash escapes like `E'...'`.
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum TokenKind {
+pub enum TokenKind {
     /// Keyword or unquoted identifier; case-insensitive.
     Word,
     /// `"quoted"` or `U&"quoted"` identifier; case-sensitive.
@@ -25,7 +25,7 @@ pub(crate) enum TokenKind {
 }
 
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Token {
+pub struct Token {
     pub kind: TokenKind,
     pub start: usize,
     pub end: usize,
