@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 seconds=${1:-600}
-targets=${TARGETS:-"frame_decoder startup_auth classifier"}
+targets=${TARGETS:-"frame_decoder startup_auth classifier lexer_diff"}
 for t in $targets; do
     mkdir -p "corpus/$t"
     echo "== $t for ${seconds}s"
