@@ -130,7 +130,8 @@ impl FunctionCatalog {
     }
 
     /// The worst a read of this relation (lowercased, bare or schema-qualified) can run: its
-    /// view definition's calls, its row-level security policies, its columns' type I/O.
+    /// view definition's calls, its row-level security policies, its columns' output functions
+    /// (never their domains' checks or casts, which run only when a value is made).
     /// `None` when it reaches nothing but immutable functions, or is unknown.
     pub fn relation(&self, name: &str) -> Option<Volatility> {
         self.reach.relation(name)

@@ -53,7 +53,12 @@ impl Reach {
 enum Kind {
     Function,
     Operator,
+    /// Making a value of the type: input and receive functions, casts, a domain's checks, and
+    /// showing it (below).
     Type,
+    /// Showing a stored value of the type: output and send functions only. A read of a
+    /// column runs these, never the domain's checks or the casts.
+    TypeOut,
     Relation,
 }
 
@@ -63,6 +68,7 @@ impl Kind {
             "f" => Some(Kind::Function),
             "o" => Some(Kind::Operator),
             "t" => Some(Kind::Type),
+            "u" => Some(Kind::TypeOut),
             "r" => Some(Kind::Relation),
             _ => None,
         }
@@ -80,6 +86,9 @@ const FUNCTIONS_SQL: &str = "\
 
 /// Edges "running `from` may run `to`". Objects below 16384 (FirstNormalObjectId) are built
 /// in; their I/O functions and casts are built-in functions already judged by pg_proc.
+/// `x::T` runs a cast whose target is T, so a type reaches the casts into it; a cast out of a
+/// type runs unnamed only when it is implicit (then a value or column of the source type
+/// reaches it). Explicit casts out of `int` must not make every `::int` a write.
 const EDGES_SQL: &str = "\
     WITH dep AS ( \
       SELECT d.classid, d.objid, d.refobjid, \
@@ -99,16 +108,22 @@ const EDGES_SQL: &str = "\
      WHERE s.fn <> 0 \
     UNION ALL SELECT 'o', o.oid, 'f', o.oprcode::oid FROM pg_catalog.pg_operator o WHERE o.oprcode <> 0 \
     UNION ALL SELECT 't', t.oid, 'f', s.fn \
-      FROM pg_catalog.pg_type t, \
-           unnest(ARRAY[t.typinput, t.typoutput, t.typreceive, t.typsend]::oid[]) AS s(fn) \
+      FROM pg_catalog.pg_type t, unnest(ARRAY[t.typinput, t.typreceive]::oid[]) AS s(fn) \
      WHERE s.fn <> 0 AND t.oid >= 16384 \
-    UNION ALL SELECT 't', t.oid, 't', t.typbasetype FROM pg_catalog.pg_type t WHERE t.typbasetype <> 0 \
-    UNION ALL SELECT 't', t.oid, 't', t.typelem FROM pg_catalog.pg_type t \
+    UNION ALL SELECT 't', t.oid, 'u', t.oid FROM pg_catalog.pg_type t WHERE t.oid >= 16384 \
+    UNION ALL SELECT 'u', t.oid, 'f', s.fn \
+      FROM pg_catalog.pg_type t, unnest(ARRAY[t.typoutput, t.typsend]::oid[]) AS s(fn) \
+     WHERE s.fn <> 0 AND t.oid >= 16384 \
+    UNION ALL SELECT 'u', t.oid, 'r', t.typrelid FROM pg_catalog.pg_type t \
+     WHERE t.typtype = 'c' AND t.oid >= 16384 \
+    UNION ALL SELECT k.k, t.oid, k.k, t.typbasetype FROM pg_catalog.pg_type t, (VALUES ('t'), ('u')) k(k) \
+     WHERE t.typbasetype <> 0 \
+    UNION ALL SELECT k.k, t.oid, k.k, t.typelem FROM pg_catalog.pg_type t, (VALUES ('t'), ('u')) k(k) \
      WHERE t.typelem <> 0 AND t.oid >= 16384 \
-    UNION ALL SELECT 't', c.castsource, 'f', c.castfunc FROM pg_catalog.pg_cast c \
-     WHERE c.castfunc <> 0 AND c.oid >= 16384 \
     UNION ALL SELECT 't', c.casttarget, 'f', c.castfunc FROM pg_catalog.pg_cast c \
      WHERE c.castfunc <> 0 AND c.oid >= 16384 \
+    UNION ALL SELECT k.k, c.castsource, 'f', c.castfunc FROM pg_catalog.pg_cast c, (VALUES ('t'), ('u')) k(k) \
+     WHERE c.castfunc <> 0 AND c.oid >= 16384 AND c.castcontext = 'i' \
     UNION ALL SELECT 't', c.contypid, d.kind, d.refobjid FROM pg_catalog.pg_constraint c \
       JOIN dep d ON d.classid = 'pg_catalog.pg_constraint'::regclass AND d.objid = c.oid \
      WHERE c.contypid <> 0 \
@@ -119,7 +134,7 @@ const EDGES_SQL: &str = "\
     UNION ALL SELECT 'r', p.polrelid, d.kind, d.refobjid FROM pg_catalog.pg_policy p \
       JOIN dep d ON d.classid = 'pg_catalog.pg_policy'::regclass AND d.objid = p.oid \
      WHERE p.polcmd IN ('r', '*') AND NOT (d.kind = 'r' AND d.refobjid = p.polrelid) \
-    UNION ALL SELECT 'r', a.attrelid, 't', a.atttypid FROM pg_catalog.pg_attribute a \
+    UNION ALL SELECT 'r', a.attrelid, 'u', a.atttypid FROM pg_catalog.pg_attribute a \
      WHERE a.attnum > 0 AND NOT a.attisdropped AND a.atttypid >= 16384 \
     UNION ALL SELECT 'f', d.objid, d.kind, d.refobjid FROM dep d \
      WHERE d.classid = 'pg_catalog.pg_proc'::regclass AND NOT (d.kind = 'f' AND d.refobjid = d.objid)";
@@ -321,12 +336,20 @@ mod tests {
         g.edge((Kind::Relation, 2), f(10));
         g.edge((Kind::Type, 5), f(11));
         g.edge(f(11), (Kind::Type, 5));
-        g.edge((Kind::Relation, 3), (Kind::Type, 5));
+        g.edge((Kind::Relation, 3), (Kind::TypeOut, 5));
+        // Domain 6 over int: its check calls writer 10, its output is int's (built in).
+        g.edge((Kind::Type, 6), f(10));
+        g.edge((Kind::Type, 6), (Kind::TypeOut, 6));
+        g.edge((Kind::Relation, 4), (Kind::TypeOut, 6));
+        g.edge((Kind::TypeOut, 5), f(11));
         let r = g.resolve();
         assert_eq!(g.get(&r, Kind::Relation, 1), Volatility::Volatile);
         assert_eq!(g.get(&r, Kind::Relation, 2), Volatility::Volatile);
         assert_eq!(g.get(&r, Kind::Type, 5), Volatility::Stable);
         assert_eq!(g.get(&r, Kind::Relation, 3), Volatility::Stable);
+        // Reading a column of the domain runs no check.
+        assert_eq!(g.get(&r, Kind::Type, 6), Volatility::Volatile);
+        assert_eq!(g.get(&r, Kind::Relation, 4), Volatility::Immutable);
         assert_eq!(g.get(&r, Kind::Relation, 99), Volatility::Immutable);
     }
 
