@@ -382,20 +382,22 @@ async fn a_function_turned_writer_behind_pgsplits_back_is_re_sent_to_the_primary
     let s = unique("rs");
     let c = proxy.connect().await;
     let loads = router.catalog_loads();
+    // Volatility is known by name across schemas: a name of its own, so that no other
+    // function (or a run that failed before its cleanup) decides what pgsplit thinks of it.
+    let quiet = format!("quiet_{s}");
     c.batch_execute(&format!(
         "CREATE SCHEMA {s};
          CREATE TABLE {s}.log (x int);
-         CREATE FUNCTION {s}.quiet() RETURNS int STABLE LANGUAGE sql AS 'SELECT 1';"
+         CREATE FUNCTION {s}.{quiet}() RETURNS int STABLE LANGUAGE sql AS 'SELECT 1';"
     ))
     .await
     .unwrap();
-    let quiet = "quiet";
     wait_until("the catalog load after the DDL", || {
-        router.catalog_loads() > loads && router.catalog().is_read_only(quiet)
+        router.catalog_loads() > loads && router.catalog().is_read_only(&quiet)
     })
     .await;
     wait_for_replica().await;
-    let sql = format!("SELECT {s}.quiet() AS one, pg_is_in_recovery() AS replica");
+    let sql = format!("SELECT {s}.{quiet}() AS one, pg_is_in_recovery() AS replica");
     assert_eq!(value(&c, &sql).await, "1");
     let row = c.query_one(&sql, &[]).await.unwrap();
     assert!(
@@ -407,14 +409,14 @@ async fn a_function_turned_writer_behind_pgsplits_back_is_re_sent_to_the_primary
     let primary = superuser().await;
     primary
         .batch_execute(&format!(
-            "CREATE OR REPLACE FUNCTION {s}.quiet() RETURNS int VOLATILE LANGUAGE sql
-               AS 'INSERT INTO {s}.log VALUES (1); SELECT 1';"
+            "CREATE OR REPLACE FUNCTION {s}.{quiet}() RETURNS int VOLATILE LANGUAGE sql
+               AS 'SELECT pg_sleep(0.1); INSERT INTO {s}.log VALUES (1); SELECT 1';"
         ))
         .await
         .unwrap();
     wait_for_replica().await;
     assert!(
-        router.catalog().is_read_only(quiet),
+        router.catalog().is_read_only(&quiet),
         "pgsplit must not know yet"
     );
 
@@ -425,19 +427,28 @@ async fn a_function_turned_writer_behind_pgsplits_back_is_re_sent_to_the_primary
         .expect("re-sent to the primary");
     assert!(!row.get::<_, bool>("replica"));
     assert_eq!(value(&c, &sql).await, "1");
+    // A refusal at row 600, after the replica flushed its first 8 KiB of rows and slept:
+    // those rows must not have reached the client either.
+    let late = format!(
+        "SELECT CASE WHEN g = 600 THEN {s}.{quiet}() ELSE g END AS n, pg_is_in_recovery() AS replica
+           FROM generate_series(1, 700) g"
+    );
+    let rows = c.query(&late, &[]).await.expect("re-sent after 599 rows");
+    assert_eq!(rows.len(), 700);
+    assert!(rows.iter().all(|r| !r.get::<_, bool>("replica")));
     let written: i64 = primary
         .query_one(&format!("SELECT count(*) FROM {s}.log"), &[])
         .await
         .unwrap()
         .get(0);
-    assert_eq!(written, 2, "each statement ran once, on the primary");
+    assert_eq!(written, 3, "each statement ran once, on the primary");
 
     let (forced, refusals) = router.forced_primary();
     assert_eq!(
-        refusals, 1,
-        "one refusal; the fingerprint stays on the primary after it"
+        refusals, 2,
+        "one refusal each; a fingerprint stays on the primary after it"
     );
-    assert_eq!(forced.len(), 1);
+    assert_eq!(forced.len(), 2);
     assert!(forced[0].reason.contains("25006"), "{}", forced[0].reason);
     let (_, stats) = http(proxy.handle.stats_addr, "GET", "/stats", None).await;
     let v: serde_json::Value = serde_json::from_str(&stats).unwrap();
@@ -452,7 +463,7 @@ async fn a_function_turned_writer_behind_pgsplits_back_is_re_sent_to_the_primary
         .contains("read-only transaction"));
     let (_, metrics) = http(proxy.handle.stats_addr, "GET", "/metrics", None).await;
     assert!(
-        metrics.contains("pgsplit_replica_refusals_total 1"),
+        metrics.contains("pgsplit_replica_refusals_total 2"),
         "{}",
         metrics
             .lines()
@@ -460,7 +471,7 @@ async fn a_function_turned_writer_behind_pgsplits_back_is_re_sent_to_the_primary
             .collect::<Vec<_>>()
             .join("\n")
     );
-    assert!(metrics.contains("pgsplit_primary_only_fingerprints 1"));
+    assert!(metrics.contains("pgsplit_primary_only_fingerprints 2"));
     primary
         .batch_execute(&format!("DROP SCHEMA {s} CASCADE"))
         .await

@@ -19,6 +19,13 @@ use crate::router::Analysis;
 use std::sync::Arc;
 use std::time::Instant;
 
+/// Bytes of an armed read's answer held back from the client until the request ends. A server
+/// sends RowDescription (and the first rows) before a function in the select list or a later
+/// row refuses to write; if those bytes reached the client the refusal could no longer be
+/// hidden, and whether they did would depend on how TCP cut the reply. A small answer waits
+/// for its ReadyForQuery instead; a larger one streams as usual, unprotected.
+const HOLD_BYTES: usize = 16 * 1024;
+
 /// A copy of the read in flight on a replica, while a refusal could still be hidden.
 #[derive(Default)]
 pub struct Refusal {
@@ -136,6 +143,14 @@ impl Session {
         let r = &mut self.refusal;
         r.mark = wbuf_before;
         r.armed = !r.frames.is_empty() && self.wbuf.len() == wbuf_before;
+    }
+
+    /// Whether the client's write buffer should wait: a refusal of the armed read could still
+    /// come, and what it would have to take back is small.
+    pub(super) fn refusal_holds(&self) -> bool {
+        let r = &self.refusal;
+        // Without its server nothing more can come: whatever ended the read must reach the client.
+        r.armed && self.server.is_some() && self.wbuf.len().saturating_sub(r.mark) <= HOLD_BYTES
     }
 
     /// The client's write buffer is about to be written out: once part of this request's

@@ -240,7 +240,7 @@ impl Session {
             if let Err(end) = self.pump_client().await {
                 return end;
             }
-            if !self.wbuf.is_empty() {
+            if !self.wbuf.is_empty() && !self.refusal_holds() {
                 self.refusal_flushing();
                 if self.client.write_all_buf(&mut self.wbuf).await.is_err() {
                     return End::ClientGone;
