@@ -54,6 +54,10 @@ pub enum ClientError {
     IdleInTransactionTimeout(u128),
     #[error("internal proxy error: {0}")]
     Internal(String),
+    /// currval()/lastval() where the server connection may hold another session's sequence
+    /// state: under transaction pooling the nextval() ran on a connection since given back.
+    #[error("{0}() cannot see a nextval() from an earlier transaction under pgsplit's transaction pooling (it could return another session's value); use INSERT ... RETURNING, or call nextval() and {0}() in the same transaction")]
+    SequenceStateElsewhere(&'static str),
 }
 
 impl ClientError {
@@ -92,6 +96,7 @@ impl ClientError {
                 SqlState::IDLE_IN_TRANSACTION_SESSION_TIMEOUT
             }
             ClientError::Internal(_) => SqlState::INTERNAL_ERROR,
+            ClientError::SequenceStateElsewhere(_) => SqlState::FEATURE_NOT_SUPPORTED,
         }
     }
 
@@ -118,7 +123,8 @@ impl ClientError {
             ClientError::PoolTimeout { .. }
             | ClientError::ServerUnreachable { .. }
             | ClientError::PrimaryDown(_)
-            | ClientError::ServerLost(_) => Severity::Error,
+            | ClientError::ServerLost(_)
+            | ClientError::SequenceStateElsewhere(_) => Severity::Error,
         }
     }
 

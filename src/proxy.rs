@@ -237,6 +237,8 @@ async fn refresh_catalog(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool
         }
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
+            // DDL through the proxy: views, casts, domains or functions may reach new things.
+            _ = shared.router.ddl_noted() => {}
             _ = shutdown.changed() => return,
         }
     }

@@ -173,7 +173,10 @@ impl Session {
     fn analyze(&self, sql: &[u8]) -> Arc<Analysis> {
         // Text that is not UTF-8 (a LATIN1 client) cannot be parsed: it goes to the primary.
         match std::str::from_utf8(sql) {
-            Ok(s) => self.shared.router.analyze(s),
+            Ok(s) => self
+                .shared
+                .router
+                .analyze_with(s, self.settings.string_rules()),
             Err(_) => self.shared.router.analyze(""),
         }
     }
@@ -325,7 +328,9 @@ impl Session {
             };
             if let Some(a) = &a {
                 any_statement = true;
-                if a.route == Route::Primary {
+                // A replica refused this fingerprint before (frontend/refusal.rs).
+                if a.route == Route::Primary || self.shared.router.is_forced_primary(a.fingerprint)
+                {
                     role = Role::Primary;
                 }
             }
@@ -347,6 +352,9 @@ impl Session {
     /// Sends the pending request to a server, acquiring one first if needed.
     async fn dispatch(&mut self) -> Result<(), End> {
         let (mut role, analyses) = self.route();
+        if self.refusal_resend() {
+            role = Role::Primary;
+        }
         let terminator = self.pending.terminator;
         // A lone Sync with nothing in flight needs no server.
         // Between requests even while the server answers the proxy's WAL-position probe.
@@ -381,6 +389,15 @@ impl Session {
         {
             role = Role::Primary;
         }
+        if let Some(function) = self.sequence_state_missing(&analyses) {
+            ClientError::SequenceStateElsewhere(function).write(&mut self.wbuf);
+            self.take_pending();
+            match terminator {
+                Some(tag::FLUSH) => self.skip_until_sync = true,
+                _ => build::ready_for_query(&mut self.wbuf, self.tx),
+            }
+            return Ok(());
+        }
         let mut pool_wait_us = 0;
         if self.server.is_none() && self.in_server_transaction() {
             // A transaction or pinned session never continues on another server: whatever
@@ -390,8 +407,10 @@ impl Session {
                 "the transaction's server connection is gone".into(),
             )));
         }
-        if self.server.is_none() {
+        let fresh = self.server.is_none();
+        if fresh {
             self.retry_snapshot(role);
+            self.refusal_snapshot(role, &analyses);
             let need = if role == Role::Replica {
                 self.read_need_settled(&analyses).await
             } else {
@@ -434,9 +453,15 @@ impl Session {
             self.watch_stalls_from_now();
         }
         self.note_writes(&analyses);
+        self.note_sequences(&analyses);
         let wbuf_before = self.wbuf.len();
         self.translate(analyses, pool_wait_us, fill, cache_miss)?;
         self.arm_retry(wbuf_before);
+        if fresh {
+            self.refusal_arm(wbuf_before);
+        } else {
+            self.refusal.disarm();
+        }
         Ok(())
     }
 

@@ -41,6 +41,19 @@ impl Session {
             {
                 return self.server_lost("server ended the connection");
             }
+            // Only a request alone on its connection, with nothing queued behind it, is re-sent.
+            let alone = self.ready_actions.len() == 1 && self.pending.frames.is_empty();
+            let refusal = match alone {
+                true => self
+                    .refusal
+                    .watch(t, &conn.rbuf[HEADER_LEN..HEADER_LEN + len]),
+                false => self.refusal.disarm(),
+            };
+            if let Some(reason) = refusal {
+                // The read goes to the primary instead; this replica's reply is dropped.
+                self.refused(reason);
+                return Ok(());
+            }
             // Replies the proxy makes itself, due before this message, wait with the rest of an
             // armed read's answer: a retry would make them again.
             if armed {
@@ -209,6 +222,10 @@ impl Session {
         };
         self.record(&action);
         self.detect_bursts(&action);
+        if action.executed.iter().any(|(a, _)| a.reason == "ddl") {
+            // Views, casts, domains or functions may now reach something new.
+            self.shared.router.note_ddl();
+        }
         self.cache_on_ready(&mut action);
         let mut changed = false;
         let mut reset = false;

@@ -98,6 +98,11 @@ pub struct Session {
     pub(super) shutdown: tokio::sync::watch::Receiver<bool>,
     /// Read-your-writes and read-retry state (frontend/consistency.rs).
     pub(super) ryw: super::consistency::Ryw,
+    /// A replica's refusal of a read that writes, hidden and re-sent (frontend/refusal.rs).
+    pub(super) refusal: super::refusal::Refusal,
+    /// The attached server connection ran a statement that may have set this session's
+    /// sequence state since it was attached (frontend/sequences.rs).
+    pub(super) sequences_here: bool,
     /// The user name as a result-cache key part, shared instead of copied per lookup.
     pub(super) user_key: Arc<str>,
     /// Writes of the open transaction, for the result cache when it ends.
@@ -168,6 +173,8 @@ impl Session {
             shutdown,
             server_dying: false,
             ryw: Default::default(),
+            refusal: Default::default(),
+            sequences_here: false,
             n_plus_one: crate::nplusone::Stream::default(),
             drain_deadline: None,
             query_clock: Default::default(),
@@ -245,7 +252,8 @@ impl Session {
             if let Err(end) = self.pump_client().await {
                 return end;
             }
-            if !self.wbuf.is_empty() {
+            if !self.wbuf.is_empty() && !self.refusal_holds() {
+                self.refusal_flushing();
                 if self.client.write_all_buf(&mut self.wbuf).await.is_err() {
                     return End::ClientGone;
                 }
@@ -412,6 +420,7 @@ impl Session {
             secret: conn.backend_secret,
         }));
         self.server = Some(lease);
+        self.sequences_here = false;
     }
 
     /// Gives the server connection back once nothing is in flight and no transaction is open.
