@@ -373,7 +373,7 @@ impl Session {
     /// sending anything, so pausing the client's reads on it cannot deadlock; COPY IN, whose
     /// server waits for the client, never counts as over.
     pub(super) fn over_budget(&self) -> bool {
-        if self.copy_in {
+        if self.copy.active() {
             return false;
         }
         let held = self.wbuf.len()
