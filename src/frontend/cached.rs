@@ -308,7 +308,7 @@ impl Session {
         };
         for (a, _) in action.executed.iter() {
             now.add(a);
-            if a.reason == "ddl" || a.reason == "create table as" {
+            if a.reason == "ddl" || a.reason == "create table as" || a.reason == "privileges" {
                 self.shared.cache_catalog_changed.notify_one();
             }
         }

@@ -99,6 +99,7 @@ fn rejected(sql: &str, shape: &Shape) -> Analysis {
         statement_count: shape.statements as usize,
         reuse_by_shape: true,
         writes_unknown: false,
+        reloads_catalog: false,
     }
 }
 
@@ -124,6 +125,7 @@ fn not_understood(sql: &str, shape: &Shape, reason: &'static str) -> Analysis {
         pin: Some(PinReason::Other),
         is_transaction_control: transaction_control,
         writes_unknown: true,
+        reloads_catalog: true,
         ..rejected(sql, shape)
     }
 }
@@ -145,6 +147,7 @@ struct Merged {
     discard_all: bool,
     transaction_control: bool,
     writes_unknown: bool,
+    reloads_catalog: bool,
 }
 
 fn push_unique(list: &mut Vec<String>, item: String) {
@@ -191,6 +194,7 @@ impl Merged {
         self.discard_all |= outcome.discard_all;
         self.transaction_control |= outcome.transaction_control;
         self.writes_unknown |= outcome.writes_unknown;
+        self.reloads_catalog |= outcome.reloads_catalog;
     }
 
     fn finish(self, fingerprint: u64, normalized: String) -> Analysis {
@@ -216,6 +220,7 @@ impl Merged {
             statement_count: self.statements,
             reuse_by_shape: self.statements == 0 || self.reuse_by_shape,
             writes_unknown: self.writes_unknown,
+            reloads_catalog: self.reloads_catalog,
         }
     }
 }

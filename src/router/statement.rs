@@ -24,6 +24,8 @@ pub(super) struct Outcome {
     pub writes_unknown: bool,
     /// Written relations the walk cannot see (DROP targets, COPY FROM's table).
     pub written: Vec<String>,
+    /// Changes functions, privileges or policies: the catalog must be reloaded.
+    pub reloads_catalog: bool,
 }
 
 impl Outcome {
@@ -39,6 +41,7 @@ impl Outcome {
             transaction_control: false,
             writes_unknown: false,
             written: Vec::new(),
+            reloads_catalog: false,
         }
     }
 
@@ -125,7 +128,13 @@ pub(super) fn classify(
         }
         NodeEnum::ExecuteStmt(_) => unknown_writes("execute"),
         NodeEnum::CallStmt(_) => unknown_writes("call"),
-        NodeEnum::DoStmt(_) => unknown_writes("do"),
+        NodeEnum::DoStmt(s) => {
+            let mut out = unknown_writes("do");
+            if do_block_sets(s, catalog) {
+                out.pin = Some(PinReason::SessionState);
+            }
+            out
+        }
         NodeEnum::CopyStmt(s) => {
             let mut out = Outcome::primary("copy");
             if s.is_from {
@@ -136,6 +145,17 @@ pub(super) fn classify(
         NodeEnum::DropStmt(s) => {
             let mut out = Outcome::primary("ddl");
             out.written = dropped_relations(s);
+            // A policy or function may be what cached reads (views, RLS) depend on.
+            let reaching = [
+                ObjectType::ObjectPolicy,
+                ObjectType::ObjectFunction,
+                ObjectType::ObjectProcedure,
+                ObjectType::ObjectRoutine,
+                ObjectType::ObjectRule,
+                ObjectType::ObjectTrigger,
+            ];
+            out.writes_unknown = reaching.iter().any(|&t| t as i32 == s.remove_type);
+            out.reloads_catalog = out.writes_unknown;
             out
         }
         NodeEnum::InsertStmt(_) => Outcome::primary("insert"),
@@ -155,12 +175,28 @@ pub(super) fn classify(
         | NodeEnum::CreateSeqStmt(_)
         | NodeEnum::AlterSeqStmt(_)
         | NodeEnum::RenameStmt(_)
-        | NodeEnum::CreateFunctionStmt(_)
         | NodeEnum::CreateSchemaStmt(_)
         | NodeEnum::CreateTrigStmt(_)
         | NodeEnum::RefreshMatViewStmt(_)
-        | NodeEnum::GrantStmt(_)
         | NodeEnum::CommentStmt(_) => Outcome::primary("ddl"),
+        // Who may read what, and which rows: any cached answer may now be wrong for someone.
+        NodeEnum::GrantStmt(_)
+        | NodeEnum::CreateFunctionStmt(_)
+        | NodeEnum::AlterFunctionStmt(_)
+        | NodeEnum::GrantRoleStmt(_)
+        | NodeEnum::CreatePolicyStmt(_)
+        | NodeEnum::AlterPolicyStmt(_)
+        | NodeEnum::AlterRoleStmt(_)
+        | NodeEnum::AlterRoleSetStmt(_)
+        | NodeEnum::DropRoleStmt(_)
+        | NodeEnum::AlterDefaultPrivilegesStmt(_)
+        | NodeEnum::AlterOwnerStmt(_)
+        | NodeEnum::ReassignOwnedStmt(_)
+        | NodeEnum::DropOwnedStmt(_) => {
+            let mut out = unknown_writes("privileges");
+            out.reloads_catalog = true;
+            out
+        }
         _ => Outcome::primary("utility"),
     };
     if executes_expressions(node) {
@@ -171,8 +207,8 @@ pub(super) fn classify(
         {
             out.pin = out.pin.or(Some(PinReason::AdvisoryLock));
         }
-        if facts.set_config_session {
-            out.pin = out.pin.or(Some(PinReason::Other));
+        if facts.set_config_session || facts.functions.iter().any(|f| catalog.may_set_session(f)) {
+            out.pin = out.pin.or(Some(PinReason::SessionState));
         }
         if facts.functions.iter().any(|f| !catalog.is_read_only(f)) {
             out.writes_unknown = true;
@@ -190,6 +226,27 @@ pub(super) fn classify(
         out.pin = out.pin.or(Some(PinReason::TempTable));
     }
     out
+}
+
+/// A DO block may change settings when its body (or a function it calls) may.
+fn do_block_sets(s: &protobuf::DoStmt, catalog: &FunctionCatalog) -> bool {
+    let mut language = "";
+    let mut body = "";
+    for arg in &s.args {
+        let Some(NodeEnum::DefElem(d)) = &arg.node else {
+            continue;
+        };
+        let value = match d.arg.as_deref().and_then(|a| a.node.as_ref()) {
+            Some(NodeEnum::String(v)) => v.sval.as_str(),
+            _ => continue,
+        };
+        match d.defname.as_str() {
+            "as" => body = value,
+            "language" => language = value,
+            _ => {}
+        }
+    }
+    super::setters::do_block_sets(language, body, |f| catalog.body_call_may_set_session(f))
 }
 
 fn pinned(reason: &'static str, pin: PinReason) -> Outcome {

@@ -120,8 +120,50 @@ fn set_statements_are_not_reused_for_other_values() {
     let local = router.analyze("SELECT set_config('a', 'b', true)");
     let session = router.analyze("SELECT set_config('a', 'b', false)");
     assert_eq!(local.pin, None);
-    assert_eq!(session.pin, Some(PinReason::Other));
+    assert_eq!(session.pin, Some(PinReason::SessionState));
     assert!(!local.reuse_by_shape && !session.reuse_by_shape);
+}
+
+#[test]
+fn catalog_changes_make_user_functions_suspect_until_reloaded() {
+    let router = super::router();
+    assert_eq!(router.analyze("SELECT volatile_user_fn()").pin, None);
+    let changes = router.catalog_changes();
+    router.catalog_changed();
+    assert_eq!(
+        router.analyze("SELECT volatile_user_fn()").pin,
+        Some(PinReason::SessionState)
+    );
+    // Built-in functions stay trusted.
+    assert_eq!(router.analyze("SELECT lower('A')").pin, None);
+    // A load that started before the change is not trusted either.
+    router.set_catalog_loaded(super::catalog(), changes);
+    assert_eq!(
+        router.analyze("SELECT volatile_user_fn()").pin,
+        Some(PinReason::SessionState)
+    );
+    router.set_catalog_loaded(super::catalog(), router.catalog_changes());
+    assert_eq!(router.analyze("SELECT volatile_user_fn()").pin, None);
+}
+
+#[test]
+fn privilege_and_function_ddl_write_everything_and_reload_the_catalog() {
+    for sql in [
+        "GRANT SELECT ON t TO r",
+        "REVOKE SELECT ON t FROM r",
+        "CREATE POLICY p ON t USING (true)",
+        "ALTER POLICY p ON t USING (false)",
+        "DROP POLICY p ON t",
+        "ALTER ROLE r SET search_path = x",
+        "CREATE OR REPLACE FUNCTION f() RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT 1'",
+        "DROP FUNCTION f()",
+        "GRANT r TO app",
+    ] {
+        let a = analyze(sql);
+        assert!(a.writes_unknown && a.reloads_catalog, "{sql}");
+    }
+    let a = analyze("DROP TABLE t");
+    assert!(!a.writes_unknown && !a.reloads_catalog);
 }
 
 #[test]
@@ -173,11 +215,34 @@ fn pins() {
         ("LOAD 'auto_explain'", Some(PinReason::Other)),
         (
             "SELECT set_config('search_path', 'x', false)",
-            Some(PinReason::Other),
+            Some(PinReason::SessionState),
         ),
         (
             "SELECT set_config('search_path', 'x', $1)",
-            Some(PinReason::Other),
+            Some(PinReason::SessionState),
+        ),
+        // Settings changed where the text does not show them.
+        ("SELECT set_tenant(2)", Some(PinReason::SessionState)),
+        ("CALL set_tenant_proc(2)", Some(PinReason::SessionState)),
+        ("SELECT volatile_user_fn()", None),
+        ("SELECT wraps_setter(1)", Some(PinReason::SessionState)),
+        ("SELECT unknown_fn(1)", Some(PinReason::SessionState)),
+        (
+            "DO $$ BEGIN PERFORM set_config('app.tenant_id', '2', false); END $$",
+            Some(PinReason::SessionState),
+        ),
+        (
+            "DO $$ BEGIN EXECUTE 'SET role x'; END $$",
+            Some(PinReason::SessionState),
+        ),
+        (
+            "DO $$ BEGIN PERFORM set_tenant(3); END $$",
+            Some(PinReason::SessionState),
+        ),
+        ("DO $$ BEGIN INSERT INTO t VALUES (1); END $$", None),
+        (
+            "DO LANGUAGE plpython3u $$ pass $$",
+            Some(PinReason::SessionState),
         ),
         ("SELECT set_config('search_path', 'x', true)", None),
         ("SELECT 1", None),
