@@ -97,7 +97,12 @@ impl Shared {
             clients: Arc::new(crate::frontend::ClientSlots::default()),
             pools: Pools::with_tls(config.clone(), server_tls),
             router: Arc::new(Router::new(
-                FunctionCatalog::builtin(),
+                {
+                    // Until the server's catalog is read, no write's reach is known.
+                    let mut c = FunctionCatalog::builtin();
+                    c.mark_stale();
+                    c
+                },
                 config.analysis_cache_entries,
             )),
             cancels: Arc::new(CancelRegistry::default()),
@@ -272,6 +277,14 @@ async fn load_catalog(shared: &Shared) -> Result<FunctionCatalog, String> {
         .await
         .map_err(|e| e.to_string());
     if let Ok(c) = catalog.as_mut() {
+        match crate::router::reach::Reach::load(&client).await {
+            Ok(reach) => c.set_reach(reach),
+            // Without it no write's reach is known: every write counts as a write to all.
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read triggers, rules and defaults; every write invalidates everything");
+                c.mark_stale();
+            }
+        }
         match crate::router::setters::load(&client).await {
             Ok(setters) => c.set_session_setters(setters),
             // Without bodies every user function is taken to set: correct, but it pins.

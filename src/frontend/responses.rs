@@ -107,6 +107,7 @@ impl Session {
                         a.completed(rows);
                         a.rolled_back |= rollback;
                         a.ended_with_rollback = rollback;
+                        a.ended_transaction |= rollback || body.starts_with(b"COMMIT");
                     }
                 }
                 tag::ERROR_RESPONSE if is_fatal(body) => {

@@ -42,10 +42,14 @@ fn from_tree(
     catalog: &FunctionCatalog,
 ) -> Option<Analysis> {
     let mut merged = Merged::default();
+    let mut truncate_cascade = false;
     for raw in &tree.stmts {
         let Some(node) = raw.stmt.as_ref().and_then(|n| n.node.as_ref()) else {
             continue;
         };
+        if let pg_query::NodeEnum::TruncateStmt(t) = node {
+            truncate_cascade |= t.behavior == pg_query::protobuf::DropBehavior::DropCascade as i32;
+        }
         let mut facts = Facts::default();
         walk(node, &mut facts).ok()?;
         let text = statement_text(sql, raw.stmt_location, raw.stmt_len);
@@ -62,7 +66,11 @@ fn from_tree(
     // pg_query leaves literals in utility statements (DEFAULT 'x', COPY ... FROM 'file',
     // PREPARE ... AS SELECT 'x') and keeps comments; the lexer pass removes what is left.
     let normalized = shape::normalize(&pg_query::normalize(sql).ok()?);
-    Some(merged.finish(fingerprint, normalized))
+    let mut analysis = merged.finish(fingerprint, normalized);
+    catalog
+        .reach()
+        .expand(&mut analysis, truncate_cascade, catalog.is_stale());
+    Some(analysis)
 }
 
 /// A statement's own text: PostgreSQL's location skips leading whitespace and comments, and a

@@ -42,6 +42,8 @@ pub struct FunctionCatalog {
     session_setters: ahash::AHashSet<Box<str>>,
     /// Functions may have changed since the load: only built-in names are trusted not to set.
     stale: bool,
+    /// Write reach and read dependencies (see `reach`).
+    reach: std::sync::Arc<super::reach::Reach>,
 }
 
 const FUNCTIONS_SQL: &str = "\
@@ -177,6 +179,20 @@ impl FunctionCatalog {
             return self.stale && !builtin::is_builtin(name);
         }
         self.may_set_session(name)
+    }
+
+    /// Records what writes reach and reads depend on, from the same catalog.
+    pub fn set_reach(&mut self, reach: super::reach::Reach) {
+        self.reach = std::sync::Arc::new(reach);
+    }
+
+    pub(super) fn reach(&self) -> &super::reach::Reach {
+        &self.reach
+    }
+
+    /// DDL went through since this catalog was read: reach is unknown.
+    pub fn is_stale(&self) -> bool {
+        self.stale
     }
 
     /// Functions changed after this catalog was read (see `Router::catalog_changed`).

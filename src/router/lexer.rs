@@ -65,11 +65,12 @@ impl<'a> Lexer<'a> {
                 self.pos += 1;
             }
             match self.at(self.pos) {
+                // PostgreSQL ends a `--` comment at a carriage return as well.
                 b'-' if self.at(self.pos + 1) == b'-' => {
                     let body = self.pos + 2;
                     self.pos = self.src[body..]
                         .iter()
-                        .position(|&b| b == b'\n')
+                        .position(|&b| b == b'\n' || b == b'\r')
                         .map_or(self.src.len(), |n| body + n);
                     self.note_comment(body, self.pos);
                 }

@@ -10,6 +10,7 @@ mod builtin;
 mod catalog;
 mod facts;
 mod lexer;
+pub mod reach;
 pub mod setters;
 mod shape;
 mod statement;
@@ -25,6 +26,7 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 
 pub use catalog::{FunctionCatalog, Volatility};
+pub use facts::is_time_literal;
 pub use shape::{normalize as normalize_literals, shape, Keyword, Shape};
 
 /// Where a statement text may run.

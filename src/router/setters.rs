@@ -28,7 +28,7 @@ pub(super) struct BodyFacts {
 /// ends, which a pooled connection always sees) do not count.
 pub(super) fn scan_body(body: &str) -> BodyFacts {
     let mut facts = BodyFacts::default();
-    let words = tokens(body);
+    let words = words(body);
     let mut in_update = false;
     for (i, (word, call)) in words.iter().enumerate() {
         match word.as_str() {
@@ -50,8 +50,8 @@ pub(super) fn scan_body(body: &str) -> BodyFacts {
     facts
 }
 
-/// Lowercased words and `;`, each flagged when a `(` follows it.
-fn tokens(body: &str) -> Vec<(String, bool)> {
+/// Lowercased words and punctuation, each flagged when a `(` follows it.
+pub(super) fn words(body: &str) -> Vec<(String, bool)> {
     let mut out: Vec<(String, bool)> = Vec::new();
     let mut word = String::new();
     let flush = |word: &mut String, out: &mut Vec<(String, bool)>| {

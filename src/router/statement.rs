@@ -97,6 +97,14 @@ pub(super) fn classify(
                 _ => "transaction control",
             });
             out.transaction_control = true;
+            // The prepared transaction's writes become visible now, in some other session's
+            // transaction whose writes we may never have seen.
+            if matches!(
+                TransactionStmtKind::try_from(s.kind),
+                Ok(TransactionStmtKind::TransStmtCommitPrepared)
+            ) {
+                out.writes_unknown = true;
+            }
             out
         }
         NodeEnum::DiscardStmt(s) => {
@@ -155,7 +163,7 @@ pub(super) fn classify(
                 ObjectType::ObjectTrigger,
             ];
             out.writes_unknown = reaching.iter().any(|&t| t as i32 == s.remove_type);
-            out.reloads_catalog = out.writes_unknown;
+            out.reloads_catalog = true;
             out
         }
         NodeEnum::InsertStmt(_) => Outcome::primary("insert"),
@@ -168,6 +176,20 @@ pub(super) fn classify(
         NodeEnum::VacuumStmt(_) => Outcome::primary("vacuum"),
         NodeEnum::NotifyStmt(_) => Outcome::primary("notify"),
         NodeEnum::UnlistenStmt(_) => Outcome::primary("unlisten"),
+        // What writes reach (triggers, rules, defaults, partitions, views) may change.
+        NodeEnum::CreateStmt(_)
+        | NodeEnum::AlterTableStmt(_)
+        | NodeEnum::ViewStmt(_)
+        | NodeEnum::CreateTrigStmt(_)
+        | NodeEnum::RuleStmt(_)
+        | NodeEnum::RenameStmt(_)
+        | NodeEnum::AlterObjectSchemaStmt(_)
+            if !facts.temp_target =>
+        {
+            let mut out = Outcome::primary("ddl");
+            out.reloads_catalog = true;
+            out
+        }
         NodeEnum::CreateStmt(_)
         | NodeEnum::AlterTableStmt(_)
         | NodeEnum::IndexStmt(_)
@@ -334,6 +356,7 @@ fn volatile_reason(name: &str) -> &'static str {
 fn cacheable(facts: &Facts, catalog: &FunctionCatalog) -> bool {
     !facts.session_dependent
         && !facts.sampled
+        && !facts.time_literal
         && facts.functions.iter().all(|f| catalog.is_immutable(f))
         && facts
             .relations()

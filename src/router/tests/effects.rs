@@ -162,8 +162,12 @@ fn privilege_and_function_ddl_write_everything_and_reload_the_catalog() {
         let a = analyze(sql);
         assert!(a.writes_unknown && a.reloads_catalog, "{sql}");
     }
+    // Dropping a table changes reach (a partition, a view's base) but writes only itself.
     let a = analyze("DROP TABLE t");
-    assert!(!a.writes_unknown && !a.reloads_catalog);
+    assert!(!a.writes_unknown && a.reloads_catalog);
+    assert!(!analyze("CREATE TEMP TABLE t (a int)").reloads_catalog);
+    assert!(analyze("CREATE TABLE p1 PARTITION OF p FOR VALUES IN (1)").reloads_catalog);
+    assert!(analyze("CREATE TRIGGER t AFTER INSERT ON a EXECUTE FUNCTION f()").reloads_catalog);
 }
 
 #[test]
@@ -406,6 +410,31 @@ fn functions_are_lowercased_unqualified_and_unique() {
 }
 
 #[test]
+fn time_literals_do_not_share_a_shape_with_constants() {
+    let router = super::router();
+    assert!(router.analyze("SELECT 'epoch'::timestamptz").cacheable);
+    assert!(!router.analyze("SELECT 'now'::timestamptz").cacheable);
+    assert!(router.analyze("SELECT '2020-01-01'::timestamptz").cacheable);
+    assert!(!router.analyze("SELECT 'today'::date").cacheable);
+}
+
+#[test]
+fn comments_end_at_a_carriage_return() {
+    // The second line is SQL to PostgreSQL: it must not hide behind the comment.
+    let router = super::router();
+    let a = router.analyze("SELECT 1 FROM a -- note\r, b");
+    assert_eq!(a.tables_read, vec!["a".to_owned(), "b".to_owned()]);
+    let other = router.analyze("SELECT 1 FROM a -- note\r, c");
+    assert_eq!(other.tables_read, vec!["a".to_owned(), "c".to_owned()]);
+}
+
+#[test]
+fn commit_prepared_writes_everything() {
+    assert!(analyze("COMMIT PREPARED 'x'").writes_unknown);
+    assert!(!analyze("COMMIT").writes_unknown);
+}
+
+#[test]
 fn cacheable() {
     let cacheable = [
         "SELECT * FROM t WHERE id = 1",
@@ -443,6 +472,12 @@ fn cacheable() {
         "INSERT INTO t VALUES (1)",
         "/* pgsplit:primary */ SELECT 1",
         "SELECT 1; SELECT now()",
+        "SELECT 'now'::timestamptz",
+        "SELECT CAST('now' AS timestamp)",
+        "SELECT 'now'::text::timestamptz",
+        "SELECT date 'today'",
+        "SELECT * FROM t WHERE d > 'yesterday'",
+        "SELECT ' Tomorrow '::date",
         "garbage",
         "",
     ];
