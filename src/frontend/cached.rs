@@ -365,30 +365,26 @@ impl Session {
     }
 }
 
-/// A Bind parameter in text format whose value reads as the current time ('now', 'today', ...)
+/// A Bind parameter whose value reads as the current time ('now', 'today', ...)
 /// makes the result time-dependent whatever the statement's text.
 fn binds_time_literal(rest: &[u8]) -> bool {
     use crate::protocol::frame::Reader;
     let mut r = Reader::new(rest, "Bind");
     let scan = |r: &mut Reader<'_>| -> Result<bool, crate::protocol::ProtocolError> {
         let nfmt = r.i16()?.max(0) as usize;
-        let mut formats = Vec::with_capacity(nfmt);
         for _ in 0..nfmt {
-            formats.push(r.i16()?);
+            r.i16()?;
         }
         let n = r.i16()?.max(0) as usize;
-        for i in 0..n {
+        for _ in 0..n {
             let len = r.i32()?;
             if len < 0 {
                 continue;
             }
             let v = r.bytes(len as usize)?;
-            let text = match nfmt {
-                0 => true,
-                1 => formats[0] == 0,
-                _ => formats.get(i) == Some(&0),
-            };
-            if text && v.len() <= 16 {
+            // Binary text parameters are the same bytes; another binary type spelling
+            // "now" only costs a cache miss.
+            if v.len() <= 16 {
                 if let Ok(s) = std::str::from_utf8(v) {
                     if crate::router::is_time_literal(s) {
                         return Ok(true);

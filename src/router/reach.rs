@@ -108,9 +108,9 @@ const BODIES_SQL: &str = "
       join pg_language l on l.oid = p.prolang
      where n.nspname not in ('pg_catalog', 'information_schema')";
 
-/// Relation names a body may mention.
+/// Relation names a body may mention, and whether each is a sequence.
 const RELATIONS_SQL: &str = "
-    select distinct lower(c.relname)
+    select distinct lower(c.relname), c.relkind = 'S'
       from pg_class c
       join pg_namespace n on n.oid = c.relnamespace
      where c.relkind in ('r', 'p', 'v', 'm', 'f', 'S')
@@ -131,6 +131,9 @@ pub struct Reach {
     opaque_functions: AHashSet<Box<str>>,
     /// Views and tables whose reads run an opaque function (a view's or a policy's).
     opaque_reads: AHashSet<Box<str>>,
+    /// Sequences: a standby shows them up to 32 values ahead (nextval logs ahead), so their
+    /// reads go to the primary.
+    sequences: AHashSet<Box<str>>,
 }
 
 /// One user function's body, reduced to what reach needs.
@@ -151,6 +154,7 @@ pub(super) struct Rows {
     /// (function, language, body).
     pub bodies: Vec<(String, String, String)>,
     pub relations: Vec<String>,
+    pub sequences: Vec<String>,
 }
 
 impl Reach {
@@ -172,7 +176,11 @@ impl Reach {
                 .push((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?));
         }
         for r in client.query(RELATIONS_SQL, &[]).await? {
-            rows.relations.push(r.try_get(0)?);
+            let name: String = r.try_get(0)?;
+            if r.try_get(1)? {
+                rows.sequences.push(name.clone());
+            }
+            rows.relations.push(name);
         }
         Ok(Reach::from_rows(rows))
     }
@@ -200,7 +208,10 @@ impl Reach {
             }
         }
         let bodies = close_bodies(bodies);
-        let mut reach = Reach::default();
+        let mut reach = Reach {
+            sequences: rows.sequences.iter().map(|s| s.as_str().into()).collect(),
+            ..Reach::default()
+        };
         let mut edges = rows.edges.clone();
         for (relation, function, user, kind) in &rows.functions {
             if !user {
@@ -287,6 +298,15 @@ impl Reach {
             .iter()
             .any(|r| self.opaque_reads.contains(crate_relname(r).as_str()))
         {
+            a.cacheable = false;
+        }
+        if a.route == super::Route::Replica
+            && a.tables_read
+                .iter()
+                .any(|r| self.sequences.contains(crate_relname(r).as_str()))
+        {
+            a.route = super::Route::Primary;
+            a.reason = "sequence";
             a.cacheable = false;
         }
         a.tables_read.extend(reads);
@@ -382,6 +402,7 @@ mod tests {
                 .iter()
                 .map(|r| s(r))
                 .collect(),
+            sequences: vec![s("orders_id_seq")],
         })
     }
 
@@ -445,6 +466,9 @@ mod tests {
         r.expand(&mut a, false, false);
         assert_eq!(a.tables_read, vec!["items", "stock"]);
         assert!(a.cacheable);
+        let mut a = analysis(&["orders_id_seq"], &[], &[]);
+        r.expand(&mut a, false, false);
+        assert_eq!(a.route, crate::router::Route::Primary);
         let mut a = analysis(&[], &[], &["dynamic_trigger"]);
         a.cacheable = true;
         r.expand(&mut a, false, false);
