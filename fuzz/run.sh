@@ -6,11 +6,14 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 seconds=${1:-600}
-targets=${TARGETS:-"frame_decoder startup_auth classifier"}
+targets=${TARGETS:-"frame_decoder startup_auth classifier lexer_diff"}
 for t in $targets; do
     mkdir -p "corpus/$t"
     echo "== $t for ${seconds}s"
+    # A target's dictionary (quoting and comment openers for lexer_diff) if it has one.
+    dict=()
+    [[ -f $t.dict ]] && dict=(-dict="$t.dict")
     cargo +nightly fuzz run --sanitizer none --target-dir "${FUZZ_TARGET_DIR:-target}" "$t" "corpus/$t" "seeds/$t" -- \
-        -max_total_time="$seconds" -jobs=1 -workers=1 -max_len=65536 -print_final_stats=1 \
+        -max_total_time="$seconds" -jobs=1 -workers=1 -max_len=65536 -print_final_stats=1 "${dict[@]}" \
         || echo "== $t stopped with a finding (see artifacts/$t)"
 done

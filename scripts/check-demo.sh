@@ -37,6 +37,7 @@ check "pools with efficiency" '^ *pool +size/max +busy +waiting +acquire p95 ms 
 check "a pool with a measured efficiency" '[0-9]+/[0-9]+ +[0-9]+ +[0-9]+ +[0-9.]+ +[0-9.]+%'
 check "p90 target judged" '^ *(P90|p90)[^|]*(✓ met|✗ missed)'
 check "pool efficiency target judged" '^ *[Pp]ool efficiency.*(✓ met|✗ missed)'
+check "no stale read of a just-written row (issue 12)" '^consistency check: [1-9][0-9]* reads .*, 0 stale$'
 check "DATABASE_URL printed" 'DATABASE_URL=postgresql://app:app@'
 check "dashboard URL printed" '^Dashboard: +http://'
 

@@ -7,7 +7,7 @@
 # starts the cluster with scripts/cluster.sh (left running afterwards), exports its variables
 # (see `scripts/cluster.sh env`) and runs `cargo test`. The exit code is cargo's.
 #
-# Sourcing this file (as .ci/run does) only defines ensure_packages and ensure_cargo.
+# Sourcing this file (as .ci/run does) only defines ensure_packages, ensure_drivers and ensure_cargo.
 set -euo pipefail
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -15,9 +15,11 @@ REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # libclang-dev: bindgen in the pg_query crate. pgbouncer: benchmarks compare against it.
 # postgresql-15-postgis-3: the postgis extension in database app. prometheus: for promtool.
 # chromium: tests/dashboard.rs renders the web dashboard headless.
+# libpostgresql-jdbc-java: pgjdbc for tests/drivers.rs (Python and node drivers: ensure_drivers).
 TEST_PACKAGES=(
     chromium
     libclang-dev
+    libpostgresql-jdbc-java
     pgbouncer
     postgresql-15
     postgresql-contrib
@@ -39,6 +41,12 @@ ensure_packages() {
         is_installed "$pkg" || missing+=("$pkg")
     done
     command -v cc >/dev/null 2>&1 || missing+=(build-essential)
+    # The driver suite's interpreters, from Debian unless the machine already has them.
+    command -v python3 >/dev/null 2>&1 || missing+=(python3)
+    python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
+    command -v node >/dev/null 2>&1 || missing+=(nodejs)
+    command -v npm >/dev/null 2>&1 || missing+=(npm)
+    command -v javac >/dev/null 2>&1 || missing+=(default-jdk-headless)
     if ((${#missing[@]} == 0)); then
         echo "[test] packages present: ${TEST_PACKAGES[*]}"
         return 0
@@ -75,6 +83,30 @@ ensure_packages() {
     done
 }
 
+# The client drivers tests/drivers.rs runs, at the versions pinned in tests/drivers/: a venv
+# (asyncpg, psycopg, psycopg2, SQLAlchemy) and node_modules (pg, pg-cursor, pg-copy-streams)
+# under PGSPLIT_DRIVERS_DIR. Reinstalled only when the pins change.
+DRIVERS_DIR=${PGSPLIT_DRIVERS_DIR:-/opt/pgsplit-drivers}
+ensure_drivers() {
+    local src=$REPO_ROOT/tests/drivers want have
+    want=$({ cat "$src/requirements.txt" "$src/node/package-lock.json"; python3 --version; } | sha256sum | cut -d' ' -f1)
+    have=$(cat "$DRIVERS_DIR/.installed" 2>/dev/null || true)
+    if [[ $want == "$have" && -x $DRIVERS_DIR/venv/bin/python && -d $DRIVERS_DIR/node/node_modules/pg ]]; then
+        echo "[test] drivers present in $DRIVERS_DIR"
+        return 0
+    fi
+    echo "[test] installing drivers into $DRIVERS_DIR"
+    mkdir -p "$DRIVERS_DIR"
+    rm -rf -- "$DRIVERS_DIR/venv" "$DRIVERS_DIR/node" "$DRIVERS_DIR/.installed"
+    python3 -m venv "$DRIVERS_DIR/venv"
+    "$DRIVERS_DIR/venv/bin/pip" install -q --disable-pip-version-check --no-input \
+        -r "$src/requirements.txt"
+    mkdir -p "$DRIVERS_DIR/node"
+    cp "$src/node/package.json" "$src/node/package-lock.json" "$DRIVERS_DIR/node/"
+    (cd "$DRIVERS_DIR/node" && npm ci --no-audit --no-fund --loglevel=error)
+    echo "$want" >"$DRIVERS_DIR/.installed"
+}
+
 # Makes sure cargo is on PATH (rustup's default place if the caller's PATH lacks it).
 ensure_cargo() {
     if ! command -v cargo >/dev/null 2>&1 && [[ -x ${CARGO_HOME:-$HOME/.cargo}/bin/cargo ]]; then
@@ -89,6 +121,7 @@ ensure_cargo() {
 main() {
     cd "$REPO_ROOT"
     ensure_packages
+    ensure_drivers
     ensure_cargo
     scripts/cluster.sh start
     local env_lines

@@ -26,7 +26,8 @@ pub enum ClientError {
     Tls(String),
     #[error("user \"{0}\" may not use the admin console")]
     NotAdmin(String),
-    #[error("pool \"{pool}\": no server connection free within {waited_ms} ms ({size} busy)")]
+    /// 53300 as PostgreSQL's "sorry, too many clients already": the pool, not the client, is full.
+    #[error("pool \"{pool}\": no server connection free within pool.acquire_timeout_ms = {waited_ms} ms ({size} busy)")]
     PoolTimeout {
         pool: String,
         waited_ms: u128,
@@ -53,6 +54,10 @@ pub enum ClientError {
     IdleInTransactionTimeout(u128),
     #[error("internal proxy error: {0}")]
     Internal(String),
+    /// currval()/lastval() where the server connection may hold another session's sequence
+    /// state: under transaction pooling the nextval() ran on a connection since given back.
+    #[error("{0}() cannot see a nextval() from an earlier transaction under pgsplit's transaction pooling (it could return another session's value); use INSERT ... RETURNING, or call nextval() and {0}() in the same transaction")]
+    SequenceStateElsewhere(&'static str),
 }
 
 impl ClientError {
@@ -78,9 +83,7 @@ impl ClientError {
             ClientError::ReplicationUnsupported => SqlState::FEATURE_NOT_SUPPORTED,
             ClientError::Tls(_) => SqlState::PROTOCOL_VIOLATION,
             ClientError::NotAdmin(_) => SqlState::INVALID_AUTHORIZATION_SPECIFICATION,
-            ClientError::PoolTimeout { .. } => {
-                SqlState::SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION
-            }
+            ClientError::PoolTimeout { .. } => SqlState::TOO_MANY_CONNECTIONS,
             ClientError::ServerUnreachable { .. } => SqlState::CONNECTION_FAILURE,
             ClientError::ServerLost(_) => SqlState::CONNECTION_FAILURE,
             ClientError::PrimaryDown(_) => SqlState::CONNECTION_FAILURE,
@@ -93,6 +96,7 @@ impl ClientError {
                 SqlState::IDLE_IN_TRANSACTION_SESSION_TIMEOUT
             }
             ClientError::Internal(_) => SqlState::INTERNAL_ERROR,
+            ClientError::SequenceStateElsewhere(_) => SqlState::FEATURE_NOT_SUPPORTED,
         }
     }
 
@@ -119,7 +123,8 @@ impl ClientError {
             ClientError::PoolTimeout { .. }
             | ClientError::ServerUnreachable { .. }
             | ClientError::PrimaryDown(_)
-            | ClientError::ServerLost(_) => Severity::Error,
+            | ClientError::ServerLost(_)
+            | ClientError::SequenceStateElsewhere(_) => Severity::Error,
         }
     }
 
@@ -158,6 +163,18 @@ mod tests {
                 .sqlstate()
                 .code(),
             "08P01"
+        );
+        let timeout = ClientError::PoolTimeout {
+            pool: "app@127.0.0.1:15432/app (primary)".into(),
+            waited_ms: 300,
+            size: 1,
+        };
+        assert_eq!(timeout.sqlstate().code(), "53300");
+        assert_eq!(timeout.severity(), Severity::Error);
+        let m = timeout.to_string();
+        assert!(
+            m.contains("(primary)") && m.contains("acquire_timeout_ms = 300 ms"),
+            "{m}"
         );
         assert_eq!(
             ClientError::ServerLost("x".into()).severity(),

@@ -248,6 +248,8 @@ async fn refresh_catalog(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
             _ = shared.router_catalog_changed.notified() => {}
+            // DDL through the proxy: views, casts, domains or functions may reach new things.
+            _ = shared.router.ddl_noted() => {}
             _ = shutdown.changed() => return,
         }
     }
@@ -277,8 +279,8 @@ async fn load_catalog(shared: &Shared) -> Result<FunctionCatalog, String> {
         .await
         .map_err(|e| e.to_string());
     if let Ok(c) = catalog.as_mut() {
-        match crate::router::reach::Reach::load(&client).await {
-            Ok(reach) => c.set_reach(reach),
+        match crate::router::write_reach::WriteReach::load(&client).await {
+            Ok(reach) => c.set_write_reach(reach),
             // Without it no write's reach is known: every write counts as a write to all.
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read triggers, rules and defaults; every write invalidates everything");

@@ -90,12 +90,64 @@ pub fn apply(shared: &Shared, new: Config) -> Result<ReloadSummary, ConfigError>
     Ok(summary)
 }
 
+/// Keys (or whole tables, matching every key under them) that a reload does not apply: the one
+/// classification proxy.toml's "reload: no" notes and the README's table are checked against
+/// (tests/readme_config.rs), and the names [`diff`] reports under "need a restart".
+pub const RESTART_KEYS: &[&str] = &[
+    "listen",
+    "listen_backlog",
+    "tls_cert_file",
+    "tls_key_file",
+    "primary",
+    "replicas",
+    "pool.max_prepared_per_server",
+    "users",
+    "databases",
+    "stats",
+    "cache.enabled",
+    "cache.max_bytes",
+    "cache.invalidation",
+    "cache.wal_poll_ms",
+    "cache.wal_user",
+    "n_plus_one.max_findings",
+    "n_plus_one.max_traces",
+    "health",
+    "replication",
+    "analysis_cache_entries",
+];
+
+/// Whether a reload leaves `key` ("section.key", as proxy.toml nests it) at its old value.
+pub fn needs_restart(key: &str) -> bool {
+    RESTART_KEYS.iter().any(|r| {
+        key == *r
+            || key
+                .strip_prefix(r)
+                .is_some_and(|rest| rest.starts_with('.'))
+    })
+}
+
 /// Compares the running configuration with a new one, key by key.
 ///
 /// Live keys are compared with the last applied configuration; restart keys with the one the
 /// proxy started with, so a key stays listed until the restart happens.
 fn diff(started: &Config, old: &Config, new: &Config) -> ReloadSummary {
     let mut s = ReloadSummary::default();
+    for (key, changed) in live_changes(old, new) {
+        if changed {
+            s.applied.push(key);
+        }
+    }
+    for (key, changed) in restart_changes(started, new) {
+        if changed {
+            s.restart_required.push(key);
+        }
+    }
+    s
+}
+
+/// Every key a reload applies, and whether it changed.
+fn live_changes(old: &Config, new: &Config) -> Vec<(&'static str, bool)> {
+    let mut out = Vec::new();
     let (l, n) = (&old.limits, &new.limits);
     let (p, q) = (&old.pool, &new.pool);
     for (key, changed) in [
@@ -148,10 +200,13 @@ fn diff(started: &Config, old: &Config, new: &Config) -> ReloadSummary {
             p.server_lifetime != q.server_lifetime,
         ),
         ("pool.query_timeout_ms", p.query_timeout != q.query_timeout),
+        ("pool.min_idle", p.min_idle != q.min_idle),
+        (
+            "max_client_buffer_bytes",
+            old.max_client_buffer_bytes != new.max_client_buffer_bytes,
+        ),
     ] {
-        if changed {
-            s.applied.push(key);
-        }
+        out.push((key, changed));
     }
     let (c, d) = (&old.cache, &new.cache);
     let (x, y) = (&old.n_plus_one, &new.n_plus_one);
@@ -187,19 +242,29 @@ fn diff(started: &Config, old: &Config, new: &Config) -> ReloadSummary {
             x.batchable_writes != y.batchable_writes,
         ),
     ] {
-        if changed {
-            s.applied.push(key);
-        }
+        out.push((key, changed));
     }
+    out
+}
+
+/// Every key a reload cannot apply (named as in [`RESTART_KEYS`]), and whether it changed
+/// since the proxy started.
+fn restart_changes(started: &Config, new: &Config) -> Vec<(&'static str, bool)> {
     // Debug renderings compare the nested values without requiring PartialEq of every type.
     let dbg = |v: &dyn std::fmt::Debug| format!("{v:?}");
     let o = started;
-    for (key, changed) in [
+    [
         ("listen", o.listen != new.listen),
         ("listen_backlog", o.listen_backlog != new.listen_backlog),
         ("tls_cert_file", dbg(&o.tls) != dbg(&new.tls)),
-        ("primary", o.primary != new.primary),
-        ("replicas", o.replicas != new.replicas),
+        (
+            "primary",
+            o.primary != new.primary || o.primary_role_auto != new.primary_role_auto,
+        ),
+        (
+            "replicas",
+            o.replicas != new.replicas || o.replica_role_auto != new.replica_role_auto,
+        ),
         (
             "pool.max_prepared_per_server",
             o.pool.max_prepared_per_server != new.pool.max_prepared_per_server,
@@ -229,12 +294,8 @@ fn diff(started: &Config, old: &Config, new: &Config) -> ReloadSummary {
             "analysis_cache_entries",
             o.analysis_cache_entries != new.analysis_cache_entries,
         ),
-    ] {
-        if changed {
-            s.restart_required.push(key);
-        }
-    }
-    s
+    ]
+    .into()
 }
 
 #[cfg(test)]
@@ -261,6 +322,27 @@ mod tests {
         );
         assert_eq!(s.restart_required, vec!["listen"]);
         assert_eq!(diff(&old, &old, &old), ReloadSummary::default());
+    }
+
+    #[test]
+    fn diff_and_the_classification_agree() {
+        let c = config("");
+        for (key, _) in restart_changes(&c, &c) {
+            assert!(
+                RESTART_KEYS.contains(&key),
+                "{key} missing from RESTART_KEYS"
+            );
+        }
+        for (key, _) in live_changes(&c, &c) {
+            assert!(
+                !needs_restart(key),
+                "{key} is applied live but classified restart"
+            );
+        }
+        assert!(needs_restart("stats.targets.p90_ms"));
+        assert!(needs_restart("replicas.role"));
+        assert!(!needs_restart("listen_other"));
+        assert!(!needs_restart("cache.ttl_ms"));
     }
 
     #[test]

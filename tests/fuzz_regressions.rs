@@ -38,3 +38,10 @@ fn startup_auth_inputs() {
 fn classifier_inputs() {
     assert!(replay("classifier", harness::classifier) > 0);
 }
+
+#[test]
+fn lexer_diff_inputs() {
+    assert!(replay("lexer_diff", harness::lexer_diff) > 0);
+    // Real traffic too: the classifier's seeds are captured psql and pgbench statements.
+    assert!(replay("classifier", harness::lexer_diff) > 0);
+}

@@ -36,6 +36,13 @@ async fn set_survives_across_requests_and_does_not_leak() {
             .unwrap()
             .get(0);
         assert_eq!(an, "client_a");
+        // b set none: it reads what a direct connection reads, not a name of pgsplit's.
+        let bn: String = b
+            .query_one("select current_setting('application_name')", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(bn, "", "a client that set no application_name reads ''");
         // Inside a transaction on the primary too.
         a.batch_execute("begin").await.unwrap();
         let va: String = a
@@ -143,8 +150,13 @@ async fn exhausted_pool_gives_a_clear_error_naming_it() {
     let waiter = proxy.connect().await;
     let e = waiter.batch_execute("begin").await.unwrap_err();
     let db = e.as_db_error().expect("a server-style error");
-    assert_eq!(db.code().code(), "08001");
+    assert_eq!(db.code().code(), "53300");
     assert!(db.message().contains("primary"), "{}", db.message());
+    assert!(
+        db.message().contains("acquire_timeout_ms = 300 ms"),
+        "{}",
+        db.message()
+    );
     holder.batch_execute("commit").await.unwrap();
     // The waiting client's session survived and works now.
     waiter.batch_execute("begin; commit").await.unwrap();

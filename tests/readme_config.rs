@@ -116,3 +116,36 @@ fn every_accepted_key_is_in_proxy_toml() {
         );
     }
 }
+
+/// proxy.toml's "reload" notes (and so the README's Reload column) say what src/reload.rs does:
+/// a key marked "reload: no" is one a reload reports as needing a restart, and the others are
+/// applied.
+#[test]
+fn reload_notes_match_what_reload_does() {
+    let mut wrong = Vec::new();
+    for k in reference::parse(&read("proxy.toml")) {
+        let path = if k.section.is_empty() {
+            k.key.clone()
+        } else {
+            format!("{}.{}", k.section, k.key)
+        };
+        let restart = pgsplit::reload::needs_restart(&path);
+        if k.reload == restart {
+            wrong.push(format!(
+                "`{path}`: proxy.toml says reload: {}, src/reload.rs {}",
+                if k.reload { "yes" } else { "no" },
+                if restart {
+                    "needs a restart"
+                } else {
+                    "applies it"
+                }
+            ));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "fix proxy.toml's notes (then `{}`) or src/reload.rs:\n{}",
+        docs::REGENERATE,
+        wrong.join("\n")
+    );
+}

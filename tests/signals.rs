@@ -1,4 +1,4 @@
-//! The pgsplit binary as a child process: a login storm past max_client_connections, SIGHUP reload, SIGTERM drain.
+//! The pgsplit binary as a child process: a login storm past max_client_connections, SIGHUP reload, SIGTERM drain, a pipelining client that never reads.
 
 mod common;
 
@@ -326,4 +326,75 @@ async fn sigterm_lets_an_open_transaction_commit() {
         .batch_execute(&format!("drop table {table}"))
         .await
         .unwrap();
+}
+
+/// A client that pipelines `SELECT 1`s and never reads is paused at `max_client_buffer_bytes`:
+/// the proxy stops reading it instead of buffering its answers (PostgreSQL's own behaviour), so
+/// it holds at most the limit plus 1 MiB, and that memory is returned when the client leaves.
+/// Measured as the child's RSS (VmRSS), sampled while the client writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_pipelines_without_reading_holds_at_most_the_limit() {
+    use tokio::io::AsyncWriteExt;
+    const LIMIT: u64 = 1 << 20;
+    const QUERIES: usize = 1_000_000;
+    let p = Proc::start(
+        "lim_pipeline",
+        &format!("max_client_buffer_bytes = {LIMIT}"),
+    );
+    // Warm: the pools, the statement's stats row and the workers' allocator arenas exist.
+    for _ in 0..4 {
+        let mut warm = raw_authenticated(p.port, "app", "app").await;
+        let mut out = bytes::BytesMut::new();
+        for _ in 0..2000 {
+            postgres_protocol::message::frontend::query("select 1", &mut out).unwrap();
+        }
+        postgres_protocol::message::frontend::terminate(&mut out);
+        warm.write_all(&out).await.unwrap();
+        let _ = read_until_closed(&mut warm).await;
+    }
+    let (_, baseline) = p.memory_kib();
+    let mut batch = bytes::BytesMut::new();
+    for _ in 0..1000 {
+        postgres_protocol::message::frontend::query("select 1", &mut batch).unwrap();
+    }
+    let mut s = raw_authenticated(p.port, "app", "app").await;
+    let (mut sent, mut peak) = (0, baseline);
+    while sent < QUERIES {
+        // The proxy stops reading: the socket buffers fill and a write makes no progress.
+        match tokio::time::timeout(Duration::from_secs(3), s.write_all(&batch)).await {
+            Ok(r) => r.unwrap(),
+            Err(_) => break,
+        }
+        sent += 1000;
+        peak = peak.max(p.memory_kib().1);
+    }
+    peak = peak.max(p.memory_kib().1);
+    eprintln!(
+        "pipelining client: {sent} of {QUERIES} queries accepted before the proxy paused it; \
+         proxy RSS {baseline} KiB before, peak {peak} KiB (+{} KiB, limit {} KiB)",
+        peak - baseline,
+        LIMIT / 1024
+    );
+    assert!(
+        sent < QUERIES,
+        "the proxy read every query of a client that never reads"
+    );
+    assert!(
+        peak - baseline <= LIMIT / 1024 + 1024,
+        "the client cost {} KiB, more than the limit + 1 MiB",
+        peak - baseline
+    );
+    drop(s);
+    // The proxy notices the close at its next write; RSS then returns close to the baseline.
+    let until = Instant::now() + Duration::from_secs(10);
+    let mut after = p.memory_kib().1;
+    while after > baseline + baseline / 10 && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        after = p.memory_kib().1;
+    }
+    eprintln!("after the client left: RSS {after} KiB (baseline {baseline} KiB)");
+    assert!(
+        after <= baseline + baseline / 10,
+        "RSS {after} KiB after the client left, baseline {baseline} KiB"
+    );
 }

@@ -177,6 +177,40 @@ pub struct StatsSnapshot {
     pub n_plus_one_bursts: crate::nplusone::BurstCounts,
     pub targets: Targets,
     pub clients: usize,
+    /// Fingerprints sent to the primary for good after a replica refused them because they
+    /// write (the routing safety net), oldest first.
+    pub primary_only: Vec<PrimaryOnlySnapshot>,
+    /// Replica refusals hidden from clients and re-sent to the primary, since start.
+    pub replica_refusals: u64,
+}
+
+/// One fingerprint the safety net pinned to the primary.
+#[derive(Clone, Debug, Serialize)]
+pub struct PrimaryOnlySnapshot {
+    /// 16 hex digits, as in `queries`.
+    pub fingerprint: String,
+    /// Normalized text.
+    pub query: String,
+    /// What the replica answered (SQLSTATE and message).
+    pub reason: String,
+    pub refusals: u64,
+    /// Unix seconds of the first refusal.
+    pub since: f64,
+}
+
+fn primary_only(shared: &Shared) -> (Vec<PrimaryOnlySnapshot>, u64) {
+    let (forced, refusals) = shared.router.forced_primary();
+    let rows = forced
+        .into_iter()
+        .map(|f| PrimaryOnlySnapshot {
+            fingerprint: format!("{:016x}", f.fingerprint),
+            query: f.query,
+            reason: f.reason,
+            refusals: f.refusals,
+            since: f.since,
+        })
+        .collect();
+    (rows, refusals)
 }
 
 fn pool_snapshot(database: &str, user: &str, p: &ServerPool) -> PoolSnapshot {
@@ -193,7 +227,7 @@ fn pool_snapshot(database: &str, user: &str, p: &ServerPool) -> PoolSnapshot {
         size: status.size,
         idle: status.available,
         busy: status.size.saturating_sub(status.available),
-        waiting: status.waiting,
+        waiting: p.waiting.load(Ordering::Relaxed),
         acquisitions: p.acquisitions.load(Ordering::Relaxed),
         acquire_p50_ms: hist.quantile_ms(0.50),
         acquire_p95_ms: hist.quantile_ms(0.95),
@@ -308,7 +342,10 @@ pub fn targets(shared: &Shared) -> Targets {
 }
 
 pub fn snapshot(shared: &Shared) -> StatsSnapshot {
+    let (primary_only, replica_refusals) = primary_only(shared);
     StatsSnapshot {
+        primary_only,
+        replica_refusals,
         uptime_s: shared.stats.uptime_s(),
         queries: shared.stats.queries.snapshot(),
         queries_folded: shared.stats.queries.folded(),

@@ -176,11 +176,9 @@ impl ServerConn {
     async fn login(&mut self, p: &LoginParams) -> Result<(), BackendError> {
         let mut out = BytesMut::new();
         frontend::startup_message(
-            [
-                ("user", p.user.as_str()),
-                ("database", p.database.as_str()),
-                ("application_name", "pgsplit"),
-            ],
+            // No application_name: the server's default ('') is what a client that sets none
+            // must read, and what RESET gives back to a client that set one.
+            [("user", p.user.as_str()), ("database", p.database.as_str())],
             &mut out,
         )?;
         self.stream.send(&out).await?;

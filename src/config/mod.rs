@@ -113,6 +113,8 @@ pub struct PoolConfig {
     pub max_prepared_per_server: usize,
     /// A request unanswered this long is cancelled (then its server closed); `None`: off.
     pub query_timeout: Option<Duration>,
+    /// Idle connections per pool that outlive `server_idle_timeout`.
+    pub min_idle: usize,
 }
 
 /// How reads are kept from missing writes made through the proxy (`replication.consistency`).
@@ -182,6 +184,8 @@ pub struct Config {
     pub listen_backlog: u32,
     pub max_client_connections: usize,
     pub max_message_bytes: usize,
+    /// Unsent response bytes to one client beyond which its socket is not read.
+    pub max_client_buffer_bytes: usize,
     pub startup_timeout: Duration,
     pub limits: Limits,
     pub tls: Option<TlsConfig>,
@@ -274,15 +278,25 @@ impl Config {
                 .collect::<Result<Vec<_>, _>>()?,
         };
         let primary_role_auto = role_auto("primary.role", &raw.primary.role, "primary")?;
-        let replica_role_auto = match &env.replicas {
-            Some(_) => vec![false; replicas.len()],
-            None => raw
-                .replicas
-                .iter()
-                .enumerate()
-                .map(|(i, r)| role_auto(&format!("replicas[{i}].role"), &r.role, "replica"))
-                .collect::<Result<Vec<_>, _>>()?,
-        };
+        // An address override replaces the address only: each overridden replica keeps the
+        // other keys (role) of the file's entry at its position, and addresses beyond the
+        // file's list those of its last entry, so one `[[replicas]] role = "auto"` template
+        // covers every address PGSPLIT_REPLICAS lists.
+        let file_roles = raw
+            .replicas
+            .iter()
+            .enumerate()
+            .map(|(i, r)| role_auto(&format!("replicas[{i}].role"), &r.role, "replica"))
+            .collect::<Result<Vec<_>, _>>()?;
+        let replica_role_auto = (0..replicas.len())
+            .map(|i| {
+                file_roles
+                    .get(i)
+                    .or(file_roles.last())
+                    .copied()
+                    .unwrap_or(false)
+            })
+            .collect();
         let health = HealthConfig {
             check_timeout: millis("health.check_timeout_ms", raw.health.check_timeout_ms)?,
             ban: millis("health.ban_ms", raw.health.ban_ms)?,
@@ -320,10 +334,22 @@ impl Config {
         positive("pool.replica_size", p.replica_size)?;
         positive("pool.max_prepared_per_server", p.max_prepared_per_server)?;
         positive("max_client_connections", raw.max_client_connections)?;
+        if raw.max_client_buffer_bytes < 8192 || raw.max_client_buffer_bytes > (1 << 30) {
+            return Err(invalid(
+                "max_client_buffer_bytes",
+                "must be between 8192 and 1073741824",
+            ));
+        }
         if raw.max_message_bytes < 1024 || raw.max_message_bytes > (1 << 30) {
             return Err(invalid(
                 "max_message_bytes",
                 "must be between 1024 and 1073741824",
+            ));
+        }
+        if p.min_idle > p.primary_size.max(p.replica_size) {
+            return Err(invalid(
+                "pool.min_idle",
+                "must not exceed pool.primary_size or pool.replica_size",
             ));
         }
         let pool = PoolConfig {
@@ -336,6 +362,7 @@ impl Config {
             max_prepared_per_server: p.max_prepared_per_server,
             query_timeout: (p.query_timeout_ms > 0)
                 .then(|| Duration::from_millis(p.query_timeout_ms)),
+            min_idle: p.min_idle,
         };
         if raw.users.is_empty() {
             return Err(invalid("users", "at least one [[users]] entry is required"));
@@ -432,6 +459,7 @@ impl Config {
             listen_backlog: raw.listen_backlog.max(1),
             max_client_connections: raw.max_client_connections,
             max_message_bytes: raw.max_message_bytes,
+            max_client_buffer_bytes: raw.max_client_buffer_bytes,
             startup_timeout: millis("startup_timeout_ms", raw.startup_timeout_ms)?,
             limits: limits::limits(&raw)?,
             tls,
@@ -476,6 +504,11 @@ impl Config {
             self.max_client_connections
         );
         let _ = writeln!(s, "max_message_bytes = {}", self.max_message_bytes);
+        let _ = writeln!(
+            s,
+            "max_client_buffer_bytes = {}",
+            self.max_client_buffer_bytes
+        );
         let _ = writeln!(
             s,
             "startup_timeout_ms = {}",
@@ -532,7 +565,7 @@ impl Config {
         let p = &self.pool;
         let _ = writeln!(
             s,
-            "\n[pool]\nprimary_size = {}\nreplica_size = {}\nconnect_timeout_ms = {}\nacquire_timeout_ms = {}\nserver_idle_timeout_ms = {}\nserver_lifetime_ms = {}\nmax_prepared_per_server = {}\nquery_timeout_ms = {}",
+            "\n[pool]\nprimary_size = {}\nreplica_size = {}\nconnect_timeout_ms = {}\nacquire_timeout_ms = {}\nserver_idle_timeout_ms = {}\nserver_lifetime_ms = {}\nmax_prepared_per_server = {}\nquery_timeout_ms = {}\nmin_idle = {}",
             p.primary_size,
             p.replica_size,
             p.connect_timeout.as_millis(),
@@ -540,7 +573,8 @@ impl Config {
             p.server_idle_timeout.as_millis(),
             p.server_lifetime.as_millis(),
             p.max_prepared_per_server,
-            p.query_timeout.map_or(0, |d| d.as_millis())
+            p.query_timeout.map_or(0, |d| d.as_millis()),
+            p.min_idle
         );
         for u in &self.users {
             let auth = match u.auth {

@@ -13,6 +13,8 @@ pub struct RawConfig {
     pub max_client_connections: usize,
     #[serde(default = "d_max_message")]
     pub max_message_bytes: usize,
+    #[serde(default = "d_max_client_buffer")]
+    pub max_client_buffer_bytes: usize,
     #[serde(default = "d_startup_timeout")]
     pub startup_timeout_ms: u64,
     #[serde(default)]
@@ -156,6 +158,8 @@ pub struct RawPool {
     /// 0: off.
     #[serde(default)]
     pub query_timeout_ms: u64,
+    #[serde(default)]
+    pub min_idle: usize,
 }
 
 impl Default for RawPool {
@@ -169,6 +173,7 @@ impl Default for RawPool {
             server_lifetime_ms: d_lifetime(),
             max_prepared_per_server: d_max_prepared(),
             query_timeout_ms: 0,
+            min_idle: 0,
         }
     }
 }
@@ -342,6 +347,9 @@ fn d_backlog() -> u32 {
 }
 fn d_max_clients() -> usize {
     10_000
+}
+fn d_max_client_buffer() -> usize {
+    1 << 20
 }
 fn d_max_message() -> usize {
     64 << 20

@@ -275,3 +275,51 @@ fn limit_errors_name_the_key() {
     let c = Config::from_toml(&text, &EnvOverrides::default()).unwrap();
     assert_eq!(c.server_tls.mode, SslMode::VerifyFull);
 }
+
+#[test]
+fn address_overrides_keep_each_servers_role() {
+    let file = format!(
+        "[primary]\nport = 5432\nrole = \"auto\"\n[[replicas]]\nport = 5433\nrole = \"auto\"\n{MINIMAL}"
+    );
+    let env = EnvOverrides {
+        primary: Some("db1:6000".into()),
+        replicas: Some("db2:6001,db3:6002".into()),
+        ..Default::default()
+    };
+    let c = Config::from_toml(&file, &env).unwrap();
+    assert_eq!(c.primary.to_string(), "db1:6000");
+    assert!(
+        c.primary_role_auto,
+        "PGSPLIT_PRIMARY must keep [primary] role"
+    );
+    // The second address has no entry of its own: it takes the last entry's keys.
+    assert_eq!(c.replica_role_auto, vec![true, true]);
+    let mixed =
+        format!("[[replicas]]\nport = 5433\nrole = \"auto\"\n[[replicas]]\nport = 5434\n{MINIMAL}");
+    let c = Config::from_toml(&mixed, &env).unwrap();
+    assert_eq!(c.replica_role_auto, vec![true, false]);
+    // No entry in the file: fixed roles, as before.
+    let c = Config::from_toml(
+        &format!("replicas = []\n{MINIMAL}"),
+        &EnvOverrides {
+            replicas: Some("db2:6001".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(c.replica_role_auto, vec![false]);
+}
+
+#[test]
+fn min_idle_is_checked_against_the_pool_sizes() {
+    let c = Config::from_toml(
+        &format!("{MINIMAL}\n[pool]\nmin_idle = 3\n"),
+        &EnvOverrides::default(),
+    )
+    .unwrap();
+    assert_eq!(c.pool.min_idle, 3);
+    assert!(err(&format!(
+        "{MINIMAL}\n[pool]\nprimary_size = 2\nreplica_size = 2\nmin_idle = 3\n"
+    ))
+    .contains("pool.min_idle"));
+}

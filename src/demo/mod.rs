@@ -3,6 +3,7 @@
 //! Unlike the control-plane commands this one talks to the proxy, as an application would:
 //! it exists to give the demo, the dashboard and the report real traffic to show.
 
+mod freshness;
 mod mix;
 mod progress;
 
@@ -99,6 +100,14 @@ pub async fn run(args: &WorkloadArgs) -> Result<(), WorkloadError> {
             mix::client(client, &universe, &tally, until, seed).await
         }));
     }
+    let freshness = Arc::new(freshness::Freshness::default());
+    {
+        let (writer, other) = (connect().await?, connect().await?);
+        let (fresh, max) = (freshness.clone(), universe.max_lead_id);
+        tasks.push(tokio::spawn(async move {
+            freshness::run(writer, other, max, until, &fresh).await
+        }));
+    }
     let progress = tokio::spawn(progress::run(
         args.stats_url.clone(),
         args.token.clone(),
@@ -116,6 +125,7 @@ pub async fn run(args: &WorkloadArgs) -> Result<(), WorkloadError> {
     }
     let _ = progress.await;
     summary(&tally, started.elapsed());
+    println!("{}", freshness::summary(&freshness));
     match failures.first() {
         None => Ok(()),
         Some(first) => Err(WorkloadError::ClientsFailed {

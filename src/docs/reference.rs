@@ -4,7 +4,8 @@
 //! has no default) follows the comment that describes it; a `[[table]]` whose keys repeat may
 //! instead list its fields in its own comment as `#   field   description`. "Default X." in a
 //! description is the default (else the value shown, which the file promises is the default);
-//! "reload: no" or "reload: yes" says whether a reload applies it.
+//! "reload: no" or "reload: yes" says whether a reload applies it; "reload: no" in a table's own
+//! comment covers every key of the table that does not say "reload: yes".
 
 /// One documented key.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,6 +27,8 @@ pub fn parse(text: &str) -> Vec<KeyDoc> {
     let mut array = false;
     // The table's own comment, for its keys that have none (`[primary]`'s host and port).
     let mut section_prose = String::new();
+    // The table's comment says "reload: no" for all of it.
+    let mut section_no_reload = false;
     // Prose of the current block, kept across commented-out keys that share it.
     let mut prose: Vec<String> = Vec::new();
     // Prose after commented-out keys starts the next key's description.
@@ -49,13 +52,20 @@ pub fn parse(text: &str) -> Vec<KeyDoc> {
             section = name.to_string();
             array = line.trim_start_matches(['#', ' ']).starts_with("[[");
             let fields = field_list(&prose);
+            section_no_reload = prose.iter().any(|l| l.contains("reload: no"));
             section_prose = if fields.is_empty() {
                 prose.join(" ")
             } else {
                 String::new()
             };
             for (key, description) in fields {
-                push(&mut out, (&section, array), &key, None, &description);
+                push(
+                    &mut out,
+                    (&section, array, section_no_reload),
+                    &key,
+                    None,
+                    &description,
+                );
             }
             prose.clear();
             continue;
@@ -64,7 +74,13 @@ pub fn parse(text: &str) -> Vec<KeyDoc> {
             match key_value(comment.trim()) {
                 // A commented-out key: documented by the prose above it, unset by default.
                 Some((key, _)) => {
-                    push(&mut out, (&section, array), key, None, &prose.join(" "));
+                    push(
+                        &mut out,
+                        (&section, array, section_no_reload),
+                        key,
+                        None,
+                        &prose.join(" "),
+                    );
                     after_commented_key = true;
                 }
                 None => {
@@ -80,7 +96,13 @@ pub fn parse(text: &str) -> Vec<KeyDoc> {
         if let Some((key, value)) = key_value(line) {
             if prose.is_empty() && !section_prose.is_empty() {
                 // The table's comment describes the table; the default is the value shown.
-                push(&mut out, (&section, array), key, Some(value), "");
+                push(
+                    &mut out,
+                    (&section, array, section_no_reload),
+                    key,
+                    Some(value),
+                    "",
+                );
                 if let Some(k) = out
                     .iter_mut()
                     .find(|k| k.section == section && k.key == key)
@@ -92,7 +114,7 @@ pub fn parse(text: &str) -> Vec<KeyDoc> {
             } else {
                 push(
                     &mut out,
-                    (&section, array),
+                    (&section, array, section_no_reload),
                     key,
                     Some(value),
                     &prose.join(" "),
@@ -107,7 +129,7 @@ pub fn parse(text: &str) -> Vec<KeyDoc> {
 /// Adds a key, or completes one already listed (a repeated `[[table]]`, or a field list entry).
 fn push(
     out: &mut Vec<KeyDoc>,
-    (section, array): (&str, bool),
+    (section, array, section_no_reload): (&str, bool, bool),
     key: &str,
     value: Option<&str>,
     prose: &str,
@@ -131,7 +153,8 @@ fn push(
         array,
         key: key.to_string(),
         default,
-        reload: !prose.contains("reload: no"),
+        reload: !(prose.contains("reload: no")
+            || (section_no_reload && !prose.contains("reload: yes"))),
         description: describe(&prose),
     });
 }

@@ -180,6 +180,7 @@ impl Session {
             && self.ready_actions.is_empty()
             && self.tx == TxStatus::Idle
             && self.pin.is_none()
+            && !self.unsynced
     }
 
     /// Marks what the request about to be sent writes as pending, before any reply can tell
@@ -241,7 +242,8 @@ impl Session {
             && self.tx == TxStatus::Idle
             && self.plan.is_empty()
             && self.ready_actions.is_empty()
-            && !self.copy_in;
+            && !self.unsynced
+            && !self.copy.active();
         if due && (self.server_dying || self.server.is_none()) {
             // The connection is closing and cannot be asked: the next primary poll answers.
             let set = std::mem::take(&mut self.ryw.written);

@@ -60,7 +60,7 @@ impl Session {
     /// Feeds the query clock what the session waits for now.
     pub(super) fn observe_query_clock(&mut self) {
         let busy = self.server.is_some()
-            && !self.copy_in
+            && !self.copy.active()
             && (!self.ready_actions.is_empty() || !self.plan.is_empty());
         self.query_clock
             .observe(Instant::now(), busy, self.ready_actions.len());

@@ -2,12 +2,15 @@
 
 mod cached;
 mod consistency;
+mod copy;
 mod deadline;
 mod listener;
 mod n_plus_one;
 pub mod plan;
+mod refusal;
 mod request;
 mod responses;
+mod sequences;
 mod session;
 pub mod settings;
 mod startup;

@@ -1,6 +1,7 @@
 //! Assembling a client request up to Sync/Query/Flush, choosing its server, and translating it for that server.
 
 use super::cached::Outcome;
+use super::copy::Route as CopyRoute;
 use super::plan::Expect;
 use super::session::{End, Session};
 use crate::backend::prepared::server_name;
@@ -174,7 +175,10 @@ impl Session {
     fn analyze(&self, sql: &[u8]) -> Arc<Analysis> {
         // Text that is not UTF-8 (a LATIN1 client) cannot be parsed: it goes to the primary.
         match std::str::from_utf8(sql) {
-            Ok(s) => self.shared.router.analyze(s),
+            Ok(s) => self
+                .shared
+                .router
+                .analyze_with(s, self.settings.string_rules()),
             Err(_) => self.shared.router.analyze(""),
         }
     }
@@ -183,23 +187,12 @@ impl Session {
     pub(super) async fn pump_client(&mut self) -> Result<(), End> {
         let max = self.shared.live.load().max_message_bytes;
         loop {
-            if self.copy_in {
-                match frame::decode_frontend(&mut self.rbuf, max)? {
-                    Some(f) => {
-                        let t = f.tag();
-                        if t == tag::COPY_DONE || t == tag::COPY_FAIL {
-                            self.copy_in = false;
-                        }
-                        if t == tag::TERMINATE {
-                            return Err(End::ClientGone);
-                        }
-                        self.swbuf.extend_from_slice(f.raw());
-                        continue;
-                    }
-                    None => return Ok(()),
-                }
-            }
             if self.pending.terminator.is_some() {
+                if self.over_budget() {
+                    // Answers owed exceed the limit: the session writes or awaits them first
+                    // (and reads no more of the client meanwhile), then comes back here.
+                    return Ok(());
+                }
                 if !self.can_dispatch() {
                     self.pending.blocked = true;
                     self.close_implicit_transaction();
@@ -227,6 +220,18 @@ impl Session {
                     build::ready_for_query(&mut self.wbuf, self.tx);
                 }
                 continue;
+            }
+            let in_flight = self.server.is_some() && !self.plan.is_empty();
+            match self
+                .copy
+                .on_client(t, in_flight, !self.pending.frames.is_empty())
+            {
+                CopyRoute::Request => {}
+                CopyRoute::Server => {
+                    self.swbuf.extend_from_slice(f.raw());
+                    continue;
+                }
+                CopyRoute::Drop => continue,
             }
             if self.pending.frames.is_empty() {
                 self.pending.arrived = Some(Instant::now());
@@ -257,6 +262,7 @@ impl Session {
         {
             build::sync(&mut self.swbuf);
             self.plan.push(Expect::Internal);
+            self.unsynced = false;
         }
     }
 
@@ -270,13 +276,27 @@ impl Session {
             None => true,
             Some(_) if self.server_dying => false,
             Some(lease) => {
-                if self.in_server_transaction() || lease.server.role() == Role::Primary {
+                if self.in_server_transaction()
+                    || lease.server.role() == Role::Primary
+                    || self.continues_portals()
+                {
                     return true;
                 }
                 let (role, analyses) = self.route();
                 role == Role::Replica && self.replica_serves(lease, &analyses)
             }
         }
+    }
+
+    /// The request only goes on with what the attached server holds (pg-cursor's next
+    /// Execute after a Flush): its portal exists nowhere else, so it cannot move to the primary.
+    fn continues_portals(&self) -> bool {
+        self.pending.frames.iter().all(|f| {
+            matches!(
+                f.tag(),
+                tag::EXECUTE | tag::DESCRIBE | tag::CLOSE | tag::SYNC | tag::FLUSH
+            )
+        })
     }
 
     /// The server role the pending request needs, with each message's analysis.
@@ -310,7 +330,9 @@ impl Session {
             };
             if let Some(a) = &a {
                 any_statement = true;
-                if a.route == Route::Primary {
+                // A replica refused this fingerprint before (frontend/refusal.rs).
+                if a.route == Route::Primary || self.shared.router.is_forced_primary(a.fingerprint)
+                {
                     role = Role::Primary;
                 }
             }
@@ -332,6 +354,9 @@ impl Session {
     /// Sends the pending request to a server, acquiring one first if needed.
     async fn dispatch(&mut self) -> Result<(), End> {
         let (mut role, analyses) = self.route();
+        if self.refusal_resend() {
+            role = Role::Primary;
+        }
         let terminator = self.pending.terminator;
         // A lone Sync with nothing in flight needs no server.
         // Between requests even while the server answers the proxy's WAL-position probe.
@@ -366,6 +391,15 @@ impl Session {
         {
             role = Role::Primary;
         }
+        if let Some(function) = self.sequence_state_missing(&analyses) {
+            ClientError::SequenceStateElsewhere(function).write(&mut self.wbuf);
+            self.take_pending();
+            match terminator {
+                Some(tag::FLUSH) => self.skip_until_sync = true,
+                _ => build::ready_for_query(&mut self.wbuf, self.tx),
+            }
+            return Ok(());
+        }
         let mut pool_wait_us = 0;
         if self.server.is_none() && self.in_server_transaction() {
             // A transaction or pinned session never continues on another server: whatever
@@ -375,8 +409,10 @@ impl Session {
                 "the transaction's server connection is gone".into(),
             )));
         }
-        if self.server.is_none() {
+        let fresh = self.server.is_none();
+        if fresh {
             self.retry_snapshot(role);
+            self.refusal_snapshot(role, &analyses);
             let need = if role == Role::Replica {
                 self.read_need_settled(&analyses).await
             } else {
@@ -419,9 +455,15 @@ impl Session {
             self.watch_stalls_from_now();
         }
         self.note_writes(&analyses);
+        self.note_sequences(&analyses);
         let wbuf_before = self.wbuf.len();
         self.translate(analyses, pool_wait_us, fill, cache_miss)?;
         self.arm_retry(wbuf_before);
+        if fresh {
+            self.refusal_arm(wbuf_before);
+        } else {
+            self.refusal.disarm();
+        }
         Ok(())
     }
 
@@ -528,6 +570,7 @@ impl Session {
         cache_miss: bool,
     ) -> Result<(), End> {
         let started = self.pending.arrived;
+        let flush_ended = self.pending.terminator == Some(tag::FLUSH);
         let frames = self.take_pending();
         let mut unnamed_id = self.unnamed_id;
         let Some(lease) = self.server.as_mut() else {
@@ -710,6 +753,14 @@ impl Session {
             }
         }
         self.unnamed_id = unnamed_id;
+        // Until a Sync, the server keeps what this request opened (pg-cursor's portal).
+        let extended = frames.iter().any(|f| {
+            matches!(
+                f.tag(),
+                tag::PARSE | tag::BIND | tag::DESCRIBE | tag::EXECUTE | tag::CLOSE
+            )
+        });
+        self.unsynced = flush_ended && (self.unsynced || extended);
         // Effects of statements bound before a Flush wait for the Sync that ends them.
         if !action.effects.is_empty() {
             self.flushed_effects.append(&mut action.effects);

@@ -41,6 +41,19 @@ impl Session {
             {
                 return self.server_lost("server ended the connection");
             }
+            // Only a request alone on its connection, with nothing queued behind it, is re-sent.
+            let alone = self.ready_actions.len() == 1 && self.pending.frames.is_empty();
+            let refusal = match alone {
+                true => self
+                    .refusal
+                    .watch(t, &conn.rbuf[HEADER_LEN..HEADER_LEN + len]),
+                false => self.refusal.disarm(),
+            };
+            if let Some(reason) = refusal {
+                // The read goes to the primary instead; this replica's reply is dropped.
+                self.refused(reason);
+                return Ok(());
+            }
             // Replies the proxy makes itself, due before this message, wait with the rest of an
             // armed read's answer: a retry would make them again.
             if armed {
@@ -71,6 +84,9 @@ impl Session {
             if ev.probe {
                 self.ryw.on_probe_message(t, body);
             }
+            if step == Step::Forward && matches!(t, tag::ERROR_RESPONSE | tag::COMMAND_COMPLETE) {
+                self.copy.on_server_end();
+            }
             // Can tell the client a write is done (the bytes leave when this function returns).
             let acknowledges =
                 step == Step::Forward && matches!(t, tag::COMMAND_COMPLETE | tag::READY_FOR_QUERY);
@@ -79,7 +95,7 @@ impl Session {
                     self.tx = TxStatus::from_body(body).unwrap_or(TxStatus::Idle);
                 }
                 tag::COPY_IN_RESPONSE | tag::COPY_BOTH_RESPONSE if step == Step::Forward => {
-                    self.copy_in = true;
+                    self.copy.on_copy_in_response();
                     for _ in 0..self.plan.copy_in_started() {
                         // Their effects move to the Sync that will really end the request.
                         if let Some(mut early) = self.ready_actions.pop_front() {
@@ -159,6 +175,9 @@ impl Session {
                 self.on_ready();
                 became_ready = true;
             }
+            if self.plan.is_empty() {
+                self.copy.settle();
+            }
             if ev.ready || ev.internal_done {
                 self.after_ready(ev.probe && ev.internal_done, ev.internal_failed);
             }
@@ -205,6 +224,10 @@ impl Session {
         self.record(&action);
         self.detect_bursts(&action);
         self.catalog_on_ready(&action);
+        if action.executed.iter().any(|(a, _)| a.reason == "ddl") {
+            // Views, casts, domains or functions may now reach something new.
+            self.shared.router.note_ddl();
+        }
         self.cache_on_ready(&mut action);
         let mut changed = false;
         let mut reset = false;

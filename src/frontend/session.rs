@@ -20,6 +20,12 @@ use std::time::Instant;
 /// Bytes read from a server at a time while a reply is streaming.
 const SERVER_READ_CHUNK: usize = 64 * 1024;
 
+/// Proxy memory per request awaiting its ReadyForQuery: its entry, the deque slack behind it
+/// (a deque doubles) and the allocator's header.
+const IN_FLIGHT_REQUEST_BYTES: usize = 2 * std::mem::size_of::<ReadyAction>() + 16;
+/// The same per server message a request still expects (a Parse, Bind, Execute...).
+const IN_FLIGHT_MESSAGE_BYTES: usize = 2 * std::mem::size_of::<super::plan::Expect>();
+
 /// Why a session ended.
 #[derive(Debug)]
 pub enum End {
@@ -72,8 +78,12 @@ pub struct Session {
     pub(super) ready_actions: VecDeque<ReadyAction>,
     /// Transaction status from the last ReadyForQuery.
     pub(super) tx: TxStatus,
-    /// The server is waiting for COPY data from the client.
-    pub(super) copy_in: bool,
+    /// COPY FROM STDIN as the client's stream sees it.
+    pub(super) copy: super::copy::CopyIn,
+    /// Extended-protocol messages were sent with no Sync after them (a request ended by
+    /// Flush): the server's implicit transaction and its portals exist only on this
+    /// connection, so it is neither released nor given a query of the proxy's own.
+    pub(super) unsynced: bool,
     pub(super) pin: Option<PinReason>,
     /// After a proxy-side error in an extended-protocol request, messages up to Sync are dropped.
     pub(super) skip_until_sync: bool,
@@ -88,6 +98,11 @@ pub struct Session {
     pub(super) shutdown: tokio::sync::watch::Receiver<bool>,
     /// Read-your-writes and read-retry state (frontend/consistency.rs).
     pub(super) ryw: super::consistency::Ryw,
+    /// A replica's refusal of a read that writes, hidden and re-sent (frontend/refusal.rs).
+    pub(super) refusal: super::refusal::Refusal,
+    /// The attached server connection ran a statement that may have set this session's
+    /// sequence state since it was attached (frontend/sequences.rs).
+    pub(super) sequences_here: bool,
     /// The user name as a result-cache key part, shared instead of copied per lookup.
     pub(super) user_key: Arc<str>,
     /// Writes of the open transaction, for the result cache when it ends.
@@ -149,7 +164,8 @@ impl Session {
             plan: Plan::default(),
             ready_actions: VecDeque::new(),
             tx: TxStatus::Idle,
-            copy_in: false,
+            copy: Default::default(),
+            unsynced: false,
             pin: None,
             skip_until_sync: false,
             tx_effects: Vec::new(),
@@ -159,6 +175,8 @@ impl Session {
             shutdown,
             server_dying: false,
             ryw: Default::default(),
+            refusal: Default::default(),
+            sequences_here: false,
             n_plus_one: crate::nplusone::Stream::default(),
             drain_deadline: None,
             query_clock: Default::default(),
@@ -173,7 +191,8 @@ impl Session {
             || (self.tx == TxStatus::Idle
                 && self.ready_actions.is_empty()
                 && self.plan.is_empty()
-                && !self.copy_in)
+                && !self.unsynced
+                && !self.copy.active())
     }
 
     /// The next deadline for this session, if it is idle (or draining at shutdown).
@@ -193,7 +212,7 @@ impl Session {
             return query;
         }
         if self.server.is_some() && self.tx != TxStatus::Idle {
-            if self.copy_in {
+            if self.copy.active() {
                 return None;
             }
             let t = self.shared.live.load().limits.idle_in_transaction_timeout?;
@@ -236,7 +255,8 @@ impl Session {
             if let Err(end) = self.pump_client().await {
                 return end;
             }
-            if !self.wbuf.is_empty() {
+            if !self.wbuf.is_empty() && !self.refusal_holds() {
+                self.refusal_flushing();
                 if self.client.write_all_buf(&mut self.wbuf).await.is_err() {
                     return End::ClientGone;
                 }
@@ -244,11 +264,21 @@ impl Session {
                 if self.wbuf.capacity() > 64 * 1024 {
                     self.wbuf = BytesMut::new();
                 }
+                // A request the pump left for the budget may go now that its answers are out;
+                // its client, having sent everything, would otherwise wait here forever.
+                if self.pending.terminator.is_some() && !self.pending.blocked && !self.over_budget()
+                {
+                    continue;
+                }
             }
             if self.server.is_none() && self.rbuf.is_empty() && self.rbuf.capacity() > 0 {
                 self.rbuf = BytesMut::new();
             }
-            let read_client = !self.pending.blocked;
+            // A client whose answers pile up is not read until they drain, as PostgreSQL stops
+            // reading a client it cannot write to; only with a server attached, which is what
+            // drains them (COPY data is exempt: its server waits for exactly those bytes).
+            let read_client =
+                !(self.pending.blocked || self.server.is_some() && self.over_budget());
             let want_write = !self.swbuf.is_empty();
             let has_server = self.server.is_some();
             // Only a session waiting on its server cares that the server stalled.
@@ -339,6 +369,23 @@ impl Session {
         }
     }
 
+    /// Memory held for this client's requests in flight and their unsent answers, beyond
+    /// `max_client_buffer_bytes`. Counted: answers not yet written, requests not yet sent to the
+    /// server, and the bookkeeping of each request the server has not answered yet (which is
+    /// what a client pipelining without reading makes grow). Each drains without the client
+    /// sending anything, so pausing the client's reads on it cannot deadlock; COPY IN, whose
+    /// server waits for the client, never counts as over.
+    pub(super) fn over_budget(&self) -> bool {
+        if self.copy.active() {
+            return false;
+        }
+        let held = self.wbuf.len()
+            + self.swbuf.len()
+            + self.ready_actions.len() * IN_FLIGHT_REQUEST_BYTES
+            + self.plan.len() * IN_FLIGHT_MESSAGE_BYTES;
+        held > self.shared.live.load().max_client_buffer_bytes
+    }
+
     /// Writes as much of the server buffer as the socket takes now.
     pub(super) fn write_server(&mut self) -> Result<(), End> {
         let Some(lease) = self.server.as_mut() else {
@@ -376,6 +423,7 @@ impl Session {
             secret: conn.backend_secret,
         }));
         self.server = Some(lease);
+        self.sequences_here = false;
     }
 
     /// Gives the server connection back once nothing is in flight and no transaction is open.
@@ -383,7 +431,8 @@ impl Session {
         let idle = self.ready_actions.is_empty()
             && self.plan.is_empty()
             && self.tx == TxStatus::Idle
-            && !self.copy_in
+            && !self.copy.active()
+            && !self.unsynced
             && self.pin.is_none()
             && self.swbuf.is_empty();
         if !idle {
@@ -417,7 +466,8 @@ impl Session {
         let fatal_forwarded = std::mem::take(&mut self.server_dying);
         self.cancel.slot.set(None);
         self.swbuf.clear();
-        self.copy_in = false;
+        self.copy = Default::default();
+        self.unsynced = false;
         let cut: Vec<ReadyAction> = self.ready_actions.drain(..).collect();
         self.cache_writes_unknown_outcome(&cut);
         let waiting: Vec<bool> = cut.iter().map(|a| a.failed).collect();

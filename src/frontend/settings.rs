@@ -140,6 +140,15 @@ impl Settings {
         sql
     }
 
+    /// How plain string literals read in this session: `standard_conforming_strings`, from
+    /// the SET or startup value that produces it (on unless it is a false boolean).
+    pub fn string_rules(&self) -> crate::router::Strings {
+        match self.current.get("standard_conforming_strings") {
+            Some(stmt) if is_false(setting_value(stmt)) => crate::router::Strings::Backslash,
+            _ => crate::router::Strings::Standard,
+        }
+    }
+
     pub fn get(&self, name: &str) -> Option<&str> {
         self.current.get(name).map(String::as_str)
     }
@@ -168,6 +177,33 @@ impl Settings {
         self.hash = if v == 0 || v == DIRTY { 1 } else { v };
         self.result_hash = r.finish();
     }
+}
+
+/// The value in `SET name = value` / `SET name TO value`, unquoted and lowercased.
+fn setting_value(stmt: &str) -> String {
+    let lower = stmt.to_ascii_lowercase();
+    let at = match (lower.rfind('='), lower.rfind(" to ")) {
+        (Some(e), Some(t)) => e.max(t + 3),
+        (Some(e), None) => e,
+        (None, Some(t)) => t + 3,
+        (None, None) => return String::new(),
+    };
+    lower[at + 1..]
+        .trim()
+        .trim_end_matches(';')
+        .trim()
+        .trim_matches(|c| c == '\'' || c == '"')
+        .trim()
+        .to_owned()
+}
+
+/// PostgreSQL's parse_bool for false: any prefix of "false" or "no", "off" (at least "of"), "0".
+fn is_false(v: String) -> bool {
+    !v.is_empty()
+        && ("false".starts_with(&v)
+            || "no".starts_with(&v)
+            || (v.len() >= 2 && "off".starts_with(&v))
+            || v == "0")
 }
 
 /// `-c name=value` and `--name=value` pairs from the startup `options` parameter.
@@ -279,5 +315,42 @@ mod tests {
         assert_eq!(quote_literal("a\\b"), "E'a\\\\b'");
         assert_eq!(quote_ident("DateStyle"), "\"DateStyle\"");
         assert_eq!(quote_ident("datestyle"), "datestyle");
+    }
+
+    #[test]
+    fn standard_conforming_strings_from_set_and_startup() {
+        use crate::router::Strings;
+        let mut s = Settings::default();
+        assert_eq!(s.string_rules(), Strings::Standard);
+        for (stmt, rules) in [
+            ("SET standard_conforming_strings = off", Strings::Backslash),
+            (
+                "set standard_conforming_strings to 'OFF'",
+                Strings::Backslash,
+            ),
+            (
+                "SET standard_conforming_strings TO false",
+                Strings::Backslash,
+            ),
+            ("SET standard_conforming_strings = 0", Strings::Backslash),
+            ("SET standard_conforming_strings = on", Strings::Standard),
+            (
+                "SET standard_conforming_strings TO DEFAULT",
+                Strings::Standard,
+            ),
+        ] {
+            s.set("standard_conforming_strings", stmt);
+            assert_eq!(s.string_rules(), rules, "{stmt}");
+        }
+        s.reset("standard_conforming_strings");
+        assert_eq!(s.string_rules(), Strings::Standard);
+        let startup = Settings::from_startup(
+            &[(
+                "options".into(),
+                "-c standard_conforming_strings=off".into(),
+            )],
+            &[],
+        );
+        assert_eq!(startup.string_rules(), Strings::Backslash);
     }
 }

@@ -155,6 +155,21 @@ impl SnapshotCollector {
             [(vec![], counter(s.queries_folded))],
         )?;
 
+        family(
+            e,
+            "replica_refusals",
+            "Reads a replica refused because they write, re-sent to the primary unseen by the client.",
+            MetricType::Counter,
+            [(vec![], counter(s.replica_refusals))],
+        )?;
+        family(
+            e,
+            "primary_only_fingerprints",
+            "Fingerprints pinned to the primary after a replica refused them (reasons in /stats primary_only).",
+            MetricType::Gauge,
+            [(vec![], gauge(s.primary_only.len() as f64))],
+        )?;
+
         let mut top: Vec<_> = s.queries.iter().collect();
         top.sort_by(|a, b| b.total_ms.total_cmp(&a.total_ms));
         top.truncate(TOP_FINGERPRINTS);

@@ -240,7 +240,7 @@ async fn poll_once(
         } else if server.configured_role == Role::Replica {
             // A promoted replica is no longer fed by the primary: its reads could be stale forever.
             return Err(Failed::from(
-                "replica is not in recovery (promoted?); set role = \"auto\" to follow it"
+                "replica is not in recovery (promoted?) and its role is fixed: role = \"auto\" on its [[replicas]] entry (kept under PGSPLIT_REPLICAS) follows a promotion"
                     .to_string(),
             ));
         } else if !h

@@ -15,6 +15,8 @@ pub struct ServerSettings {
     pub acquire_timeout: Duration,
     pub lifetime: Duration,
     pub idle_timeout: Duration,
+    /// Idle connections a pool keeps past `idle_timeout`.
+    pub min_idle: usize,
     pub keepalive: Option<Keepalive>,
     pub tls: ServerTls,
     /// `replication.max_replica_wait_ms`: how long a read may ask a replica to catch up.

@@ -9,7 +9,7 @@ use crate::backend::{BackendError, LoginParams, ServerConn, ServerTls};
 use crate::config::{Config, ServerAddr};
 use crate::stats::LatencyHistogram;
 use arc_swap::ArcSwap;
-use deadpool::managed::{Object, Pool, PoolError, TimeoutType, Timeouts};
+use deadpool::managed::{Object, Pool, PoolError, QueueMode, TimeoutType, Timeouts};
 use deadpool::Runtime;
 use parking_lot::RwLock;
 use std::collections::HashMap;
@@ -79,6 +79,9 @@ pub struct ServerPool {
     /// How many connections may be in use; resized on reload.
     pub cap: Cap,
     pub timeouts: AtomicU64,
+    /// Clients waiting for a connection right now (deadpool's own count misses those queued
+    /// on the cap, which is where they wait).
+    pub waiting: AtomicUsize,
     /// Time clients waited for a connection, successful acquisitions only; sharded so that
     /// concurrent acquisitions rarely meet on one lock.
     acquire_time: [parking_lot::Mutex<LatencyHistogram>; ACQUIRE_SHARDS],
@@ -196,6 +199,23 @@ impl Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         self.server.outstanding.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Counts one client in a pool's `waiting` for as long as it lives, however the wait ends
+/// (a client that disconnects drops the future mid-wait).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(n: &'a AtomicUsize) -> Self {
+        n.fetch_add(1, Ordering::Relaxed);
+        Waiting(n)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -402,6 +422,7 @@ impl PoolSet {
             };
             (s.acquire_timeout, t)
         };
+        let waiting = Waiting::new(&pool.waiting);
         // A server that stops answering while we connect to it (or wait for one of its
         // connections) is given up at once, so the caller can try another node.
         let mut stalls = pool.server.health.stalls();
@@ -418,6 +439,7 @@ impl PoolSet {
                 addr: pool.server.addr.to_string(),
             })),
         };
+        drop(waiting);
         stalls.mark_unchanged();
         let waited = started.elapsed();
         match result {
@@ -463,6 +485,12 @@ impl PoolSet {
     pub fn all(&self) -> impl Iterator<Item = &ServerPool> {
         std::iter::once(&self.primary).chain(self.replicas.iter())
     }
+
+    /// `server_idle_timeout_ms` and `pool.min_idle` as last reloaded.
+    pub(super) fn retire_settings(&self) -> (Duration, usize) {
+        let s = self.settings.load();
+        (s.idle_timeout, s.min_idle)
+    }
 }
 
 /// Every pool set, created on first use of a database/user.
@@ -485,6 +513,7 @@ fn server_settings(c: &Config, tls: ServerTls) -> ServerSettings {
         acquire_timeout: c.pool.acquire_timeout,
         lifetime: c.pool.server_lifetime,
         idle_timeout: c.pool.server_idle_timeout,
+        min_idle: c.pool.min_idle,
         keepalive: c.limits.keepalive,
         tls,
         replica_wait: c.replication.max_replica_wait,
@@ -565,7 +594,11 @@ impl Pools {
         }
         let mut sets = self.sets.write();
         sets.entry(key)
-            .or_insert_with(|| Arc::new(self.build(database, user)))
+            .or_insert_with(|| {
+                let set = Arc::new(self.build(database, user));
+                super::retire::spawn_sweeper(Arc::downgrade(&set));
+                set
+            })
             .clone()
     }
 
@@ -605,7 +638,11 @@ impl Pools {
                 settings: self.settings.clone(),
                 churn: ChurnCounters::default(),
             };
+            // Last in, first out: a light load after a peak keeps reusing the few warm
+            // connections (caches, prepared statements) while the rest age out idle, as
+            // PgBouncer does; FIFO would spread it over every cold backend the peak opened.
             let pool = Pool::builder(manager)
+                .queue_mode(QueueMode::Lifo)
                 .max_size(size)
                 .runtime(Runtime::Tokio1)
                 .build();
@@ -626,6 +663,7 @@ impl Pools {
                 pool,
                 cap: Cap::new(size),
                 timeouts: AtomicU64::new(0),
+                waiting: AtomicUsize::new(0),
                 acquire_time: std::array::from_fn(|_| {
                     parking_lot::Mutex::new(LatencyHistogram::new())
                 }),

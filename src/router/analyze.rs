@@ -68,7 +68,7 @@ fn from_tree(
     let normalized = shape::normalize(&pg_query::normalize(sql).ok()?);
     let mut analysis = merged.finish(fingerprint, normalized);
     catalog
-        .reach()
+        .write_reach()
         .expand(&mut analysis, truncate_cascade, catalog.is_stale());
     Some(analysis)
 }

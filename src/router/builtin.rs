@@ -101,7 +101,6 @@ pub(super) const IMMUTABLE: &[&str] = &[
     "jsonb_extract_path_text",
     "jsonb_insert",
     "jsonb_object",
-    "jsonb_object_agg",
     "jsonb_object_field",
     "jsonb_object_keys",
     "jsonb_path_exists",
@@ -231,6 +230,8 @@ pub(super) const IMMUTABLE: &[&str] = &[
 /// read-only, never cacheable.
 pub(super) const STABLE: &[&str] = &[
     "age",
+    // Its own pg_proc row says immutable, but its transition function is stable.
+    "jsonb_object_agg",
     "array_to_json",
     "array_to_string",
     "col_description",
@@ -408,6 +409,25 @@ pub(super) const VOLATILE: &[&str] = &[
 
 /// Stable in pg_proc, yet they assign a transaction id, which a hot standby refuses: always primary.
 pub(super) const PRIMARY_ONLY: &[&str] = &["pg_current_xact_id", "txid_current"];
+
+/// Functions that run SQL named or written in a string (a table, a query, a cursor, a schema):
+/// what that SQL reaches is invisible to routing, so they go to the primary.
+pub(super) const RUNS_SQL_TEXT: &[&str] = &[
+    "cursor_to_xml",
+    "cursor_to_xmlschema",
+    "database_to_xml",
+    "database_to_xml_and_xmlschema",
+    "database_to_xmlschema",
+    "query_to_xml",
+    "query_to_xml_and_xmlschema",
+    "query_to_xmlschema",
+    "schema_to_xml",
+    "schema_to_xml_and_xmlschema",
+    "schema_to_xmlschema",
+    "table_to_xml",
+    "table_to_xml_and_xmlschema",
+    "table_to_xmlschema",
+];
 
 /// Session-level advisory locks: they outlive the transaction, so the client keeps its server.
 pub(super) const SESSION_ADVISORY_LOCKS: &[&str] = &[

@@ -9,6 +9,7 @@ use std::borrow::Cow;
 use ahash::AHashMap;
 
 use super::builtin;
+use super::reach::{self, Reach};
 
 /// What routing may assume about every function or operator of one name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,27 +43,11 @@ pub struct FunctionCatalog {
     session_setters: ahash::AHashSet<Box<str>>,
     /// Functions may have changed since the load: only built-in names are trusted not to set.
     stale: bool,
-    /// Write reach and read dependencies (see `reach`).
-    reach: std::sync::Arc<super::reach::Reach>,
+    /// Write reach and read dependencies (see `write_reach`).
+    write_reach: std::sync::Arc<super::write_reach::WriteReach>,
+    /// Views, types and `x.f` calls that reach a function (router/reach.rs).
+    reach: Reach,
 }
-
-const FUNCTIONS_SQL: &str = "\
-    SELECT lower(p.proname) AS name, \
-           bool_and(p.provolatile = 'i') AS immutable, \
-           bool_and(p.provolatile IN ('i', 's')) AS stable, \
-           bool_and(p.provolatile IN ('i', 's') \
-                    OR (n.nspname = 'pg_catalog' AND p.proname = ANY($1::text[]))) AS read_only \
-      FROM pg_catalog.pg_proc p \
-      JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
-     GROUP BY 1";
-
-const OPERATORS_SQL: &str = "\
-    SELECT o.oprname::text AS name, \
-           bool_and(p.provolatile = 'i') AS immutable, \
-           bool_and(p.provolatile IN ('i', 's')) AS stable \
-      FROM pg_catalog.pg_operator o \
-      JOIN pg_catalog.pg_proc p ON p.oid = o.oprcode::oid \
-     GROUP BY 1";
 
 impl FunctionCatalog {
     /// Knows nothing: every function call and operator routes to the primary.
@@ -90,26 +75,21 @@ impl FunctionCatalog {
         catalog
     }
 
-    /// Reads every function and operator of the connected database. A name is read-only if all
-    /// its overloads are immutable or stable, or are pg_catalog functions on the built-in
-    /// volatile-but-read-only list; immutable if all are immutable.
+    /// Reads every function and operator of the connected database, each with the worst
+    /// volatility it can reach (an aggregate's support functions, an operator's function, a
+    /// SQL-standard body's calls), and the views and types that reach a function. A name is
+    /// read-only if all its overloads are; immutable if all are immutable. pg_catalog functions
+    /// on the built-in volatile-but-read-only list count as read-only.
     pub async fn load(client: &tokio_postgres::Client) -> Result<Self, tokio_postgres::Error> {
-        let read_only: Vec<&str> = builtin::VOLATILE_READ_ONLY.to_vec();
+        let loaded = reach::load(client).await?;
         let mut catalog = Self::empty();
-        for row in client.query(FUNCTIONS_SQL, &[&read_only]).await? {
-            let name: String = row.try_get("name")?;
-            let volatility = classify(
-                row.try_get("immutable")?,
-                row.try_get("stable")?,
-                row.try_get("read_only")?,
-            );
+        for (name, volatility) in loaded.functions {
             catalog.insert_function(&name, volatility);
         }
-        for row in client.query(OPERATORS_SQL, &[]).await? {
-            let name: String = row.try_get("name")?;
-            let stable: bool = row.try_get("stable")?;
-            catalog.insert_operator(&name, classify(row.try_get("immutable")?, stable, stable));
+        for (name, volatility) in loaded.operators {
+            catalog.insert_operator(&name, volatility);
         }
+        catalog.reach = loaded.reach;
         Ok(catalog)
     }
 
@@ -125,14 +105,16 @@ impl FunctionCatalog {
     }
 
     /// What is known about a function name; `None` when unknown. Functions that assign a
-    /// transaction id are `Volatile` whatever pg_proc says.
+    /// transaction id, or run SQL given as text, are `Volatile` whatever pg_proc says.
     pub fn function(&self, name: &str) -> Option<Volatility> {
         let name: Cow<'_, str> = if name.bytes().any(|b| b.is_ascii_uppercase()) {
             Cow::Owned(name.to_lowercase())
         } else {
             Cow::Borrowed(name)
         };
-        if builtin::PRIMARY_ONLY.contains(&name.as_ref()) {
+        if builtin::PRIMARY_ONLY.contains(&name.as_ref())
+            || builtin::RUNS_SQL_TEXT.contains(&name.as_ref())
+        {
             return Some(Volatility::Volatile);
         }
         self.functions.get(name.as_ref()).copied()
@@ -151,6 +133,40 @@ impl FunctionCatalog {
     /// Known, and every overload immutable.
     pub fn is_immutable(&self, name: &str) -> bool {
         self.function(name).is_some_and(Volatility::is_immutable)
+    }
+
+    /// The worst a read of this relation (lowercased, bare or schema-qualified) can run: its
+    /// view definition's calls, its row-level security policies, its columns' output functions
+    /// (never their domains' checks or casts, which run only when a value is made).
+    /// `None` when it reaches nothing but immutable functions, or is unknown.
+    pub fn relation(&self, name: &str) -> Option<Volatility> {
+        self.reach.relation(name)
+    }
+
+    /// The worst a value of this type (lowercased name) can run when cast or read in: its
+    /// input and output functions, casts to and from it, a domain's CHECK constraints.
+    pub fn type_reach(&self, name: &str) -> Option<Volatility> {
+        self.reach.type_(name)
+    }
+
+    /// Whether `x.name` may be attribute notation for a call of a function that may write.
+    pub fn attribute_call(&self, name: &str) -> bool {
+        self.reach.attribute_call(name)
+    }
+
+    /// Records what a read of a relation reaches (tests, and configured overrides).
+    pub fn insert_relation(&mut self, name: &str, volatility: Volatility) {
+        self.reach.insert_relation(name, volatility);
+    }
+
+    /// Records what a value of a type reaches.
+    pub fn insert_type(&mut self, name: &str, volatility: Volatility) {
+        self.reach.insert_type(name, volatility);
+    }
+
+    /// Records a function that `x.name` may call and that may write.
+    pub fn insert_attribute_call(&mut self, name: &str) {
+        self.reach.insert_attribute_call(name);
     }
 
     /// Records which known function names may change session settings (from their bodies).
@@ -182,12 +198,12 @@ impl FunctionCatalog {
     }
 
     /// Records what writes reach and reads depend on, from the same catalog.
-    pub fn set_reach(&mut self, reach: super::reach::Reach) {
-        self.reach = std::sync::Arc::new(reach);
+    pub fn set_write_reach(&mut self, reach: super::write_reach::WriteReach) {
+        self.write_reach = std::sync::Arc::new(reach);
     }
 
-    pub(super) fn reach(&self) -> &super::reach::Reach {
-        &self.reach
+    pub(super) fn write_reach(&self) -> &super::write_reach::WriteReach {
+        &self.write_reach
     }
 
     /// DDL went through since this catalog was read: reach is unknown.
@@ -207,17 +223,5 @@ impl FunctionCatalog {
 
     pub fn is_empty(&self) -> bool {
         self.functions.is_empty()
-    }
-}
-
-fn classify(immutable: bool, stable: bool, read_only: bool) -> Volatility {
-    if immutable {
-        Volatility::Immutable
-    } else if stable {
-        Volatility::Stable
-    } else if read_only {
-        Volatility::VolatileReadOnly
-    } else {
-        Volatility::Volatile
     }
 }

@@ -17,8 +17,14 @@ pub(super) enum Use {
 pub(super) struct Facts {
     /// Called functions, lowercased, unqualified, in call order (with repeats).
     pub functions: Vec<String>,
-    /// Operator names used in expressions.
+    /// Operator names used in expressions (`a OP b`, `ORDER BY x USING OP`, `x OP ANY (...)`).
     pub operators: Vec<String>,
+    /// Type names in casts and other type references, lowercased: the bare name and, when
+    /// qualified, `schema.name`. A cast runs the type's input or cast function, and a domain's checks.
+    pub types: Vec<String>,
+    /// Last field of `a.b` column references and `(x).b` selections, lowercased: attribute
+    /// notation, which PostgreSQL resolves to a call `b(a)` when `a` has no column `b`.
+    pub attributes: Vec<String>,
     /// A row-locking clause anywhere (`FOR UPDATE`, ...), as a routing reason (the first one's).
     pub locking: Option<&'static str>,
     /// An `INTO` clause anywhere (SELECT INTO, CREATE TABLE AS).
@@ -40,6 +46,9 @@ pub(super) struct Facts {
     pub set_config_any: bool,
     relations: Vec<Relation>,
     calls: Vec<Call>,
+    /// Name parts of the TypeName and ColumnRef being walked.
+    type_parts: Vec<Vec<String>>,
+    column_parts: Vec<Vec<String>>,
     scopes: Vec<u32>,
     queries: Vec<u32>,
     withs: Vec<With>,
@@ -189,6 +198,8 @@ impl Visitor for Facts {
         let Some(&name) = path.last() else { return };
         match name {
             "FuncCall" => self.calls.push(Call::default()),
+            "TypeName" => self.type_parts.push(Vec::new()),
+            "ColumnRef" => self.column_parts.push(Vec::new()),
             "Node" if tail_is(path, &["FuncCall", "args", "Node"]) => {
                 if let Some(call) = self.calls.last_mut() {
                     call.args += 1;
@@ -257,6 +268,21 @@ impl Visitor for Facts {
                 }
                 self.functions.push(call.name);
             }
+            "TypeName" => {
+                let parts = self.type_parts.pop().unwrap_or_default();
+                if let Some(last) = parts.last() {
+                    self.types.push(last.clone());
+                    if parts.len() >= 2 {
+                        self.types.push(parts[parts.len() - 2..].join("."));
+                    }
+                }
+            }
+            "ColumnRef" => {
+                let parts = self.column_parts.pop().unwrap_or_default();
+                if parts.len() >= 2 {
+                    self.attributes.extend(parts.last().cloned());
+                }
+            }
             "WithClause" => {
                 self.open_withs.pop();
             }
@@ -287,6 +313,42 @@ impl Visitor for Facts {
             // Qualified names arrive part by part; the last part is the function's own name.
             if let Some(call) = self.calls.last_mut() {
                 call.name = value.to_lowercase();
+            }
+        } else if tail_is(
+            path,
+            &["TypeName", "names", "Node", "node", "String", "sval"],
+        ) {
+            if let Some(parts) = self.type_parts.last_mut() {
+                parts.push(value.to_lowercase());
+            }
+        } else if tail_is(
+            path,
+            &["ColumnRef", "fields", "Node", "node", "String", "sval"],
+        ) {
+            if let Some(parts) = self.column_parts.last_mut() {
+                parts.push(value.to_lowercase());
+            }
+        } else if tail_is(
+            path,
+            &[
+                "AIndirection",
+                "indirection",
+                "Node",
+                "node",
+                "String",
+                "sval",
+            ],
+        ) {
+            self.attributes.push(value.to_lowercase());
+        } else if tail_is(
+            path,
+            &["SortBy", "use_op", "Node", "node", "String", "sval"],
+        ) || tail_is(
+            path,
+            &["SubLink", "oper_name", "Node", "node", "String", "sval"],
+        ) {
+            if !value.bytes().any(|b| b.is_ascii_alphabetic()) {
+                self.operators.push(value.to_owned());
             }
         } else if tail_is(path, &["AExpr", "name", "Node", "node", "String", "sval"]) {
             // BETWEEN and friends carry words here; real operators never contain letters.

@@ -1,11 +1,15 @@
 //! The cheap lexer run on every statement: tokens of a statement text, with whitespace and comments skipped and the routing hint noticed.
 //!
 //! It follows PostgreSQL's scanner (scan.l) closely enough that two texts get the same tokens only
-//! when they differ in literal values, whitespace or comments. It assumes
-//! `standard_conforming_strings = on` (the default since 9.1), as pg_query does.
+//! when they differ in literal values, whitespace or comments: a `--` comment ends at CR as well as
+//! LF, block comments nest, string constants continue across a newline (`'a'\n'b'` is one
+//! constant), and text the scanner rejects (junk after a number or parameter, an unterminated
+//! quote) is flagged so it never shares a shape with valid text. `fuzz/fuzz_targets/lexer_diff.rs`
+//! checks this against pg_query's own scanner. With [`Strings::Backslash`]
+//! (`standard_conforming_strings = off`), plain `'...'` strings take backslash escapes like `E'...'`.
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum TokenKind {
+pub enum TokenKind {
     /// Keyword or unquoted identifier; case-insensitive.
     Word,
     /// `"quoted"` or `U&"quoted"` identifier; case-sensitive.
@@ -21,7 +25,7 @@ pub(crate) enum TokenKind {
 }
 
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Token {
+pub struct Token {
     pub kind: TokenKind,
     pub start: usize,
     pub end: usize,
@@ -29,14 +33,26 @@ pub(crate) struct Token {
     pub space_before: bool,
 }
 
+/// How plain `'...'` strings treat a backslash: the session's `standard_conforming_strings`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Strings {
+    /// `on` (the default since PostgreSQL 9.1): a backslash is an ordinary character.
+    #[default]
+    Standard,
+    /// `off`: a backslash escapes the next character, as in `E'...'`.
+    Backslash,
+}
+
 /// Splits a text into tokens, skipping whitespace and comments and noticing the routing hint.
 pub(crate) struct Lexer<'a> {
     src: &'a [u8],
     pos: usize,
+    strings: Strings,
     /// A comment seen so far contained `pgsplit:primary`.
     pub hint: bool,
-    /// A literal, quoted identifier or comment ran to the end of the text: the server will
-    /// reject it, so it must not share a shape with the terminated text.
+    /// The server's scanner rejects this text: a literal, quoted identifier or comment ran to
+    /// the end, or a number or parameter runs into an identifier (`1abc`, `$1a`), or a quoted
+    /// identifier is empty. It must not share a shape with the valid text it resembles.
     pub unterminated: bool,
 }
 
@@ -44,9 +60,14 @@ const HINT: &[u8] = b"pgsplit:primary";
 
 impl<'a> Lexer<'a> {
     pub fn new(sql: &'a str) -> Self {
+        Self::with_strings(sql, Strings::Standard)
+    }
+
+    pub fn with_strings(sql: &'a str, strings: Strings) -> Self {
         Self {
             src: sql.as_bytes(),
             pos: 0,
+            strings,
             hint: false,
             unterminated: false,
         }
@@ -68,10 +89,8 @@ impl<'a> Lexer<'a> {
                 // PostgreSQL ends a `--` comment at a carriage return as well.
                 b'-' if self.at(self.pos + 1) == b'-' => {
                     let body = self.pos + 2;
-                    self.pos = self.src[body..]
-                        .iter()
-                        .position(|&b| b == b'\n' || b == b'\r')
-                        .map_or(self.src.len(), |n| body + n);
+                    // scan.l: a comment is `--` and then anything but CR or LF.
+                    self.pos = comment_end(self.src, body);
                     self.note_comment(body, self.pos);
                 }
                 b'/' if self.at(self.pos + 1) == b'*' => {
@@ -128,8 +147,28 @@ impl<'a> Lexer<'a> {
         self.unterminated = true;
     }
 
-    /// `E'...'`: backslash escapes as well as doubled quotes.
-    fn skip_escape_string(&mut self) {
+    /// A string constant opened just before `self.pos`; `escapes`: backslash escapes as well as
+    /// doubled quotes (`E'...'`, or any string with `standard_conforming_strings = off`).
+    /// A quote after whitespace holding a newline continues the same constant (scan.l's
+    /// `quotecontinue`), with the same escaping.
+    fn skip_string(&mut self, escapes: bool) {
+        loop {
+            if escapes {
+                self.skip_escaped();
+            } else {
+                self.skip_quoted(b'\'');
+            }
+            if self.unterminated {
+                return;
+            }
+            match quote_continues(self.src, self.pos) {
+                Some(next) => self.pos = next,
+                None => return,
+            }
+        }
+    }
+
+    fn skip_escaped(&mut self) {
         while self.pos < self.src.len() {
             match self.src[self.pos] {
                 b'\\' => self.pos += 2,
@@ -173,41 +212,52 @@ impl<'a> Lexer<'a> {
         true
     }
 
+    /// A number as scan.l reads it: `decinteger` is digits with single underscores between,
+    /// `0x`/`0o`/`0b` integers, `1.`, `.5`, `1.5e-3`. Anything glued to its end that could start
+    /// an identifier is the scanner's "trailing junk" error, as is an exponent with no digits.
     fn skip_number(&mut self) {
         let s = self.src;
         let mut i = self.pos;
-        if s[i] == b'0' && matches!(self.at(i + 1), b'x' | b'X' | b'o' | b'O' | b'b' | b'B') {
-            i += 2;
-            while i < s.len() && (s[i].is_ascii_hexdigit() || s[i] == b'_') {
-                i += 1;
-            }
-            self.pos = i;
-            return;
-        }
-        while i < s.len() && (s[i].is_ascii_digit() || s[i] == b'_') {
-            i += 1;
-        }
-        // `1..10` is two numbers around `..` in PL/pgSQL; keep the dots out of the number.
-        if self.at(i) == b'.' && self.at(i + 1) != b'.' {
-            i += 1;
-            while i < s.len() && (s[i].is_ascii_digit() || s[i] == b'_') {
-                i += 1;
-            }
-        }
-        if matches!(self.at(i), b'e' | b'E') {
-            let digits = if matches!(self.at(i + 1), b'+' | b'-') {
-                i + 2
-            } else {
-                i + 1
+        if s[i] == b'0' {
+            let radix = match self.at(i + 1) {
+                b'x' | b'X' => Some(16),
+                b'o' | b'O' => Some(8),
+                b'b' | b'B' => Some(2),
+                _ => None,
             };
-            if self.at(digits).is_ascii_digit() {
-                i = digits;
-                while i < s.len() && s[i].is_ascii_digit() {
-                    i += 1;
+            if let Some(radix) = radix {
+                let digits = digits_run(s, i + 2, radix, true);
+                if digits > i + 2 {
+                    self.pos = digits;
+                    self.junk_after_number();
+                    return;
                 }
             }
         }
+        if s[i] != b'.' {
+            i = digits_run(s, i, 10, false);
+        }
+        // `1..10` is a number and `..`; keep the dots out of the number.
+        if self.at(i) == b'.' && self.at(i + 1) != b'.' {
+            i = digits_run(s, i + 1, 10, false);
+        }
+        if matches!(self.at(i), b'e' | b'E') {
+            let sign = usize::from(matches!(self.at(i + 1), b'+' | b'-'));
+            if self.at(i + 1 + sign).is_ascii_digit() {
+                i = digits_run(s, i + 1 + sign, 10, false);
+            } else if sign == 1 {
+                // `1e+` is "trailing junk" (realfail), not `1e` and `+`.
+                self.unterminated = true;
+            }
+        }
         self.pos = i;
+        self.junk_after_number();
+    }
+
+    fn junk_after_number(&mut self) {
+        if is(self.at(self.pos), IDENT_START) {
+            self.unterminated = true;
+        }
     }
 
     fn skip_operator(&mut self) {
@@ -232,6 +282,14 @@ impl<'a> Lexer<'a> {
             }
         }
         self.pos = i;
+    }
+
+    /// `""` (and `U&""`) is "zero-length delimited identifier", an error: `end` is where the
+    /// closing quote ends when the identifier is empty.
+    fn empty_identifier(&mut self, end: usize) {
+        if self.pos == end && !self.unterminated {
+            self.unterminated = true;
+        }
     }
 
     #[inline]
@@ -277,32 +335,41 @@ impl Iterator for Lexer<'_> {
         let kind = match b {
             b'\'' => {
                 self.pos += 1;
-                self.skip_quoted(b'\'');
+                self.skip_string(self.strings == Strings::Backslash);
                 TokenKind::Literal
             }
             b'"' => {
                 self.pos += 1;
                 self.skip_quoted(b'"');
+                self.empty_identifier(start + 2);
                 TokenKind::QuotedIdent
             }
             b'e' | b'E' if next == b'\'' => {
                 self.pos += 2;
-                self.skip_escape_string();
+                self.skip_string(true);
                 TokenKind::Literal
             }
-            // Bit, hex and national-character strings quote like plain strings.
-            b'b' | b'B' | b'x' | b'X' | b'n' | b'N' if next == b'\'' => {
+            // Bit and hex strings never take backslash escapes; `N'...'` is NCHAR and then a
+            // plain string, which does when standard_conforming_strings is off.
+            b'b' | b'B' | b'x' | b'X' if next == b'\'' => {
                 self.pos += 2;
-                self.skip_quoted(b'\'');
+                self.skip_string(false);
+                TokenKind::Literal
+            }
+            b'n' | b'N' if next == b'\'' => {
+                self.pos += 2;
+                self.skip_string(self.strings == Strings::Backslash);
                 TokenKind::Literal
             }
             b'u' | b'U' if next == b'&' && matches!(self.at(start + 2), b'\'' | b'"') => {
                 let quote = self.at(start + 2);
                 self.pos += 3;
-                self.skip_quoted(quote);
                 if quote == b'\'' {
+                    self.skip_string(false);
                     TokenKind::Literal
                 } else {
+                    self.skip_quoted(quote);
+                    self.empty_identifier(start + 4);
                     TokenKind::QuotedIdent
                 }
             }
@@ -311,7 +378,18 @@ impl Iterator for Lexer<'_> {
                 while self.at(self.pos).is_ascii_digit() {
                     self.pos += 1;
                 }
+                // `$1a` is the scanner's "trailing junk after parameter".
+                self.junk_after_number();
                 TokenKind::Param
+            }
+            // `::`, `..` and `:=` are one token each in scan.l (typecast, dot_dot, colon_equals).
+            b':' if matches!(next, b':' | b'=') => {
+                self.pos += 2;
+                TokenKind::Punct
+            }
+            b'.' if next == b'.' => {
+                self.pos += 2;
+                TokenKind::Punct
             }
             b'$' if self.try_dollar_quote() => TokenKind::Literal,
             b'0'..=b'9' => {
@@ -341,6 +419,65 @@ impl Iterator for Lexer<'_> {
             end: self.pos.min(self.src.len()),
             space_before,
         })
+    }
+}
+
+/// Where a `--` comment whose text starts at `body` ends: at the next CR or LF, or the end.
+fn comment_end(src: &[u8], body: usize) -> usize {
+    src[body..]
+        .iter()
+        .position(|&b| b == b'\n' || b == b'\r')
+        .map_or(src.len(), |n| body + n)
+}
+
+/// After a string constant that closed just before `at`: the position after the opening quote
+/// of its continuation, if one follows. scan.l's `quotecontinue` is horizontal whitespace or
+/// `--` comments, a newline (CR or LF), then any whitespace or `--` comments each ended by a
+/// newline, then a quote. Block comments break it.
+fn quote_continues(src: &[u8], at: usize) -> Option<usize> {
+    let byte = |i: usize| src.get(i).copied().unwrap_or(0);
+    let mut i = at;
+    let mut newline = false;
+    loop {
+        match byte(i) {
+            b' ' | b'\t' | 0x0c | 0x0b => i += 1,
+            b'\n' | b'\r' => {
+                newline = true;
+                i += 1;
+            }
+            b'-' if byte(i + 1) == b'-' => {
+                let end = comment_end(src, i + 2);
+                if end >= src.len() {
+                    return None;
+                }
+                i = end;
+            }
+            b'\'' if newline => return Some(i + 1),
+            _ => return None,
+        }
+    }
+}
+
+/// The end of a run of digits of `radix` from `at`, with single underscores between digits
+/// (`1_000`); `lead_underscore` allows one before the first digit (`0x_FF`).
+fn digits_run(src: &[u8], at: usize, radix: u32, lead_underscore: bool) -> usize {
+    let digit = |b: u8| (b as char).is_digit(radix);
+    let mut i = at;
+    let mut seen = false;
+    loop {
+        match src.get(i).copied() {
+            Some(b) if digit(b) => {
+                seen = true;
+                i += 1;
+            }
+            Some(b'_')
+                if (seen || lead_underscore) && src.get(i + 1).is_some_and(|&b| digit(b)) =>
+            {
+                i += 2;
+                seen = true;
+            }
+            _ => return i,
+        }
     }
 }
 

@@ -9,9 +9,12 @@ mod analyze;
 mod builtin;
 mod catalog;
 mod facts;
+mod forced;
 mod lexer;
-pub mod reach;
+mod reach;
+mod reach_check;
 pub mod setters;
+pub mod write_reach;
 mod shape;
 mod statement;
 mod walk;
@@ -27,7 +30,9 @@ use parking_lot::RwLock;
 
 pub use catalog::{FunctionCatalog, Volatility};
 pub use facts::is_time_literal;
-pub use shape::{normalize as normalize_literals, shape, Keyword, Shape};
+pub use forced::ForcedPrimary;
+pub use lexer::{Strings, Token, TokenKind};
+pub use shape::{normalize as normalize_literals, shape, shape_with, Keyword, Shape};
 
 /// Where a statement text may run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -138,6 +143,11 @@ pub struct Router {
     /// Mirrors `catalog.salt` so a cache hit takes no lock.
     salt: AtomicU64,
     misses: AtomicU64,
+    /// Fingerprints a replica refused: primary from then on (router/forced.rs).
+    forced: forced::Forced,
+    /// DDL ran through the proxy: the catalog loader should look again now.
+    ddl: tokio::sync::Notify,
+    catalog_loads: AtomicU64,
 }
 
 struct CatalogState {
@@ -175,6 +185,9 @@ impl Router {
             }),
             salt: AtomicU64::new(0),
             misses: AtomicU64::new(0),
+            forced: forced::Forced::default(),
+            ddl: tokio::sync::Notify::new(),
+            catalog_loads: AtomicU64::new(0),
         }
     }
 
@@ -188,6 +201,39 @@ impl Router {
             self.salt.store(state.salt, Ordering::Release);
         }
         self.cache.invalidate_all();
+        self.catalog_loads.fetch_add(1, Ordering::Release);
+    }
+
+    /// Catalogs loaded so far (tests wait for the load that follows their DDL).
+    pub fn catalog_loads(&self) -> u64 {
+        self.catalog_loads.load(Ordering::Acquire)
+    }
+
+    /// DDL went through the proxy: views, casts, domains, aggregates or functions may have
+    /// changed, so the loader should read the catalog again without waiting for its period.
+    pub fn note_ddl(&self) {
+        self.ddl.notify_one();
+    }
+
+    /// Resolves after [`Router::note_ddl`] (one wake-up for any number of calls before it).
+    pub async fn ddl_noted(&self) {
+        self.ddl.notified().await
+    }
+
+    /// A replica refused this fingerprint because it writes: every session sends it to the
+    /// primary from now on. `reason`: the replica's SQLSTATE and message.
+    pub fn force_primary(&self, fingerprint: u64, normalized: &str, reason: String) {
+        self.forced.mark(fingerprint, normalized, reason);
+    }
+
+    /// Whether a replica refused this fingerprint before.
+    pub fn is_forced_primary(&self, fingerprint: u64) -> bool {
+        self.forced.contains(fingerprint)
+    }
+
+    /// The fingerprints pinned to the primary by refusals, oldest first, and refusals in all.
+    pub fn forced_primary(&self) -> (Vec<ForcedPrimary>, u64) {
+        (self.forced.snapshot(), self.forced.refusals())
     }
 
     /// How many catalog-changing statements went through so far: read before a load, handed
@@ -228,7 +274,13 @@ impl Router {
     /// Analyzes a statement text: a lexer pass and a cache lookup when its shape was seen before,
     /// a full parse otherwise.
     pub fn analyze(&self, sql: &str) -> Arc<Analysis> {
-        let shape = shape::shape(sql);
+        self.analyze_with(sql, Strings::Standard)
+    }
+
+    /// [`Router::analyze`] for a session whose `standard_conforming_strings` gives `strings`.
+    pub fn analyze_with(&self, sql: &str, strings: Strings) -> Arc<Analysis> {
+        let strings = shape::effective(sql, strings);
+        let shape = shape::shape_with(sql, strings);
         let key = shape.hash ^ self.salt.load(Ordering::Acquire);
         if let Some(hit) = self.cache.get(&key) {
             return hit;
@@ -239,7 +291,10 @@ impl Router {
             let state = self.catalog.read();
             (state.salt, state.catalog.clone())
         };
-        let analysis = Arc::new(analyze::analyze(sql, &shape, &catalog));
+        let analysis = Arc::new(match strings {
+            Strings::Standard => analyze::analyze(sql, &shape, &catalog),
+            Strings::Backslash => analyze::analyze(&shape::escape_form(sql), &shape, &catalog),
+        });
         // Huge texts (bulk INSERTs) rarely repeat their shape and would crowd out the rest.
         if analysis.reuse_by_shape && sql.len() <= MAX_CACHED_TEXT {
             self.cache.insert(shape.hash ^ salt, analysis.clone());
@@ -259,6 +314,14 @@ impl Router {
 /// benchmarks.
 pub fn analyze_uncached(sql: &str, catalog: &FunctionCatalog) -> Analysis {
     analyze::analyze(sql, &shape::shape(sql), catalog)
+}
+
+/// The cheap lexer's tokens of a text (for the differential fuzz target, which holds them
+/// against PostgreSQL's own scanner), and whether it found text the server's scanner rejects.
+pub fn tokens(sql: &str) -> (Vec<Token>, bool) {
+    let mut lexer = lexer::Lexer::new(sql);
+    let tokens = lexer.by_ref().collect();
+    (tokens, lexer.unterminated)
 }
 
 /// Cache keys are already well-mixed 64-bit hashes; hashing them again is wasted time.

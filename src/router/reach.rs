@@ -1,477 +1,371 @@
-//! Write reach and read dependencies from the catalog: what a write to a relation also writes (triggers, rules, defaults, sequences, cascades, partitions, policies) and what a read also depends on (views' and functions' bodies).
+//! What a statement reaches beyond the functions it names: views, aggregates' support functions, casts, domain checks, operators, type I/O and attribute-notation calls, resolved once per catalog load.
 //!
-//! The router adds the reach to each statement's written relations and the dependencies to its
-//! read ones, so the result cache and read-your-writes see the same thing. Names are
-//! unqualified and lowercased, like every other table key in the proxy. Function bodies are
-//! read by word: every word that names a relation counts, so the reach errs towards too much;
-//! a body with dynamic SQL, or in a language that cannot be read, has unknown reach.
+//! PostgreSQL runs more than the text shows. `SELECT * FROM v` runs whatever v's definition calls
+//! (through other views); `SELECT agg(x)` runs the aggregate's transition and final functions
+//! (the aggregate's own pg_proc row always says immutable); `5::ct` runs the cast's function or
+//! ct's input function, and a domain's CHECK constraints; `a === b` runs the operator's function;
+//! `t.f` is `f(t)`. The loader reads these edges from the catalogs, and a fixpoint gives every
+//! object the worst volatility it can reach, so a read that reaches a writer goes to the primary.
 
 use ahash::{AHashMap, AHashSet};
-use std::collections::BTreeSet;
 
-/// Directed (from, to): a write to `from` can change what reads of `to` return.
-const EDGES_SQL: &str = "
-    select lower(c.relname), lower(p.relname)
-      from pg_inherits i
-      join pg_class c on c.oid = i.inhrelid
-      join pg_class p on p.oid = i.inhparent
-    union
-    select lower(p.relname), lower(c.relname)
-      from pg_inherits i
-      join pg_class c on c.oid = i.inhrelid
-      join pg_class p on p.oid = i.inhparent
-    union
-    select lower(t.relname), lower(v.relname)
-      from pg_rewrite r
-      join pg_class v on v.oid = r.ev_class and v.relkind = 'v'
-      join pg_depend d on d.classid = 'pg_rewrite'::regclass and d.objid = r.oid
-                      and d.refclassid = 'pg_class'::regclass
-      join pg_class t on t.oid = d.refobjid and t.oid <> v.oid
-    union
-    select lower(v.relname), lower(t.relname)
-      from pg_rewrite r
-      join pg_class v on v.oid = r.ev_class
-      join pg_depend d on d.classid = 'pg_rewrite'::regclass and d.objid = r.oid
-                      and d.refclassid = 'pg_class'::regclass
-      join pg_class t on t.oid = d.refobjid and t.oid <> v.oid
-     where v.relkind = 'v' or r.rulename <> '_RETURN'
-    union
-    select lower(p.relname), lower(c.relname)
-      from pg_constraint k
-      join pg_class c on c.oid = k.conrelid
-      join pg_class p on p.oid = k.confrelid
-     where k.contype = 'f'
-       and (k.confdeltype in ('c', 'n', 'd') or k.confupdtype in ('c', 'n', 'd'))
-    union
-    select lower(t.relname), lower(c.relname)
-      from pg_policy pol
-      join pg_class c on c.oid = pol.polrelid
-      join pg_depend d on d.classid = 'pg_policy'::regclass and d.objid = pol.oid
-                      and d.refclassid = 'pg_class'::regclass
-      join pg_class t on t.oid = d.refobjid and t.oid <> c.oid
-    union
-    select lower(c.relname), lower(s.relname)
-      from pg_attrdef ad
-      join pg_class c on c.oid = ad.adrelid
-      join pg_depend d on d.classid = 'pg_attrdef'::regclass and d.objid = ad.oid
-                      and d.refclassid = 'pg_class'::regclass
-      join pg_class s on s.oid = d.refobjid and s.relkind = 'S'
-    union
-    select lower(c.relname), lower(s.relname)
-      from pg_depend d
-      join pg_class s on s.oid = d.objid and s.relkind = 'S'
-      join pg_class c on c.oid = d.refobjid
-     where d.classid = 'pg_class'::regclass and d.refclassid = 'pg_class'::regclass
-       and d.deptype in ('a', 'i')";
+use super::builtin;
+use super::catalog::Volatility;
 
-/// Every foreign key, referenced → referencing: what TRUNCATE ... CASCADE also empties.
-const TRUNCATE_SQL: &str = "
-    select lower(p.relname), lower(c.relname)
-      from pg_constraint k
-      join pg_class c on c.oid = k.conrelid
-      join pg_class p on p.oid = k.confrelid
-     where k.contype = 'f'";
-
-/// (relation, function, user function?, kind): 'w' the function runs when the relation is
-/// written (triggers, defaults, rules), 'r' reads of the relation run it (views, policies).
-const FUNCTIONS_SQL: &str = "
-    with uses(rel, fn, kind) as (
-        select t.tgrelid, t.tgfoid, 'w' from pg_trigger t where not t.tgisinternal
-        union
-        select ad.adrelid, d.refobjid, 'w'
-          from pg_attrdef ad
-          join pg_depend d on d.classid = 'pg_attrdef'::regclass and d.objid = ad.oid
-                          and d.refclassid = 'pg_proc'::regclass
-        union
-        select r.ev_class, d.refobjid, case when r.rulename = '_RETURN' then 'r' else 'w' end
-          from pg_rewrite r
-          join pg_depend d on d.classid = 'pg_rewrite'::regclass and d.objid = r.oid
-                          and d.refclassid = 'pg_proc'::regclass
-        union
-        select pol.polrelid, d.refobjid, 'r'
-          from pg_policy pol
-          join pg_depend d on d.classid = 'pg_policy'::regclass and d.objid = pol.oid
-                          and d.refclassid = 'pg_proc'::regclass
-    )
-    select lower(c.relname), lower(p.proname),
-           n.nspname not in ('pg_catalog', 'information_schema'), u.kind
-      from uses u
-      join pg_class c on c.oid = u.rel
-      join pg_proc p on p.oid = u.fn
-      join pg_namespace n on n.oid = p.pronamespace";
-
-/// User functions' bodies.
-const BODIES_SQL: &str = "
-    select lower(p.proname), l.lanname, coalesce(p.prosrc, '')
-      from pg_proc p
-      join pg_namespace n on n.oid = p.pronamespace
-      join pg_language l on l.oid = p.prolang
-     where n.nspname not in ('pg_catalog', 'information_schema')";
-
-/// Relation names a body may mention, and whether each is a sequence.
-const RELATIONS_SQL: &str = "
-    select distinct lower(c.relname), c.relkind = 'S'
-      from pg_class c
-      join pg_namespace n on n.oid = c.relnamespace
-     where c.relkind in ('r', 'p', 'v', 'm', 'f', 'S')
-       and n.nspname not in ('pg_catalog', 'information_schema', 'pg_toast')";
-
-/// What the catalog says about reach and dependencies.
+/// Relations, types and attribute-notation calls with their reach, by lowercased name (bare and
+/// schema-qualified). Only objects that reach something not immutable are listed.
 #[derive(Clone, Debug, Default)]
-pub struct Reach {
-    /// Relation → every other relation a write to it reaches, transitively.
-    writes: AHashMap<Box<str>, Vec<Box<str>>>,
-    /// Relations a write to which may reach anything.
-    unknown: AHashSet<Box<str>>,
-    /// Relation → what TRUNCATE ... CASCADE of it also empties (with their reach).
-    truncate: AHashMap<Box<str>, Vec<Box<str>>>,
-    /// User function → relations its body (and what it calls) mentions.
-    function_reads: AHashMap<Box<str>, Vec<Box<str>>>,
-    /// User functions whose bodies cannot be read (dynamic SQL, other languages).
-    opaque_functions: AHashSet<Box<str>>,
-    /// Views and tables whose reads run an opaque function (a view's or a policy's).
-    opaque_reads: AHashSet<Box<str>>,
-    /// Sequences: a standby shows them up to 32 values ahead (nextval logs ahead), so their
-    /// reads go to the primary.
-    sequences: AHashSet<Box<str>>,
-}
-
-/// One user function's body, reduced to what reach needs.
-#[derive(Default, Clone)]
-struct Body {
-    relations: BTreeSet<String>,
-    calls: Vec<String>,
-    opaque: bool,
-}
-
-/// Catalog rows, as loaded (kept apart from the loading so the computation is testable).
-#[derive(Default)]
-pub(super) struct Rows {
-    pub edges: Vec<(String, String)>,
-    pub truncate: Vec<(String, String)>,
-    /// (relation, function, is user function, kind 'w' or 'r').
-    pub functions: Vec<(String, String, bool, String)>,
-    /// (function, language, body).
-    pub bodies: Vec<(String, String, String)>,
-    pub relations: Vec<String>,
-    pub sequences: Vec<String>,
+pub(super) struct Reach {
+    relations: AHashMap<Box<str>, Volatility>,
+    types: AHashMap<Box<str>, Volatility>,
+    /// Functions of one composite (or pseudo-type) argument that may write: `x.f` may call one.
+    attribute_calls: AHashSet<Box<str>>,
 }
 
 impl Reach {
-    pub async fn load(client: &tokio_postgres::Client) -> Result<Reach, tokio_postgres::Error> {
-        let pairs = |rows: Vec<tokio_postgres::Row>| -> Result<Vec<(String, String)>, tokio_postgres::Error> {
-            rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
-        };
-        let mut rows = Rows {
-            edges: pairs(client.query(EDGES_SQL, &[]).await?)?,
-            truncate: pairs(client.query(TRUNCATE_SQL, &[]).await?)?,
-            ..Rows::default()
-        };
-        for r in client.query(FUNCTIONS_SQL, &[]).await? {
-            rows.functions
-                .push((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?));
-        }
-        for r in client.query(BODIES_SQL, &[]).await? {
-            rows.bodies
-                .push((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?));
-        }
-        for r in client.query(RELATIONS_SQL, &[]).await? {
-            let name: String = r.try_get(0)?;
-            if r.try_get(1)? {
-                rows.sequences.push(name.clone());
-            }
-            rows.relations.push(name);
-        }
-        Ok(Reach::from_rows(rows))
+    pub fn relation(&self, name: &str) -> Option<Volatility> {
+        self.relations.get(name).copied()
     }
 
-    pub(super) fn from_rows(rows: Rows) -> Reach {
-        let relations: AHashSet<&str> = rows.relations.iter().map(String::as_str).collect();
-        let mut bodies: AHashMap<String, Body> = AHashMap::new();
-        for (name, language, text) in &rows.bodies {
-            let body = bodies.entry(name.clone()).or_default();
-            match language.as_str() {
-                "sql" | "plpgsql" => {
-                    for (word, call) in super::setters::words(text) {
-                        if word == "execute" {
-                            body.opaque = true;
-                        } else if call {
-                            body.calls.push(word.clone());
-                        }
-                        if relations.contains(word.as_str()) {
-                            body.relations.insert(word);
-                        }
-                    }
-                }
-                "c" | "internal" => {}
-                _ => body.opaque = true,
-            }
+    pub fn type_(&self, name: &str) -> Option<Volatility> {
+        self.types.get(name).copied()
+    }
+
+    pub fn attribute_call(&self, name: &str) -> bool {
+        self.attribute_calls.contains(name)
+    }
+
+    pub fn insert_relation(&mut self, name: &str, v: Volatility) {
+        self.relations.insert(name.to_lowercase().into(), v);
+    }
+
+    pub fn insert_type(&mut self, name: &str, v: Volatility) {
+        self.types.insert(name.to_lowercase().into(), v);
+    }
+
+    pub fn insert_attribute_call(&mut self, name: &str) {
+        self.attribute_calls.insert(name.to_lowercase().into());
+    }
+}
+
+/// Kinds of catalog object in the reach graph.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Kind {
+    Function,
+    Operator,
+    /// Making a value of the type: input and receive functions, casts, a domain's checks, and
+    /// showing it (below).
+    Type,
+    /// Showing a stored value of the type: output and send functions only. A read of a
+    /// column runs these, never the domain's checks or the casts.
+    TypeOut,
+    Relation,
+}
+
+impl Kind {
+    fn from_code(code: &str) -> Option<Kind> {
+        match code {
+            "f" => Some(Kind::Function),
+            "o" => Some(Kind::Operator),
+            "t" => Some(Kind::Type),
+            "u" => Some(Kind::TypeOut),
+            "r" => Some(Kind::Relation),
+            _ => None,
         }
-        let bodies = close_bodies(bodies);
-        let mut reach = Reach {
-            sequences: rows.sequences.iter().map(|s| s.as_str().into()).collect(),
-            ..Reach::default()
-        };
-        let mut edges = rows.edges.clone();
-        for (relation, function, user, kind) in &rows.functions {
-            if !user {
-                continue;
-            }
-            let body = bodies.get(function.as_str());
-            let opaque = body.is_none_or(|b| b.opaque);
-            let mentioned = body.map(|b| b.relations.clone()).unwrap_or_default();
-            if kind == "w" {
-                if opaque {
-                    reach.unknown.insert(relation.as_str().into());
-                }
-                edges.extend(mentioned.into_iter().map(|t| (relation.clone(), t)));
-            } else {
-                if opaque {
-                    reach.opaque_reads.insert(relation.as_str().into());
-                }
-                edges.extend(mentioned.into_iter().map(|t| (t, relation.clone())));
-            }
+    }
+}
+
+/// Every function with what it is by itself and whether `x.f` notation can call it.
+const FUNCTIONS_SQL: &str = "\
+    SELECT p.oid, lower(p.proname) AS name, p.provolatile::text AS volatility, \
+           n.nspname = 'pg_catalog' AS builtin, \
+           (p.pronargs = 1 AND t.typtype IN ('c', 'p')) AS attribute \
+      FROM pg_catalog.pg_proc p \
+      JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
+      LEFT JOIN pg_catalog.pg_type t ON t.oid = p.proargtypes[0]";
+
+/// Edges "running `from` may run `to`". Objects below 16384 (FirstNormalObjectId) are built
+/// in; their I/O functions and casts are built-in functions already judged by pg_proc.
+/// `x::T` runs a cast whose target is T, so a type reaches the casts into it; a cast out of a
+/// type runs unnamed only when it is implicit (then a value or column of the source type
+/// reaches it). Explicit casts out of `int` must not make every `::int` a write.
+const EDGES_SQL: &str = "\
+    WITH dep AS ( \
+      SELECT d.classid, d.objid, d.refobjid, \
+             CASE d.refclassid WHEN 'pg_catalog.pg_proc'::regclass THEN 'f' \
+                               WHEN 'pg_catalog.pg_operator'::regclass THEN 'o' \
+                               WHEN 'pg_catalog.pg_type'::regclass THEN 't' \
+                               ELSE 'r' END AS kind \
+        FROM pg_catalog.pg_depend d \
+       WHERE d.refclassid IN ('pg_catalog.pg_proc'::regclass, 'pg_catalog.pg_operator'::regclass, \
+                              'pg_catalog.pg_type'::regclass, 'pg_catalog.pg_class'::regclass) \
+         AND d.classid IN ('pg_catalog.pg_rewrite'::regclass, 'pg_catalog.pg_constraint'::regclass, \
+                           'pg_catalog.pg_policy'::regclass, 'pg_catalog.pg_proc'::regclass)) \
+    SELECT 'f' AS fk, a.aggfnoid::oid AS f, 'f' AS tk, s.fn AS t \
+      FROM pg_catalog.pg_aggregate a, \
+           unnest(ARRAY[a.aggtransfn, a.aggfinalfn, a.aggcombinefn, a.aggserialfn, a.aggdeserialfn, \
+                        a.aggmtransfn, a.aggminvtransfn, a.aggmfinalfn]::oid[]) AS s(fn) \
+     WHERE s.fn <> 0 \
+    UNION ALL SELECT 'o', o.oid, 'f', o.oprcode::oid FROM pg_catalog.pg_operator o WHERE o.oprcode <> 0 \
+    UNION ALL SELECT 't', t.oid, 'f', s.fn \
+      FROM pg_catalog.pg_type t, unnest(ARRAY[t.typinput, t.typreceive]::oid[]) AS s(fn) \
+     WHERE s.fn <> 0 AND t.oid >= 16384 \
+    UNION ALL SELECT 't', t.oid, 'u', t.oid FROM pg_catalog.pg_type t WHERE t.oid >= 16384 \
+    UNION ALL SELECT 'u', t.oid, 'f', s.fn \
+      FROM pg_catalog.pg_type t, unnest(ARRAY[t.typoutput, t.typsend]::oid[]) AS s(fn) \
+     WHERE s.fn <> 0 AND t.oid >= 16384 \
+    UNION ALL SELECT 'u', t.oid, 'r', t.typrelid FROM pg_catalog.pg_type t \
+     WHERE t.typtype = 'c' AND t.oid >= 16384 \
+    UNION ALL SELECT k.k, t.oid, k.k, t.typbasetype FROM pg_catalog.pg_type t, (VALUES ('t'), ('u')) k(k) \
+     WHERE t.typbasetype <> 0 \
+    UNION ALL SELECT k.k, t.oid, k.k, t.typelem FROM pg_catalog.pg_type t, (VALUES ('t'), ('u')) k(k) \
+     WHERE t.typelem <> 0 AND t.oid >= 16384 \
+    UNION ALL SELECT 't', c.casttarget, 'f', c.castfunc FROM pg_catalog.pg_cast c \
+     WHERE c.castfunc <> 0 AND c.oid >= 16384 \
+    UNION ALL SELECT k.k, c.castsource, 'f', c.castfunc FROM pg_catalog.pg_cast c, (VALUES ('t'), ('u')) k(k) \
+     WHERE c.castfunc <> 0 AND c.oid >= 16384 AND c.castcontext = 'i' \
+    UNION ALL SELECT 't', c.contypid, d.kind, d.refobjid FROM pg_catalog.pg_constraint c \
+      JOIN dep d ON d.classid = 'pg_catalog.pg_constraint'::regclass AND d.objid = c.oid \
+     WHERE c.contypid <> 0 \
+    UNION ALL SELECT 'r', r.ev_class, d.kind, d.refobjid FROM pg_catalog.pg_rewrite r \
+      JOIN pg_catalog.pg_class c ON c.oid = r.ev_class AND c.relkind = 'v' \
+      JOIN dep d ON d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.objid = r.oid \
+     WHERE NOT (d.kind = 'r' AND d.refobjid = r.ev_class) \
+    UNION ALL SELECT 'r', p.polrelid, d.kind, d.refobjid FROM pg_catalog.pg_policy p \
+      JOIN dep d ON d.classid = 'pg_catalog.pg_policy'::regclass AND d.objid = p.oid \
+     WHERE p.polcmd IN ('r', '*') AND NOT (d.kind = 'r' AND d.refobjid = p.polrelid) \
+    UNION ALL SELECT 'r', a.attrelid, 'u', a.atttypid FROM pg_catalog.pg_attribute a \
+     WHERE a.attnum > 0 AND NOT a.attisdropped AND a.atttypid >= 16384 \
+    UNION ALL SELECT 'f', d.objid, d.kind, d.refobjid FROM dep d \
+     WHERE d.classid = 'pg_catalog.pg_proc'::regclass AND NOT (d.kind = 'f' AND d.refobjid = d.objid)";
+
+const RELATIONS_SQL: &str = "\
+    SELECT c.oid, lower(c.relname) AS name, lower(n.nspname) AS schema \
+      FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+     WHERE c.relkind IN ('r', 'v', 'm', 'p', 'f', 'S')";
+
+const TYPES_SQL: &str = "\
+    SELECT t.oid, lower(t.typname) AS name, lower(n.nspname) AS schema \
+      FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace";
+
+const OPERATORS_SQL: &str = "SELECT o.oid, o.oprname::text AS name FROM pg_catalog.pg_operator o";
+
+/// What one load found: the graph and the names to report it under.
+#[derive(Default)]
+pub(super) struct Graph {
+    index: AHashMap<(Kind, u32), usize>,
+    base: Vec<Volatility>,
+    /// `callers[n]`: the objects that may run `n`.
+    callers: Vec<Vec<usize>>,
+}
+
+impl Graph {
+    fn node(&mut self, kind: Kind, oid: u32) -> usize {
+        let next = self.base.len();
+        let i = *self.index.entry((kind, oid)).or_insert(next);
+        if i == next {
+            self.base.push(Volatility::Immutable);
+            self.callers.push(Vec::new());
         }
-        let writes = closure(&edges);
-        // A write reaching a relation of unknown reach has unknown reach itself.
-        let unknown_now: Vec<Box<str>> = writes
-            .iter()
-            .filter(|(_, to)| to.iter().any(|t| reach.unknown.contains(t)))
-            .map(|(from, _)| from.clone())
+        i
+    }
+
+    fn set_base(&mut self, kind: Kind, oid: u32, v: Volatility) {
+        let i = self.node(kind, oid);
+        self.base[i] = v;
+    }
+
+    fn edge(&mut self, from: (Kind, u32), to: (Kind, u32)) {
+        let f = self.node(from.0, from.1);
+        let t = self.node(to.0, to.1);
+        self.callers[t].push(f);
+    }
+
+    /// Every object's worst reachable volatility: a worklist over callers, monotone in a
+    /// four-step order, so it ends whatever the cycles (recursive views, a type and its own
+    /// input function).
+    fn resolve(&self) -> Vec<Volatility> {
+        let mut reach = self.base.clone();
+        let mut work: Vec<usize> = (0..reach.len())
+            .filter(|&i| reach[i] != Volatility::Immutable)
             .collect();
-        reach.unknown.extend(unknown_now);
-        let mut truncate_edges = rows.truncate.clone();
-        truncate_edges.extend(edges.iter().cloned());
-        reach.truncate = closure(&truncate_edges);
-        reach.writes = writes;
-        for (name, body) in bodies {
-            if body.opaque {
-                reach.opaque_functions.insert(name.as_str().into());
-            }
-            if !body.relations.is_empty() {
-                reach.function_reads.insert(
-                    name.into(),
-                    body.relations.into_iter().map(Box::from).collect(),
-                );
+        while let Some(n) = work.pop() {
+            for &c in &self.callers[n] {
+                if rank(reach[c]) < rank(reach[n]) {
+                    reach[c] = reach[n];
+                    work.push(c);
+                }
             }
         }
         reach
     }
 
-    /// Adds to a statement what its writes reach and what its reads depend on.
-    pub(super) fn expand(&self, a: &mut super::Analysis, truncate_cascade: bool, stale: bool) {
-        let mut added: Vec<String> = Vec::new();
-        for w in &a.tables_written {
-            let key = crate_relname(w);
-            if self.unknown.contains(key.as_str()) {
-                a.writes_unknown = true;
-            }
-            let map = if truncate_cascade {
-                &self.truncate
-            } else {
-                &self.writes
-            };
-            for t in map.get(key.as_str()).into_iter().flatten() {
-                if !a.tables_written.iter().any(|w| **w == **t) && !added.iter().any(|w| **w == **t)
-                {
-                    added.push(t.to_string());
-                }
-            }
-        }
-        // Until a catalog read after the last DDL lands, no reach is known.
-        if stale && !a.tables_written.is_empty() {
-            a.writes_unknown = true;
-        }
-        a.tables_written.extend(added);
-        let mut reads: Vec<String> = Vec::new();
-        for f in &a.functions {
-            if self.opaque_functions.contains(f.as_str()) {
-                a.cacheable = false;
-            }
-            for t in self.function_reads.get(f.as_str()).into_iter().flatten() {
-                if !a.tables_read.iter().any(|r| **r == **t) && !reads.iter().any(|r| **r == **t) {
-                    reads.push(t.to_string());
-                }
-            }
-        }
-        if a.tables_read
-            .iter()
-            .any(|r| self.opaque_reads.contains(crate_relname(r).as_str()))
-        {
-            a.cacheable = false;
-        }
-        if a.route == super::Route::Replica
-            && a.tables_read
-                .iter()
-                .any(|r| self.sequences.contains(crate_relname(r).as_str()))
-        {
-            a.route = super::Route::Primary;
-            a.reason = "sequence";
-            a.cacheable = false;
-        }
-        a.tables_read.extend(reads);
+    fn get(&self, reach: &[Volatility], kind: Kind, oid: u32) -> Volatility {
+        self.index
+            .get(&(kind, oid))
+            .map_or(Volatility::Immutable, |&i| reach[i])
     }
 }
 
-fn crate_relname(name: &str) -> String {
-    let last = name.rsplit('.').next().unwrap_or(name);
-    last.trim_matches('"').to_ascii_lowercase()
+pub(super) fn rank(v: Volatility) -> u8 {
+    match v {
+        Volatility::Immutable => 0,
+        Volatility::Stable => 1,
+        Volatility::VolatileReadOnly => 2,
+        Volatility::Volatile => 3,
+    }
 }
 
-/// Bodies with the relations and opacity of everything they call, transitively.
-fn close_bodies(mut bodies: AHashMap<String, Body>) -> AHashMap<String, Body> {
-    loop {
-        let mut changed = false;
-        let names: Vec<String> = bodies.keys().cloned().collect();
-        for name in names {
-            let calls = bodies[&name].calls.clone();
-            let mut relations = BTreeSet::new();
-            let mut opaque = false;
-            for c in &calls {
-                if let Some(b) = bodies.get(c) {
-                    relations.extend(b.relations.iter().cloned());
-                    opaque |= b.opaque;
-                }
-            }
-            let Some(body) = bodies.get_mut(&name) else {
+fn worst(a: Volatility, b: Volatility) -> Volatility {
+    if rank(b) > rank(a) {
+        b
+    } else {
+        a
+    }
+}
+
+/// What pg_proc says of one function by itself.
+fn own_volatility(code: &str, builtin_schema: bool, name: &str) -> Volatility {
+    if builtin_schema
+        && (builtin::PRIMARY_ONLY.contains(&name) || builtin::RUNS_SQL_TEXT.contains(&name))
+    {
+        return Volatility::Volatile;
+    }
+    match code {
+        "i" => Volatility::Immutable,
+        "s" => Volatility::Stable,
+        _ if builtin_schema && builtin::VOLATILE_READ_ONLY.contains(&name) => {
+            Volatility::VolatileReadOnly
+        }
+        _ => Volatility::Volatile,
+    }
+}
+
+/// Names and their resolved volatility, for [`super::FunctionCatalog`] to take in.
+pub(super) struct Loaded {
+    pub functions: AHashMap<String, Volatility>,
+    pub operators: AHashMap<String, Volatility>,
+    pub reach: Reach,
+}
+
+/// Reads the reach graph of the connected database and resolves it.
+pub(super) async fn load(client: &tokio_postgres::Client) -> Result<Loaded, tokio_postgres::Error> {
+    let mut graph = Graph::default();
+    let mut functions = Vec::new();
+    for row in client.query(FUNCTIONS_SQL, &[]).await? {
+        let oid: u32 = row.try_get("oid")?;
+        let name: String = row.try_get("name")?;
+        let code: String = row.try_get("volatility")?;
+        let builtin_schema: bool = row.try_get("builtin")?;
+        let attribute: Option<bool> = row.try_get("attribute")?;
+        graph.set_base(
+            Kind::Function,
+            oid,
+            own_volatility(&code, builtin_schema, &name),
+        );
+        functions.push((oid, name, attribute.unwrap_or(false)));
+    }
+    for row in client.query(EDGES_SQL, &[]).await? {
+        let (Some(fk), Some(tk)) = (
+            Kind::from_code(row.try_get("fk")?),
+            Kind::from_code(row.try_get("tk")?),
+        ) else {
+            continue;
+        };
+        graph.edge((fk, row.try_get("f")?), (tk, row.try_get("t")?));
+    }
+    let reach = graph.resolve();
+
+    let mut loaded = Loaded {
+        functions: AHashMap::new(),
+        operators: AHashMap::new(),
+        reach: Reach::default(),
+    };
+    for (oid, name, attribute) in functions {
+        let v = graph.get(&reach, Kind::Function, oid);
+        if attribute && v == Volatility::Volatile {
+            loaded.reach.insert_attribute_call(&name);
+        }
+        let entry = loaded
+            .functions
+            .entry(name)
+            .or_insert(Volatility::Immutable);
+        *entry = worst(*entry, v);
+    }
+    for row in client.query(OPERATORS_SQL, &[]).await? {
+        let v = graph.get(&reach, Kind::Operator, row.try_get("oid")?);
+        let entry = loaded
+            .operators
+            .entry(row.try_get("name")?)
+            .or_insert(Volatility::Immutable);
+        *entry = worst(*entry, v);
+    }
+    for (sql, kind) in [(RELATIONS_SQL, Kind::Relation), (TYPES_SQL, Kind::Type)] {
+        for row in client.query(sql, &[]).await? {
+            let v = graph.get(&reach, kind, row.try_get("oid")?);
+            if v == Volatility::Immutable {
                 continue;
-            };
-            let before = (body.relations.len(), body.opaque);
-            body.relations.extend(relations);
-            body.opaque |= opaque;
-            changed |= before != (body.relations.len(), body.opaque);
-        }
-        if !changed {
-            return bodies;
-        }
-    }
-}
-
-/// For each relation with outgoing edges: every other relation it reaches.
-fn closure(pairs: &[(String, String)]) -> AHashMap<Box<str>, Vec<Box<str>>> {
-    let mut edges: AHashMap<&str, Vec<&str>> = AHashMap::new();
-    for (from, to) in pairs {
-        if from != to {
-            edges.entry(from.as_str()).or_default().push(to.as_str());
-        }
-    }
-    edges
-        .keys()
-        .map(|&start| {
-            let mut seen = BTreeSet::new();
-            let mut stack = vec![start];
-            while let Some(n) = stack.pop() {
-                for &next in edges.get(n).into_iter().flatten() {
-                    if next != start && seen.insert(next) {
-                        stack.push(next);
-                    }
-                }
             }
-            (Box::from(start), seen.into_iter().map(Box::from).collect())
-        })
-        .collect()
+            let name: String = row.try_get("name")?;
+            let schema: String = row.try_get("schema")?;
+            for key in [name.clone(), format!("{schema}.{name}")] {
+                let map = match kind {
+                    Kind::Relation => &mut loaded.reach.relations,
+                    _ => &mut loaded.reach.types,
+                };
+                let entry = map.entry(key.into()).or_insert(Volatility::Immutable);
+                *entry = worst(*entry, v);
+            }
+        }
+    }
+    Ok(loaded)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn s(v: &str) -> String {
-        v.to_owned()
-    }
-
-    fn reach() -> Reach {
-        Reach::from_rows(Rows {
-            edges: vec![(s("events_2024"), s("events")), (s("events"), s("events_2024")), (s("orders"), s("orders_id_seq"))],
-            truncate: vec![(s("customers"), s("orders"))],
-            functions: vec![
-                (s("orders"), s("audit_order"), true, s("w")),
-                (s("payments"), s("dynamic_trigger"), true, s("w")),
-                (s("report"), s("stock_of"), true, s("r")),
-                (s("docs"), s("allowed"), true, s("r")),
-                (s("tsv"), s("tsvector_update_trigger"), false, s("w")),
-            ],
-            bodies: vec![
-                (s("audit_order"), s("plpgsql"), s("BEGIN INSERT INTO order_log VALUES (NEW.id); PERFORM touch(NEW.id); RETURN NEW; END")),
-                (s("touch"), s("sql"), s("UPDATE counters SET n = n + 1")),
-                (s("dynamic_trigger"), s("plpgsql"), s("BEGIN EXECUTE format('INSERT INTO %I VALUES (1)', TG_ARGV[0]); RETURN NEW; END")),
-                (s("stock_of"), s("sql"), s("SELECT sum(qty) FROM stock WHERE item = $1")),
-                (s("allowed"), s("sql"), s("SELECT exists (SELECT 1 FROM acl WHERE who = current_user)")),
-            ],
-            relations: ["events", "events_2024", "orders", "orders_id_seq", "order_log", "counters", "payments", "report", "stock", "docs", "acl", "customers", "tsv"]
-                .iter()
-                .map(|r| s(r))
-                .collect(),
-            sequences: vec![s("orders_id_seq")],
-        })
-    }
-
-    fn analysis(read: &[&str], written: &[&str], functions: &[&str]) -> crate::router::Analysis {
-        let mut a =
-            crate::router::analyze_uncached("SELECT 1", &crate::router::FunctionCatalog::builtin());
-        a.tables_read = read.iter().map(|r| s(r)).collect();
-        a.tables_written = written.iter().map(|r| s(r)).collect();
-        a.functions = functions.iter().map(|r| s(r)).collect();
-        a
+    #[test]
+    fn reach_follows_chains_and_cycles() {
+        let mut g = Graph::default();
+        let f = |oid| (Kind::Function, oid);
+        // view 1 -> view 2 -> writer 10; type 5 <-> its input function 11, which is stable.
+        g.set_base(Kind::Function, 10, Volatility::Volatile);
+        g.set_base(Kind::Function, 11, Volatility::Stable);
+        g.edge((Kind::Relation, 1), (Kind::Relation, 2));
+        g.edge((Kind::Relation, 2), f(10));
+        g.edge((Kind::Type, 5), f(11));
+        g.edge(f(11), (Kind::Type, 5));
+        g.edge((Kind::Relation, 3), (Kind::TypeOut, 5));
+        // Domain 6 over int: its check calls writer 10, its output is int's (built in).
+        g.edge((Kind::Type, 6), f(10));
+        g.edge((Kind::Type, 6), (Kind::TypeOut, 6));
+        g.edge((Kind::Relation, 4), (Kind::TypeOut, 6));
+        g.edge((Kind::TypeOut, 5), f(11));
+        let r = g.resolve();
+        assert_eq!(g.get(&r, Kind::Relation, 1), Volatility::Volatile);
+        assert_eq!(g.get(&r, Kind::Relation, 2), Volatility::Volatile);
+        assert_eq!(g.get(&r, Kind::Type, 5), Volatility::Stable);
+        assert_eq!(g.get(&r, Kind::Relation, 3), Volatility::Stable);
+        // Reading a column of the domain runs no check.
+        assert_eq!(g.get(&r, Kind::Type, 6), Volatility::Volatile);
+        assert_eq!(g.get(&r, Kind::Relation, 4), Volatility::Immutable);
+        assert_eq!(g.get(&r, Kind::Relation, 99), Volatility::Immutable);
     }
 
     #[test]
-    fn writes_reach_triggers_functions_sequences_and_partitions() {
-        let r = reach();
-        let mut a = analysis(&[], &["public.orders"], &[]);
-        r.expand(&mut a, false, false);
+    fn own_volatility_follows_pg_proc_and_the_builtin_lists() {
+        assert_eq!(own_volatility("i", true, "lower"), Volatility::Immutable);
+        assert_eq!(own_volatility("s", false, "f"), Volatility::Stable);
         assert_eq!(
-            a.tables_written,
-            vec!["public.orders", "counters", "order_log", "orders_id_seq"]
+            own_volatility("v", true, "random"),
+            Volatility::VolatileReadOnly
         );
-        assert!(!a.writes_unknown);
-        let mut a = analysis(&[], &["events"], &[]);
-        r.expand(&mut a, false, false);
-        assert_eq!(a.tables_written, vec!["events", "events_2024"]);
-        // Dynamic SQL in a trigger: anything.
-        let mut a = analysis(&[], &["payments"], &[]);
-        r.expand(&mut a, false, false);
-        assert!(a.writes_unknown);
-        // TRUNCATE CASCADE follows plain foreign keys, and then the reach of what it empties.
-        let mut a = analysis(&[], &["customers"], &[]);
-        r.expand(&mut a, false, false);
-        assert_eq!(a.tables_written, vec!["customers"]);
-        r.expand(&mut a, true, false);
-        assert!(
-            a.tables_written.contains(&s("orders")) && a.tables_written.contains(&s("order_log"))
+        // Only pg_catalog's random is known harmless; a user's may write.
+        assert_eq!(own_volatility("v", false, "random"), Volatility::Volatile);
+        assert_eq!(
+            own_volatility("s", true, "txid_current"),
+            Volatility::Volatile
         );
-        // A stale catalog knows no reach.
-        let mut a = analysis(&[], &["stock"], &[]);
-        r.expand(&mut a, false, true);
-        assert!(a.writes_unknown);
-        // Built-in trigger functions reach nothing else.
-        let mut a = analysis(&[], &["tsv"], &[]);
-        r.expand(&mut a, false, false);
-        assert!(!a.writes_unknown && a.tables_written == vec!["tsv"]);
-    }
-
-    #[test]
-    fn reads_depend_on_views_policies_and_function_bodies() {
-        let r = reach();
-        // A write to what a view's function or a policy reads reaches the view / the table.
-        let mut a = analysis(&[], &["stock"], &[]);
-        r.expand(&mut a, false, false);
-        assert_eq!(a.tables_written, vec!["stock", "report"]);
-        let mut a = analysis(&[], &["acl"], &[]);
-        r.expand(&mut a, false, false);
-        assert_eq!(a.tables_written, vec!["acl", "docs"]);
-        // A function called by the query: its body's relations are read too.
-        let mut a = analysis(&["items"], &[], &["stock_of"]);
-        a.cacheable = true;
-        r.expand(&mut a, false, false);
-        assert_eq!(a.tables_read, vec!["items", "stock"]);
-        assert!(a.cacheable);
-        let mut a = analysis(&["orders_id_seq"], &[], &[]);
-        r.expand(&mut a, false, false);
-        assert_eq!(a.route, crate::router::Route::Primary);
-        let mut a = analysis(&[], &[], &["dynamic_trigger"]);
-        a.cacheable = true;
-        r.expand(&mut a, false, false);
-        assert!(!a.cacheable);
     }
 }

@@ -1,6 +1,6 @@
 //! Statement shapes: a hash of the token stream with literal values masked (the analysis cache key), and a literal-free normal form.
 
-use super::lexer::{Lexer, TokenKind};
+use super::lexer::{Lexer, Strings, TokenKind};
 
 /// What the cheap lexer learned about a statement text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -204,8 +204,15 @@ fn time_literal(token: &[u8]) -> bool {
 
 /// Computes the shape of a statement text: the hot-path key of the analysis cache.
 pub fn shape(sql: &str) -> Shape {
+    shape_with(sql, Strings::Standard)
+}
+
+/// The shape of a text as a session with these string rules reads it. A text without a
+/// backslash reads the same either way and gets the same shape.
+pub fn shape_with(sql: &str, strings: Strings) -> Shape {
+    let strings = effective(sql, strings);
     let src = sql.as_bytes();
-    let mut lexer = Lexer::new(sql);
+    let mut lexer = Lexer::with_strings(sql, strings);
     let mut h = TokenHasher(K0);
     let mut first_keyword = Keyword::None;
     let mut leading = true;
@@ -253,6 +260,9 @@ pub fn shape(sql: &str) -> Shape {
     if lexer.unterminated {
         hash = fold(hash ^ 0x6f70_656e);
     }
+    if strings == Strings::Backslash {
+        hash = fold(hash ^ 0x5c5c_5c5c);
+    }
     Shape {
         hash,
         primary_hint: lexer.hint,
@@ -260,6 +270,40 @@ pub fn shape(sql: &str) -> Shape {
         statements,
         literals,
     }
+}
+
+/// Backslashes only matter to plain strings when there is one.
+pub(super) fn effective(sql: &str, strings: Strings) -> Strings {
+    if strings == Strings::Backslash && sql.as_bytes().contains(&b'\\') {
+        Strings::Backslash
+    } else {
+        Strings::Standard
+    }
+}
+
+/// The same text as PostgreSQL's parser reads it with `standard_conforming_strings = on`, for
+/// analysis by pg_query, which always assumes `on`: a string that takes backslash escapes
+/// under `off` becomes an `E'...'` string, and `N'...'` becomes `NCHAR E'...'`. The client's
+/// text is sent unchanged; only the analysis reads this one.
+pub(super) fn escape_form(sql: &str) -> String {
+    let src = sql.as_bytes();
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut copied = 0;
+    for tok in Lexer::with_strings(sql, Strings::Backslash) {
+        if tok.kind != TokenKind::Literal {
+            continue;
+        }
+        let (prefix, quote) = match src[tok.start] {
+            b'\'' => (" E", tok.start),
+            b'n' | b'N' => (" NCHAR E", tok.start + 1),
+            _ => continue,
+        };
+        out.push_str(&sql[copied..tok.start]);
+        out.push_str(prefix);
+        copied = quote;
+    }
+    out.push_str(&sql[copied..]);
+    out
 }
 
 /// Rewrites a text with every literal replaced by `$n` (numbered after the highest `$n` already

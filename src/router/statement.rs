@@ -200,7 +200,25 @@ pub(super) fn classify(
         | NodeEnum::CreateSchemaStmt(_)
         | NodeEnum::CreateTrigStmt(_)
         | NodeEnum::RefreshMatViewStmt(_)
-        | NodeEnum::CommentStmt(_) => Outcome::primary("ddl"),
+        | NodeEnum::CommentStmt(_)
+        // Objects a read can reach without naming them (router/reach.rs): the catalog loader
+        // looks again after these.
+        | NodeEnum::DefineStmt(_)
+        | NodeEnum::CreateCastStmt(_)
+        | NodeEnum::CreateDomainStmt(_)
+        | NodeEnum::AlterDomainStmt(_)
+        | NodeEnum::RuleStmt(_)
+        | NodeEnum::CreateEnumStmt(_)
+        | NodeEnum::AlterEnumStmt(_)
+        | NodeEnum::CompositeTypeStmt(_)
+        | NodeEnum::CreateRangeStmt(_)
+        | NodeEnum::AlterTypeStmt(_)
+        | NodeEnum::AlterOperatorStmt(_)
+        | NodeEnum::CreateExtensionStmt(_)
+        | NodeEnum::AlterExtensionStmt(_)
+        | NodeEnum::AlterExtensionContentsStmt(_)
+        | NodeEnum::AlterObjectSchemaStmt(_)
+        | NodeEnum::CreateTransformStmt(_) => Outcome::primary("ddl"),
         // Who may read what, and which rows: any cached answer may now be wrong for someone.
         NodeEnum::GrantStmt(_)
         | NodeEnum::CreateFunctionStmt(_)
@@ -335,7 +353,7 @@ fn read_only(facts: &Facts, catalog: &FunctionCatalog) -> Result<(), &'static st
             None => return Err("unknown operator"),
         }
     }
-    Ok(())
+    super::reach_check::read_only(facts, catalog)
 }
 
 fn volatile_reason(name: &str) -> &'static str {
@@ -347,6 +365,12 @@ fn volatile_reason(name: &str) -> &'static str {
         "set_config" => "volatile function set_config",
         "pg_notify" => "volatile function pg_notify",
         "txid_current" | "pg_current_xact_id" => "function assigns a transaction id",
+        n if n.ends_with("_to_xml")
+            || n.ends_with("_to_xmlschema")
+            || n.ends_with("_and_xmlschema") =>
+        {
+            "function runs sql text"
+        }
         n if n.contains("advisory") => "advisory lock function",
         n if n.starts_with("lo_") || n == "loread" || n == "lowrite" => "large object function",
         _ => "volatile function",

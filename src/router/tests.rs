@@ -4,6 +4,7 @@ mod catalog;
 mod effects;
 mod fingerprints;
 mod lexing;
+mod reach;
 mod routes;
 
 use std::sync::Arc;

@@ -49,6 +49,19 @@ impl OwnCluster {
         );
     }
 
+    /// After a failover test: a replica that was promoted can never follow its old primary
+    /// again, so it is stopped and removed, and `ensure_running` clones a fresh one.
+    pub fn discard_promoted_replica(&self) {
+        let replica = self.dir.join("replica");
+        if !replica.exists() || replica.join("standby.signal").exists() {
+            return;
+        }
+        if replica.join("postmaster.pid").exists() {
+            self.pg_ctl("replica", &["stop", "-m", "immediate", "-w"]);
+        }
+        std::fs::remove_dir_all(&replica).expect("remove the promoted replica");
+    }
+
     /// pg_ctl as the owner of the cluster (postgres when the tests run as root).
     pub fn pg_ctl(&self, node: &str, args: &[&str]) {
         let data = self.dir.join(node);

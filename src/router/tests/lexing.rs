@@ -230,3 +230,75 @@ fn hostile_text_never_panics_and_never_leaks_literals() {
         }
     }
 }
+
+#[test]
+fn carriage_return_ends_a_line_comment() {
+    // PostgreSQL's scanner ends `--` at CR as well as LF: what follows is SQL.
+    differ(
+        "SELECT id FROM t WHERE id = 1 --\rFOR UPDATE",
+        "SELECT id FROM t WHERE id = 1",
+    );
+    same(
+        "SELECT id FROM t WHERE id = 1 --\rFOR UPDATE",
+        "SELECT id FROM t WHERE id = 2 FOR UPDATE",
+    );
+    differ("SELECT 3 --\r, nextval('s')", "SELECT 3");
+    assert_eq!(
+        shape("SELECT 2 --\r; UPDATE t SET v = v WHERE id = 1").statements,
+        2
+    );
+    assert!(!shape("SELECT 1 -- x\rpgsplit:primary").primary_hint);
+}
+
+#[test]
+fn string_constants_continue_across_newlines() {
+    // `'a'\n'b'` is one constant; on one line, or across a block comment, it is two.
+    same("SELECT 'a'\n'b'", "SELECT 'ab'");
+    same("SELECT 'a' -- c\n  'b'", "SELECT 1");
+    same("SELECT E'a\\''\r\n'b'", "SELECT 1");
+    same("SELECT B'1'\n\n'0'", "SELECT 1");
+    differ("SELECT 'a' 'b'", "SELECT 'ab'");
+    differ("SELECT 'a' /* c */\n'b'", "SELECT 'ab'");
+    differ("SELECT 'a'\n/* c */ 'b'", "SELECT 'ab'");
+    // The continuation keeps E'' escaping: `\'` does not end it.
+    same("SELECT E'x'\n'\\' FOR UPDATE --'", "SELECT 1");
+}
+
+#[test]
+fn text_the_scanner_rejects_never_shares_a_valid_shape() {
+    differ("SELECT 1abc", "SELECT 1 abc");
+    differ("SELECT 0x1g", "SELECT 0x1 g");
+    differ("SELECT 1_", "SELECT 1");
+    differ("SELECT 1e+", "SELECT 1e+1");
+    differ("SELECT $1a", "SELECT $1 a");
+    differ("SELECT \"\"", "SELECT \"a\"");
+    same(
+        "SELECT 1_000 + 0x_FF + 0b1 + 1.5e-3 + .5 + 1.",
+        "SELECT 1+2+3+4+5+6",
+    );
+    same(
+        "SELECT a::int, b..c, x := 1",
+        "SELECT a :: int, b .. c, x := 1",
+    );
+    differ("SELECT a::int", "SELECT a: :int");
+    differ("SELECT x := 1", "SELECT x : = 1");
+}
+
+#[test]
+fn standard_conforming_strings_off_takes_backslash_escapes() {
+    use super::super::shape::{escape_form, shape_with};
+    use super::super::Strings;
+    let off = |sql: &str| shape_with(sql, Strings::Backslash).hash;
+    // Off: `\'` does not end the string, so FOR UPDATE is inside it.
+    let hidden = "SELECT 'a\\' FOR UPDATE --'";
+    assert_eq!(off(hidden), off("SELECT 'a\\' and more'"));
+    assert_ne!(off(hidden), shape(hidden).hash);
+    // On: the same text ends the string at the second quote.
+    assert_eq!(shape(hidden).hash, shape("SELECT 'a\\' FOR UPDATE").hash);
+    // Texts without a backslash read alike and share the cache.
+    assert_eq!(off("SELECT 'a'"), shape("SELECT 'a'").hash);
+    assert_eq!(
+        escape_form("SELECT 'a\\'b', x'1', N'\\''"),
+        "SELECT  E'a\\'b', x'1',  NCHAR E'\\''"
+    );
+}

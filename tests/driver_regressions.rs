@@ -1,0 +1,143 @@
+//! Protocol-level reproductions of proxy bugs the driver suite (tests/drivers.rs) found, with hand-made messages so each runs without the drivers installed.
+
+mod common;
+
+use bytes::{BufMut, BytesMut};
+use common::{raw_authenticated, unique, TestProxy};
+use postgres_protocol::message::frontend;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// One backend message: its tag and body.
+type Msg = (u8, Vec<u8>);
+
+/// Reads backend messages until one with tag `until` arrives; returns all of them.
+async fn read_until(s: &mut tokio::net::TcpStream, buf: &mut BytesMut, until: u8) -> Vec<Msg> {
+    let mut msgs = Vec::new();
+    loop {
+        while buf.len() >= 5 {
+            let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
+            if buf.len() < 1 + len {
+                break;
+            }
+            let frame = buf.split_to(1 + len);
+            msgs.push((frame[0], frame[5..].to_vec()));
+            if frame[0] == until {
+                return msgs;
+            }
+        }
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read_buf(buf))
+            .await
+            .unwrap_or_else(|_| panic!("no reply within 10 s; saw {}", show(&msgs)))
+            .unwrap();
+        assert!(n > 0, "proxy closed the connection; saw {}", show(&msgs));
+    }
+}
+
+/// Tags, with the text of any ErrorResponse, for assertion messages.
+fn show(msgs: &[Msg]) -> String {
+    msgs.iter()
+        .map(|(t, b)| {
+            if *t == b'E' {
+                format!("E({})", String::from_utf8_lossy(b).replace('\0', " "))
+            } else {
+                char::from(*t).to_string()
+            }
+        })
+        .collect()
+}
+
+fn tags(msgs: &[Msg]) -> String {
+    msgs.iter().map(|(t, _)| char::from(*t)).collect()
+}
+
+/// The first column of each DataRow, as text.
+fn first_column(msgs: &[Msg]) -> Vec<String> {
+    msgs.iter()
+        .filter(|(t, _)| *t == b'D')
+        .map(|(_, b)| {
+            let len = i32::from_be_bytes([b[2], b[3], b[4], b[5]]) as usize;
+            String::from_utf8_lossy(&b[6..6 + len]).into_owned()
+        })
+        .collect()
+}
+
+/// Bind of `statement` to `portal`, no parameters, text results.
+fn bind(portal: &str, statement: &str, out: &mut BytesMut) {
+    let mut body = BytesMut::new();
+    body.put_slice(portal.as_bytes());
+    body.put_u8(0);
+    body.put_slice(statement.as_bytes());
+    body.put_u8(0);
+    body.put_slice(&[0, 0, 0, 0, 0, 0]);
+    out.put_u8(b'B');
+    out.put_u32(4 + body.len() as u32);
+    out.put_slice(&body);
+}
+
+fn query(sql: &str, out: &mut BytesMut) {
+    frontend::query(sql, out).unwrap();
+}
+
+/// pg-cursor: a named portal read with Execute(max rows) + Flush and no Sync, right after a
+/// write. The write's ReadyForQuery (or the proxy's WAL-position probe after it) arriving in
+/// the same read as the cursor's replies used to release the server connection with the
+/// portal open, so the next Execute went to another server: 34000 portal "c1" does not exist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_portal_read_with_flush_keeps_its_server_after_a_write() {
+    let proxy = TestProxy::start_with("[pool]\nprimary_size = 2\nreplica_size = 2\n").await;
+    let t = unique("drv_portal");
+    let admin = proxy.connect().await;
+    admin
+        .batch_execute(&format!(
+            "create table {t} (id int); insert into {t} values (1000), (1001)"
+        ))
+        .await
+        .unwrap();
+    let mut s = raw_authenticated(proxy.port(), "app", "app").await;
+    let mut buf = BytesMut::new();
+    let mut out = BytesMut::new();
+    for i in 0..40 {
+        out.clear();
+        query(&format!("insert into {t} values ({i})"), &mut out);
+        if i % 2 == 1 {
+            // Waiting for the write's ReadyForQuery first: the cursor then races the probe.
+            s.write_all(&out).await.unwrap();
+            let r = read_until(&mut s, &mut buf, b'Z').await;
+            assert_eq!(tags(&r), "CZ", "{}", show(&r));
+            out.clear();
+        }
+        let sql = format!("select id from {t} where id >= 0 order by id");
+        frontend::parse("", &sql, std::iter::empty(), &mut out).unwrap();
+        bind("c1", "", &mut out);
+        frontend::execute("c1", 1, &mut out).unwrap();
+        frontend::flush(&mut out);
+        s.write_all(&out).await.unwrap();
+        let r = read_until(&mut s, &mut buf, b's').await;
+        let want = if i % 2 == 1 { "12Ds" } else { "CZ12Ds" };
+        assert_eq!(tags(&r), want, "iteration {i}: {}", show(&r));
+        assert_eq!(first_column(&r), ["0"]);
+        // The same portal again, still without a Sync, then to its end with one.
+        out.clear();
+        frontend::execute("c1", 1, &mut out).unwrap();
+        frontend::flush(&mut out);
+        s.write_all(&out).await.unwrap();
+        let r = read_until(&mut s, &mut buf, b's').await;
+        assert_eq!(tags(&r), "Ds", "iteration {i}: {}", show(&r));
+        out.clear();
+        frontend::execute("c1", 0, &mut out).unwrap();
+        frontend::sync(&mut out);
+        s.write_all(&out).await.unwrap();
+        let r = read_until(&mut s, &mut buf, b'Z').await;
+        // Rows 0..=i and the two first ones, less the two already read.
+        let ids = first_column(&r);
+        assert_eq!(ids.len(), i + 1, "iteration {i}: {}", show(&r));
+        assert_eq!(ids.last().map(String::as_str), Some("1001"));
+        assert_eq!(tags(&r[r.len() - 2..]), "CZ");
+    }
+    admin
+        .batch_execute(&format!("drop table {t}"))
+        .await
+        .unwrap();
+    proxy.handle.shutdown().await;
+}
