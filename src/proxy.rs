@@ -35,6 +35,9 @@ pub struct Shared {
     pub cache: Arc<crate::cache::ResultCache>,
     /// Notified after DDL through the proxy: views and partitions may have changed.
     pub cache_catalog_changed: Arc<tokio::sync::Notify>,
+    /// Notified after DDL that changes functions, privileges or policies: the router's
+    /// catalog is reloaded at once instead of at the next periodic refresh.
+    pub router_catalog_changed: Arc<tokio::sync::Notify>,
     pub wal: Arc<crate::cache::wal::WalProgress>,
     pub n_plus_one: Arc<crate::nplusone::Detector>,
 }
@@ -94,7 +97,12 @@ impl Shared {
             clients: Arc::new(crate::frontend::ClientSlots::default()),
             pools: Pools::with_tls(config.clone(), server_tls),
             router: Arc::new(Router::new(
-                FunctionCatalog::builtin(),
+                {
+                    // Until the server's catalog is read, no write's reach is known.
+                    let mut c = FunctionCatalog::builtin();
+                    c.mark_stale();
+                    c
+                },
                 config.analysis_cache_entries,
             )),
             cancels: Arc::new(CancelRegistry::default()),
@@ -103,6 +111,7 @@ impl Shared {
             stats: Arc::new(crate::stats::Stats::new(config.stats.settings.clone())),
             cache: crate::cache::ResultCache::new(config.cache.clone()),
             cache_catalog_changed: Arc::new(tokio::sync::Notify::new()),
+            router_catalog_changed: Arc::new(tokio::sync::Notify::new()),
             wal: Arc::new(Default::default()),
             n_plus_one: Arc::new(crate::nplusone::Detector::new(config.n_plus_one.clone())),
             config,
@@ -229,14 +238,16 @@ fn spawn_health_checks(shared: &Arc<Shared>, shutdown: &watch::Receiver<bool>) {
 async fn refresh_catalog(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
     let every = Duration::from_secs(60);
     loop {
+        let changes = shared.router.catalog_changes();
         match load_catalog(&shared).await {
-            Ok(c) => shared.router.set_catalog(c),
+            Ok(c) => shared.router.set_catalog_loaded(c, changes),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot load function volatility from the primary; using the built-in list")
             }
         }
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
+            _ = shared.router_catalog_changed.notified() => {}
             // DDL through the proxy: views, casts, domains or functions may reach new things.
             _ = shared.router.ddl_noted() => {}
             _ = shutdown.changed() => return,
@@ -264,9 +275,27 @@ async fn load_catalog(shared: &Shared) -> Result<FunctionCatalog, String> {
         .await
         .map_err(|e| e.to_string())?;
     let task = tokio::spawn(conn);
-    let catalog = FunctionCatalog::load(&client)
+    let mut catalog = FunctionCatalog::load(&client)
         .await
         .map_err(|e| e.to_string());
+    if let Ok(c) = catalog.as_mut() {
+        match crate::router::write_reach::WriteReach::load(&client).await {
+            Ok(reach) => c.set_write_reach(reach),
+            // Without it no write's reach is known: every write counts as a write to all.
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read triggers, rules and defaults; every write invalidates everything");
+                c.mark_stale();
+            }
+        }
+        match crate::router::setters::load(&client).await {
+            Ok(setters) => c.set_session_setters(setters),
+            // Without bodies every user function is taken to set: correct, but it pins.
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read function bodies; calls of user functions pin the session");
+                c.mark_stale();
+            }
+        }
+    }
     // Read-your-writes tracks reads of these by name; reads of anything else need every write.
     match crate::pool::load_plain_tables(&client).await {
         Ok(tables) => shared.pools.lsns.set_plain_tables(tables),

@@ -165,6 +165,9 @@ impl Session {
             }
         };
         let analysis = cacheable(analyses.get(parse.map_or(0, |i| i + 1))?)?;
+        if binds_time_literal(b.rest) {
+            return None;
+        }
         let mut r = BytesMut::with_capacity(16 + sql.len() + types.len() + b.rest.len());
         r.put_u8(b'X');
         r.put_u8(u8::from(parse.is_some()));
@@ -308,11 +311,20 @@ impl Session {
         };
         for (a, _) in action.executed.iter() {
             now.add(a);
-            if a.reason == "ddl" || a.reason == "create table as" {
+            if a.reason == "ddl" || a.reason == "create table as" || a.reason == "privileges" {
                 self.shared.cache_catalog_changed.notify_one();
             }
         }
-        if self.tx == TxStatus::Idle {
+        if self.tx != TxStatus::Idle && action.ended_transaction {
+            // COMMIT/ROLLBACK AND CHAIN: the earlier transaction is over. This request's own
+            // writes count now and again when the chained transaction ends.
+            let earlier = std::mem::take(&mut self.tx_writes);
+            if !action.ended_with_rollback {
+                self.apply_writes(&earlier);
+            }
+            self.apply_writes(&now);
+            self.tx_writes = now;
+        } else if self.tx == TxStatus::Idle {
             // Writes of earlier requests in the transaction count unless it rolled back;
             // this request's own writes always count (its outcome is not worth guessing).
             let earlier = std::mem::take(&mut self.tx_writes);
@@ -351,4 +363,37 @@ impl Session {
             cache.invalidate_tables(&self.db, &w.tables);
         }
     }
+}
+
+/// A Bind parameter whose value reads as the current time ('now', 'today', ...)
+/// makes the result time-dependent whatever the statement's text.
+fn binds_time_literal(rest: &[u8]) -> bool {
+    use crate::protocol::frame::Reader;
+    let mut r = Reader::new(rest, "Bind");
+    let scan = |r: &mut Reader<'_>| -> Result<bool, crate::protocol::ProtocolError> {
+        let nfmt = r.i16()?.max(0) as usize;
+        for _ in 0..nfmt {
+            r.i16()?;
+        }
+        let n = r.i16()?.max(0) as usize;
+        for _ in 0..n {
+            let len = r.i32()?;
+            if len < 0 {
+                continue;
+            }
+            let v = r.bytes(len as usize)?;
+            // Binary text parameters are the same bytes; another binary type spelling
+            // "now" only costs a cache miss.
+            if v.len() <= 16 {
+                if let Ok(s) = std::str::from_utf8(v) {
+                    if crate::router::is_time_literal(s) {
+                        return Ok(true);
+                    }
+                }
+            }
+        }
+        Ok(false)
+    };
+    // A Bind the proxy cannot read is not cached either.
+    scan(&mut r).unwrap_or(true)
 }

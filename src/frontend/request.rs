@@ -70,6 +70,8 @@ pub struct ReadyAction {
     pub function_call: bool,
     /// The last CommandComplete was ROLLBACK (a ROLLBACK, or a COMMIT of a failed transaction).
     pub ended_with_rollback: bool,
+    /// A COMMIT or ROLLBACK completed (with AND CHAIN the transaction status stays open).
+    pub ended_transaction: bool,
 }
 
 /// The statements of one request; the first is kept inline so most requests allocate nothing.

@@ -9,7 +9,7 @@ use crate::pool::Role;
 use crate::protocol::frame::{peek_header, HEADER_LEN};
 use crate::protocol::messages::{command_rows, error_field, TxStatus};
 use crate::protocol::tags::backend as tag;
-use crate::router::SessionEffect;
+use crate::router::{PinReason, SessionEffect};
 use crate::stats::{AnsweredBy, Sample};
 use bytes::Buf;
 
@@ -123,6 +123,7 @@ impl Session {
                         a.completed(rows);
                         a.rolled_back |= rollback;
                         a.ended_with_rollback = rollback;
+                        a.ended_transaction |= rollback || body.starts_with(b"COMMIT");
                     }
                 }
                 tag::ERROR_RESPONSE if is_fatal(body) => {
@@ -222,6 +223,7 @@ impl Session {
         };
         self.record(&action);
         self.detect_bursts(&action);
+        self.catalog_on_ready(&action);
         if action.executed.iter().any(|(a, _)| a.reason == "ddl") {
             // Views, casts, domains or functions may now reach something new.
             self.shared.router.note_ddl();
@@ -229,10 +231,19 @@ impl Session {
         self.cache_on_ready(&mut action);
         let mut changed = false;
         let mut reset = false;
+        if action.function_call {
+            // A FunctionCall names its function by oid: it may have set anything.
+            self.pin.get_or_insert(PinReason::SessionState);
+        }
         for a in &action.effects {
             if let Some(p) = a.pin {
-                // Pin even on error: the server may hold the lock or listener anyway.
-                self.pin.get_or_insert(p);
+                // Pin even on error: the server may hold the lock or listener anyway. A pin
+                // RESET ALL cannot lift replaces one it can.
+                if self.pin == Some(PinReason::SessionState) {
+                    self.pin = Some(p);
+                } else {
+                    self.pin.get_or_insert(p);
+                }
             }
             if action.failed {
                 continue;
@@ -249,6 +260,7 @@ impl Session {
                 } else if self.tx == TxStatus::Idle {
                     for e in &a.session {
                         reset |= apply(&mut self.settings, e);
+                        self.unpin_on_reset_all(e, a.pin);
                     }
                     changed = true;
                 } else {
@@ -262,6 +274,7 @@ impl Session {
             if !std::mem::take(&mut self.tx_rolled_back) {
                 for e in &effects {
                     reset |= apply(&mut self.settings, e);
+                    self.unpin_on_reset_all(e, None);
                 }
                 changed = true;
             } else {
@@ -280,6 +293,33 @@ impl Session {
 }
 
 impl Session {
+    /// `RESET ALL` and `DISCARD ALL` end a pin for unseen settings: the server's settings are
+    /// the defaults again, and the next user of the connection replays its own anyway (the
+    /// reset makes the connection's settings unknown). A statement that pins again wins.
+    fn unpin_on_reset_all(&mut self, e: &SessionEffect, pin_of_same_text: Option<PinReason>) {
+        if *e == SessionEffect::ResetAll
+            && self.pin == Some(PinReason::SessionState)
+            && pin_of_same_text.is_none()
+        {
+            self.pin = None;
+        }
+    }
+
+    /// Function, privilege or policy DDL: the router stops trusting its catalog before this
+    /// ReadyForQuery reaches the client, and again when the transaction holding it ends (a
+    /// reload made before the commit saw the old catalog).
+    fn catalog_on_ready(&mut self, action: &ReadyAction) {
+        let now = action.executed.iter().any(|(a, _)| a.reloads_catalog);
+        let ended = self.tx == TxStatus::Idle && std::mem::take(&mut self.catalog_changed_in_tx);
+        if now || ended {
+            self.shared.router.catalog_changed();
+            self.shared.router_catalog_changed.notify_one();
+        }
+        if now && self.tx != TxStatus::Idle {
+            self.catalog_changed_in_tx = true;
+        }
+    }
+
     /// Adds the request's statements to the per-fingerprint stats and logs it if slow.
     fn record(&self, action: &ReadyAction) {
         let answered_by = match self.server.as_ref().map(|l| l.server.role()) {

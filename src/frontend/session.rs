@@ -115,6 +115,8 @@ pub struct Session {
     pub(super) drain_deadline: Option<Instant>,
     /// How long the oldest request has waited for its server (`pool.query_timeout_ms`).
     pub(super) query_clock: super::deadline::QueryClock,
+    /// The open transaction changed functions, privileges or policies.
+    pub(super) catalog_changed_in_tx: bool,
 }
 
 /// Why the session's timer fired.
@@ -178,6 +180,7 @@ impl Session {
             n_plus_one: crate::nplusone::Stream::default(),
             drain_deadline: None,
             query_clock: Default::default(),
+            catalog_changed_in_tx: false,
         }
     }
 

@@ -42,10 +42,14 @@ fn from_tree(
     catalog: &FunctionCatalog,
 ) -> Option<Analysis> {
     let mut merged = Merged::default();
+    let mut truncate_cascade = false;
     for raw in &tree.stmts {
         let Some(node) = raw.stmt.as_ref().and_then(|n| n.node.as_ref()) else {
             continue;
         };
+        if let pg_query::NodeEnum::TruncateStmt(t) = node {
+            truncate_cascade |= t.behavior == pg_query::protobuf::DropBehavior::DropCascade as i32;
+        }
         let mut facts = Facts::default();
         walk(node, &mut facts).ok()?;
         let text = statement_text(sql, raw.stmt_location, raw.stmt_len);
@@ -62,7 +66,11 @@ fn from_tree(
     // pg_query leaves literals in utility statements (DEFAULT 'x', COPY ... FROM 'file',
     // PREPARE ... AS SELECT 'x') and keeps comments; the lexer pass removes what is left.
     let normalized = shape::normalize(&pg_query::normalize(sql).ok()?);
-    Some(merged.finish(fingerprint, normalized))
+    let mut analysis = merged.finish(fingerprint, normalized);
+    catalog
+        .write_reach()
+        .expand(&mut analysis, truncate_cascade, catalog.is_stale());
+    Some(analysis)
 }
 
 /// A statement's own text: PostgreSQL's location skips leading whitespace and comments, and a
@@ -99,6 +107,7 @@ fn rejected(sql: &str, shape: &Shape) -> Analysis {
         statement_count: shape.statements as usize,
         reuse_by_shape: true,
         writes_unknown: false,
+        reloads_catalog: false,
     }
 }
 
@@ -124,6 +133,7 @@ fn not_understood(sql: &str, shape: &Shape, reason: &'static str) -> Analysis {
         pin: Some(PinReason::Other),
         is_transaction_control: transaction_control,
         writes_unknown: true,
+        reloads_catalog: true,
         ..rejected(sql, shape)
     }
 }
@@ -145,6 +155,7 @@ struct Merged {
     discard_all: bool,
     transaction_control: bool,
     writes_unknown: bool,
+    reloads_catalog: bool,
 }
 
 fn push_unique(list: &mut Vec<String>, item: String) {
@@ -191,6 +202,7 @@ impl Merged {
         self.discard_all |= outcome.discard_all;
         self.transaction_control |= outcome.transaction_control;
         self.writes_unknown |= outcome.writes_unknown;
+        self.reloads_catalog |= outcome.reloads_catalog;
     }
 
     fn finish(self, fingerprint: u64, normalized: String) -> Analysis {
@@ -216,6 +228,7 @@ impl Merged {
             statement_count: self.statements,
             reuse_by_shape: self.statements == 0 || self.reuse_by_shape,
             writes_unknown: self.writes_unknown,
+            reloads_catalog: self.reloads_catalog,
         }
     }
 }

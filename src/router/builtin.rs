@@ -446,3 +446,16 @@ pub(super) const OPERATORS: &[&str] = &[
     "@>>", "@?", "@@", "@@@", "^", "^@", "|", "|&>", "|/", "|=|", "|>>", "||", "||/", "~", "~*",
     "~<=~", "~<~", "~=", "~==", "~>=~", "~>~", "~~", "~~*", "~~=",
 ];
+
+/// On one of the built-in lists (a stock function, whatever the loaded catalog says).
+pub(super) fn is_builtin(name: &str) -> bool {
+    [
+        IMMUTABLE,
+        STABLE,
+        VOLATILE_READ_ONLY,
+        VOLATILE,
+        PRIMARY_ONLY,
+    ]
+    .iter()
+    .any(|list| list.contains(&name))
+}

@@ -39,6 +39,12 @@ impl Volatility {
 pub struct FunctionCatalog {
     functions: AHashMap<Box<str>, Volatility>,
     operators: AHashMap<Box<str>, Volatility>,
+    /// Known functions that may change session settings invisibly (see `setters`).
+    session_setters: ahash::AHashSet<Box<str>>,
+    /// Functions may have changed since the load: only built-in names are trusted not to set.
+    stale: bool,
+    /// Write reach and read dependencies (see `write_reach`).
+    write_reach: std::sync::Arc<super::write_reach::WriteReach>,
     /// Views, types and `x.f` calls that reach a function (router/reach.rs).
     reach: Reach,
 }
@@ -161,6 +167,53 @@ impl FunctionCatalog {
     /// Records a function that `x.name` may call and that may write.
     pub fn insert_attribute_call(&mut self, name: &str) {
         self.reach.insert_attribute_call(name);
+    }
+
+    /// Records which known function names may change session settings (from their bodies).
+    pub fn set_session_setters(&mut self, names: ahash::AHashSet<Box<str>>) {
+        self.session_setters = names;
+    }
+
+    /// The function may leave settings on the server connection that no statement text shows:
+    /// a known setter, or a name the catalog does not know. `set_config` itself is judged by
+    /// its literal arguments instead.
+    pub fn may_set_session(&self, name: &str) -> bool {
+        if name == "set_config" {
+            return false;
+        }
+        if self.stale && !builtin::is_builtin(name) {
+            return true;
+        }
+        self.function(name).is_none() || self.session_setters.contains(name)
+    }
+
+    /// A name called inside a body (a DO block's) may change settings. Unlike
+    /// [`Self::may_set_session`], unknown words there are mostly SQL (`VALUES (`, `EXISTS (`)
+    /// and count only while the catalog is stale.
+    pub fn body_call_may_set_session(&self, name: &str) -> bool {
+        if self.function(name).is_none() {
+            return self.stale && !builtin::is_builtin(name);
+        }
+        self.may_set_session(name)
+    }
+
+    /// Records what writes reach and reads depend on, from the same catalog.
+    pub fn set_write_reach(&mut self, reach: super::write_reach::WriteReach) {
+        self.write_reach = std::sync::Arc::new(reach);
+    }
+
+    pub(super) fn write_reach(&self) -> &super::write_reach::WriteReach {
+        &self.write_reach
+    }
+
+    /// DDL went through since this catalog was read: reach is unknown.
+    pub fn is_stale(&self) -> bool {
+        self.stale
+    }
+
+    /// Functions changed after this catalog was read (see `Router::catalog_changed`).
+    pub fn mark_stale(&mut self) {
+        self.stale = true;
     }
 
     /// Number of function names known.

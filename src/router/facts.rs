@@ -35,6 +35,9 @@ pub(super) struct Facts {
     pub session_dependent: bool,
     /// `TABLESAMPLE`: read-only but never cacheable.
     pub sampled: bool,
+    /// A string literal PostgreSQL's date/time input reads as the current time ('now',
+    /// 'today', 'tomorrow', 'yesterday'): whatever it is cast to, not a constant.
+    pub time_literal: bool,
     /// A relation created or written with TEMP persistence or in `pg_temp`.
     pub temp_target: bool,
     /// `set_config(..)` whose third argument is not the literal `true` (so it may outlive the
@@ -114,6 +117,15 @@ const DDL_TARGETS: &[(&str, &str)] = &[
     ("CreatePolicyStmt", "table"),
     ("AlterPolicyStmt", "table"),
 ];
+
+/// Date/time input that means "the current time" (datetime.c's special strings; 'epoch' and
+/// 'infinity' are constants). Spaces around it are ignored, as the input functions do.
+pub fn is_time_literal(value: &str) -> bool {
+    let v = value.trim();
+    ["now", "today", "tomorrow", "yesterday"]
+        .iter()
+        .any(|t| v.eq_ignore_ascii_case(t))
+}
 
 fn tail_is(path: &[&str], tail: &[&str]) -> bool {
     path.ends_with(tail)
@@ -356,6 +368,8 @@ impl Visitor for Facts {
                 "relpersistence" => r.temp |= value == "t",
                 _ => {}
             }
+        } else if tail_is(path, &["AConst", "val", "String", "sval"]) {
+            self.time_literal |= is_time_literal(value);
         } else if tail_is(path, &["CommonTableExpr", "ctename"]) {
             if let Some(cte) = self.open_ctes.last().and_then(|&i| self.ctes.get_mut(i)) {
                 cte.name = value.to_owned();

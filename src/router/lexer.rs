@@ -86,6 +86,7 @@ impl<'a> Lexer<'a> {
                 self.pos += 1;
             }
             match self.at(self.pos) {
+                // PostgreSQL ends a `--` comment at a carriage return as well.
                 b'-' if self.at(self.pos + 1) == b'-' => {
                     let body = self.pos + 2;
                     // scan.l: a comment is `--` and then anything but CR or LF.

@@ -13,6 +13,8 @@ mod forced;
 mod lexer;
 mod reach;
 mod reach_check;
+pub mod setters;
+pub mod write_reach;
 mod shape;
 mod statement;
 mod walk;
@@ -27,6 +29,7 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 
 pub use catalog::{FunctionCatalog, Volatility};
+pub use facts::is_time_literal;
 pub use forced::ForcedPrimary;
 pub use lexer::{Strings, Token, TokenKind};
 pub use shape::{normalize as normalize_literals, shape, shape_with, Keyword, Shape};
@@ -51,8 +54,12 @@ pub enum PinReason {
     SqlPrepare,
     /// `DECLARE ... WITH HOLD`: the cursor outlives the transaction.
     HoldCursor,
-    /// `LOAD`, or `set_config(..)` not provably transaction-local.
+    /// `LOAD`.
     Other,
+    /// Settings the proxy cannot see may have changed: `set_config(..)` not provably
+    /// transaction-local, a DO block, CALL or function whose body may run SET/RESET/set_config
+    /// or dynamic SQL. `RESET ALL` and `DISCARD ALL` lift it.
+    SessionState,
 }
 
 /// A session setting change to replay on whichever server connection serves the client next.
@@ -121,6 +128,9 @@ pub struct Analysis {
     /// not known read-only, or a text the parser could not take apart. A result cache should
     /// treat it as a write to everything. (Triggers, rules and FK cascades are never listed.)
     pub writes_unknown: bool,
+    /// DDL that changes functions, privileges or policies: until a catalog loaded after it
+    /// lands, the router assumes any user function may change session settings.
+    pub reloads_catalog: bool,
 }
 
 /// Longest text whose analysis is cached.
@@ -142,6 +152,8 @@ pub struct Router {
 
 struct CatalogState {
     catalog: Arc<FunctionCatalog>,
+    /// Bumped by every catalog-changing DDL; a load started before the last bump is stale.
+    changes: u64,
     /// Mixed into cache keys: analyses made under an older catalog become unreachable at once.
     salt: u64,
 }
@@ -168,6 +180,7 @@ impl Router {
             cache,
             catalog: RwLock::new(CatalogState {
                 catalog: Arc::new(catalog),
+                changes: 0,
                 salt: 0,
             }),
             salt: AtomicU64::new(0),
@@ -221,6 +234,36 @@ impl Router {
     /// The fingerprints pinned to the primary by refusals, oldest first, and refusals in all.
     pub fn forced_primary(&self) -> (Vec<ForcedPrimary>, u64) {
         (self.forced.snapshot(), self.forced.refusals())
+    }
+
+    /// How many catalog-changing statements went through so far: read before a load, handed
+    /// to [`Router::set_catalog_loaded`].
+    pub fn catalog_changes(&self) -> u64 {
+        self.catalog.read().changes
+    }
+
+    /// A catalog loaded after `changes` catalog-changing statements: it replaces the current
+    /// one, but stays pessimistic if more such statements went through during the load.
+    pub fn set_catalog_loaded(&self, mut catalog: FunctionCatalog, changes: u64) {
+        if self.catalog.read().changes != changes {
+            catalog.mark_stale();
+        }
+        self.set_catalog(catalog);
+    }
+
+    /// A statement changed functions, privileges or policies: until a fresh catalog is loaded,
+    /// analyses assume every function outside the built-in lists may change session settings.
+    pub fn catalog_changed(&self) {
+        {
+            let mut state = self.catalog.write();
+            let mut stale = (*state.catalog).clone();
+            stale.mark_stale();
+            state.catalog = Arc::new(stale);
+            state.changes += 1;
+            state.salt = state.salt.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            self.salt.store(state.salt, Ordering::Release);
+        }
+        self.cache.invalidate_all();
     }
 
     /// The catalog analyses are currently made with.

@@ -188,6 +188,20 @@ fn ascii_lowercase(word: u64) -> u64 {
     word | (upper >> 2)
 }
 
+/// A quoted literal ('now', E'today', $$tomorrow$$) whose value reads as the current time.
+fn time_literal(token: &[u8]) -> bool {
+    if token.len() > 16 {
+        return false;
+    }
+    let t = std::str::from_utf8(token).unwrap_or("");
+    let t = t.strip_prefix(['E', 'e']).unwrap_or(t);
+    let inner = t
+        .strip_prefix('\'')
+        .and_then(|t| t.strip_suffix('\''))
+        .or_else(|| t.strip_prefix("$$").and_then(|t| t.strip_suffix("$$")));
+    inner.is_some_and(super::facts::is_time_literal)
+}
+
 /// Computes the shape of a statement text: the hot-path key of the analysis cache.
 pub fn shape(sql: &str) -> Shape {
     shape_with(sql, Strings::Standard)
@@ -212,7 +226,10 @@ pub fn shape_with(sql: &str, strings: Strings) -> Shape {
             TokenKind::QuotedIdent => h.token(QUOTED, src, tok.start, tok.end, false),
             TokenKind::Literal => {
                 literals += 1;
-                h.mix(LITERAL << 59 | 1 << 56);
+                // 'now' and friends are not constants: such a text must not share its
+                // analysis (cacheable) with the same text holding another literal.
+                let time = time_literal(&src[tok.start..tok.end]);
+                h.mix(LITERAL << 59 | 1 << 56 | u64::from(time));
             }
             TokenKind::Param => h.token(PARAM, src, tok.start + 1, tok.end, false),
             TokenKind::Operator => h.token(OPERATOR, src, tok.start, tok.end, false),

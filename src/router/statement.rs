@@ -24,6 +24,8 @@ pub(super) struct Outcome {
     pub writes_unknown: bool,
     /// Written relations the walk cannot see (DROP targets, COPY FROM's table).
     pub written: Vec<String>,
+    /// Changes functions, privileges or policies: the catalog must be reloaded.
+    pub reloads_catalog: bool,
 }
 
 impl Outcome {
@@ -39,6 +41,7 @@ impl Outcome {
             transaction_control: false,
             writes_unknown: false,
             written: Vec::new(),
+            reloads_catalog: false,
         }
     }
 
@@ -94,6 +97,14 @@ pub(super) fn classify(
                 _ => "transaction control",
             });
             out.transaction_control = true;
+            // The prepared transaction's writes become visible now, in some other session's
+            // transaction whose writes we may never have seen.
+            if matches!(
+                TransactionStmtKind::try_from(s.kind),
+                Ok(TransactionStmtKind::TransStmtCommitPrepared)
+            ) {
+                out.writes_unknown = true;
+            }
             out
         }
         NodeEnum::DiscardStmt(s) => {
@@ -125,7 +136,13 @@ pub(super) fn classify(
         }
         NodeEnum::ExecuteStmt(_) => unknown_writes("execute"),
         NodeEnum::CallStmt(_) => unknown_writes("call"),
-        NodeEnum::DoStmt(_) => unknown_writes("do"),
+        NodeEnum::DoStmt(s) => {
+            let mut out = unknown_writes("do");
+            if do_block_sets(s, catalog) {
+                out.pin = Some(PinReason::SessionState);
+            }
+            out
+        }
         NodeEnum::CopyStmt(s) => {
             let mut out = Outcome::primary("copy");
             if s.is_from {
@@ -136,6 +153,17 @@ pub(super) fn classify(
         NodeEnum::DropStmt(s) => {
             let mut out = Outcome::primary("ddl");
             out.written = dropped_relations(s);
+            // A policy or function may be what cached reads (views, RLS) depend on.
+            let reaching = [
+                ObjectType::ObjectPolicy,
+                ObjectType::ObjectFunction,
+                ObjectType::ObjectProcedure,
+                ObjectType::ObjectRoutine,
+                ObjectType::ObjectRule,
+                ObjectType::ObjectTrigger,
+            ];
+            out.writes_unknown = reaching.iter().any(|&t| t as i32 == s.remove_type);
+            out.reloads_catalog = true;
             out
         }
         NodeEnum::InsertStmt(_) => Outcome::primary("insert"),
@@ -148,6 +176,20 @@ pub(super) fn classify(
         NodeEnum::VacuumStmt(_) => Outcome::primary("vacuum"),
         NodeEnum::NotifyStmt(_) => Outcome::primary("notify"),
         NodeEnum::UnlistenStmt(_) => Outcome::primary("unlisten"),
+        // What writes reach (triggers, rules, defaults, partitions, views) may change.
+        NodeEnum::CreateStmt(_)
+        | NodeEnum::AlterTableStmt(_)
+        | NodeEnum::ViewStmt(_)
+        | NodeEnum::CreateTrigStmt(_)
+        | NodeEnum::RuleStmt(_)
+        | NodeEnum::RenameStmt(_)
+        | NodeEnum::AlterObjectSchemaStmt(_)
+            if !facts.temp_target =>
+        {
+            let mut out = Outcome::primary("ddl");
+            out.reloads_catalog = true;
+            out
+        }
         NodeEnum::CreateStmt(_)
         | NodeEnum::AlterTableStmt(_)
         | NodeEnum::IndexStmt(_)
@@ -155,11 +197,9 @@ pub(super) fn classify(
         | NodeEnum::CreateSeqStmt(_)
         | NodeEnum::AlterSeqStmt(_)
         | NodeEnum::RenameStmt(_)
-        | NodeEnum::CreateFunctionStmt(_)
         | NodeEnum::CreateSchemaStmt(_)
         | NodeEnum::CreateTrigStmt(_)
         | NodeEnum::RefreshMatViewStmt(_)
-        | NodeEnum::GrantStmt(_)
         | NodeEnum::CommentStmt(_)
         // Objects a read can reach without naming them (router/reach.rs): the catalog loader
         // looks again after these.
@@ -167,9 +207,6 @@ pub(super) fn classify(
         | NodeEnum::CreateCastStmt(_)
         | NodeEnum::CreateDomainStmt(_)
         | NodeEnum::AlterDomainStmt(_)
-        | NodeEnum::AlterFunctionStmt(_)
-        | NodeEnum::CreatePolicyStmt(_)
-        | NodeEnum::AlterPolicyStmt(_)
         | NodeEnum::RuleStmt(_)
         | NodeEnum::CreateEnumStmt(_)
         | NodeEnum::AlterEnumStmt(_)
@@ -181,8 +218,25 @@ pub(super) fn classify(
         | NodeEnum::AlterExtensionStmt(_)
         | NodeEnum::AlterExtensionContentsStmt(_)
         | NodeEnum::AlterObjectSchemaStmt(_)
-        | NodeEnum::AlterOwnerStmt(_)
         | NodeEnum::CreateTransformStmt(_) => Outcome::primary("ddl"),
+        // Who may read what, and which rows: any cached answer may now be wrong for someone.
+        NodeEnum::GrantStmt(_)
+        | NodeEnum::CreateFunctionStmt(_)
+        | NodeEnum::AlterFunctionStmt(_)
+        | NodeEnum::GrantRoleStmt(_)
+        | NodeEnum::CreatePolicyStmt(_)
+        | NodeEnum::AlterPolicyStmt(_)
+        | NodeEnum::AlterRoleStmt(_)
+        | NodeEnum::AlterRoleSetStmt(_)
+        | NodeEnum::DropRoleStmt(_)
+        | NodeEnum::AlterDefaultPrivilegesStmt(_)
+        | NodeEnum::AlterOwnerStmt(_)
+        | NodeEnum::ReassignOwnedStmt(_)
+        | NodeEnum::DropOwnedStmt(_) => {
+            let mut out = unknown_writes("privileges");
+            out.reloads_catalog = true;
+            out
+        }
         _ => Outcome::primary("utility"),
     };
     if executes_expressions(node) {
@@ -193,8 +247,8 @@ pub(super) fn classify(
         {
             out.pin = out.pin.or(Some(PinReason::AdvisoryLock));
         }
-        if facts.set_config_session {
-            out.pin = out.pin.or(Some(PinReason::Other));
+        if facts.set_config_session || facts.functions.iter().any(|f| catalog.may_set_session(f)) {
+            out.pin = out.pin.or(Some(PinReason::SessionState));
         }
         if facts.functions.iter().any(|f| !catalog.is_read_only(f)) {
             out.writes_unknown = true;
@@ -212,6 +266,27 @@ pub(super) fn classify(
         out.pin = out.pin.or(Some(PinReason::TempTable));
     }
     out
+}
+
+/// A DO block may change settings when its body (or a function it calls) may.
+fn do_block_sets(s: &protobuf::DoStmt, catalog: &FunctionCatalog) -> bool {
+    let mut language = "";
+    let mut body = "";
+    for arg in &s.args {
+        let Some(NodeEnum::DefElem(d)) = &arg.node else {
+            continue;
+        };
+        let value = match d.arg.as_deref().and_then(|a| a.node.as_ref()) {
+            Some(NodeEnum::String(v)) => v.sval.as_str(),
+            _ => continue,
+        };
+        match d.defname.as_str() {
+            "as" => body = value,
+            "language" => language = value,
+            _ => {}
+        }
+    }
+    super::setters::do_block_sets(language, body, |f| catalog.body_call_may_set_session(f))
 }
 
 fn pinned(reason: &'static str, pin: PinReason) -> Outcome {
@@ -305,6 +380,7 @@ fn volatile_reason(name: &str) -> &'static str {
 fn cacheable(facts: &Facts, catalog: &FunctionCatalog) -> bool {
     !facts.session_dependent
         && !facts.sampled
+        && !facts.time_literal
         && facts.functions.iter().all(|f| catalog.is_immutable(f))
         && facts
             .relations()

@@ -17,6 +17,23 @@ fn catalog() -> FunctionCatalog {
     catalog.insert_function("stable_user_fn", Volatility::Stable);
     catalog.insert_function("immutable_user_fn", Volatility::Immutable);
     catalog.insert_function("volatile_user_fn", Volatility::Volatile);
+    catalog.insert_function("set_tenant", Volatility::Volatile);
+    catalog.insert_function("set_tenant_proc", Volatility::Volatile);
+    catalog.insert_function("wraps_setter", Volatility::Stable);
+    catalog.set_session_setters(super::setters::setters([
+        (
+            "set_tenant",
+            "plpgsql",
+            "BEGIN PERFORM set_config('app.tenant_id', $1::text, false); END",
+        ),
+        ("set_tenant_proc", "sql", "SELECT set_tenant($1)"),
+        ("wraps_setter", "sql", "SELECT set_tenant_proc($1)"),
+        (
+            "volatile_user_fn",
+            "plpgsql",
+            "BEGIN UPDATE t SET a = 1; END",
+        ),
+    ]));
     catalog
 }
 

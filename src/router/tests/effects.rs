@@ -120,8 +120,54 @@ fn set_statements_are_not_reused_for_other_values() {
     let local = router.analyze("SELECT set_config('a', 'b', true)");
     let session = router.analyze("SELECT set_config('a', 'b', false)");
     assert_eq!(local.pin, None);
-    assert_eq!(session.pin, Some(PinReason::Other));
+    assert_eq!(session.pin, Some(PinReason::SessionState));
     assert!(!local.reuse_by_shape && !session.reuse_by_shape);
+}
+
+#[test]
+fn catalog_changes_make_user_functions_suspect_until_reloaded() {
+    let router = super::router();
+    assert_eq!(router.analyze("SELECT volatile_user_fn()").pin, None);
+    let changes = router.catalog_changes();
+    router.catalog_changed();
+    assert_eq!(
+        router.analyze("SELECT volatile_user_fn()").pin,
+        Some(PinReason::SessionState)
+    );
+    // Built-in functions stay trusted.
+    assert_eq!(router.analyze("SELECT lower('A')").pin, None);
+    // A load that started before the change is not trusted either.
+    router.set_catalog_loaded(super::catalog(), changes);
+    assert_eq!(
+        router.analyze("SELECT volatile_user_fn()").pin,
+        Some(PinReason::SessionState)
+    );
+    router.set_catalog_loaded(super::catalog(), router.catalog_changes());
+    assert_eq!(router.analyze("SELECT volatile_user_fn()").pin, None);
+}
+
+#[test]
+fn privilege_and_function_ddl_write_everything_and_reload_the_catalog() {
+    for sql in [
+        "GRANT SELECT ON t TO r",
+        "REVOKE SELECT ON t FROM r",
+        "CREATE POLICY p ON t USING (true)",
+        "ALTER POLICY p ON t USING (false)",
+        "DROP POLICY p ON t",
+        "ALTER ROLE r SET search_path = x",
+        "CREATE OR REPLACE FUNCTION f() RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT 1'",
+        "DROP FUNCTION f()",
+        "GRANT r TO app",
+    ] {
+        let a = analyze(sql);
+        assert!(a.writes_unknown && a.reloads_catalog, "{sql}");
+    }
+    // Dropping a table changes reach (a partition, a view's base) but writes only itself.
+    let a = analyze("DROP TABLE t");
+    assert!(!a.writes_unknown && a.reloads_catalog);
+    assert!(!analyze("CREATE TEMP TABLE t (a int)").reloads_catalog);
+    assert!(analyze("CREATE TABLE p1 PARTITION OF p FOR VALUES IN (1)").reloads_catalog);
+    assert!(analyze("CREATE TRIGGER t AFTER INSERT ON a EXECUTE FUNCTION f()").reloads_catalog);
 }
 
 #[test]
@@ -173,11 +219,34 @@ fn pins() {
         ("LOAD 'auto_explain'", Some(PinReason::Other)),
         (
             "SELECT set_config('search_path', 'x', false)",
-            Some(PinReason::Other),
+            Some(PinReason::SessionState),
         ),
         (
             "SELECT set_config('search_path', 'x', $1)",
-            Some(PinReason::Other),
+            Some(PinReason::SessionState),
+        ),
+        // Settings changed where the text does not show them.
+        ("SELECT set_tenant(2)", Some(PinReason::SessionState)),
+        ("CALL set_tenant_proc(2)", Some(PinReason::SessionState)),
+        ("SELECT volatile_user_fn()", None),
+        ("SELECT wraps_setter(1)", Some(PinReason::SessionState)),
+        ("SELECT unknown_fn(1)", Some(PinReason::SessionState)),
+        (
+            "DO $$ BEGIN PERFORM set_config('app.tenant_id', '2', false); END $$",
+            Some(PinReason::SessionState),
+        ),
+        (
+            "DO $$ BEGIN EXECUTE 'SET role x'; END $$",
+            Some(PinReason::SessionState),
+        ),
+        (
+            "DO $$ BEGIN PERFORM set_tenant(3); END $$",
+            Some(PinReason::SessionState),
+        ),
+        ("DO $$ BEGIN INSERT INTO t VALUES (1); END $$", None),
+        (
+            "DO LANGUAGE plpython3u $$ pass $$",
+            Some(PinReason::SessionState),
         ),
         ("SELECT set_config('search_path', 'x', true)", None),
         ("SELECT 1", None),
@@ -341,6 +410,31 @@ fn functions_are_lowercased_unqualified_and_unique() {
 }
 
 #[test]
+fn time_literals_do_not_share_a_shape_with_constants() {
+    let router = super::router();
+    assert!(router.analyze("SELECT 'epoch'::timestamptz").cacheable);
+    assert!(!router.analyze("SELECT 'now'::timestamptz").cacheable);
+    assert!(router.analyze("SELECT '2020-01-01'::timestamptz").cacheable);
+    assert!(!router.analyze("SELECT 'today'::date").cacheable);
+}
+
+#[test]
+fn comments_end_at_a_carriage_return() {
+    // The second line is SQL to PostgreSQL: it must not hide behind the comment.
+    let router = super::router();
+    let a = router.analyze("SELECT 1 FROM a -- note\r, b");
+    assert_eq!(a.tables_read, vec!["a".to_owned(), "b".to_owned()]);
+    let other = router.analyze("SELECT 1 FROM a -- note\r, c");
+    assert_eq!(other.tables_read, vec!["a".to_owned(), "c".to_owned()]);
+}
+
+#[test]
+fn commit_prepared_writes_everything() {
+    assert!(analyze("COMMIT PREPARED 'x'").writes_unknown);
+    assert!(!analyze("COMMIT").writes_unknown);
+}
+
+#[test]
 fn cacheable() {
     let cacheable = [
         "SELECT * FROM t WHERE id = 1",
@@ -378,6 +472,12 @@ fn cacheable() {
         "INSERT INTO t VALUES (1)",
         "/* pgsplit:primary */ SELECT 1",
         "SELECT 1; SELECT now()",
+        "SELECT 'now'::timestamptz",
+        "SELECT CAST('now' AS timestamp)",
+        "SELECT 'now'::text::timestamptz",
+        "SELECT date 'today'",
+        "SELECT * FROM t WHERE d > 'yesterday'",
+        "SELECT ' Tomorrow '::date",
         "garbage",
         "",
     ];
