@@ -117,6 +117,7 @@ impl Session {
                     {
                         f.feed(t, &conn.rbuf[..end]);
                     }
+                    self.n1_capture.feed(t, &conn.rbuf[HEADER_LEN..end]);
                 }
                 self.wbuf.extend_from_slice(&conn.rbuf[..end]);
             }
@@ -181,7 +182,7 @@ impl Session {
             return;
         };
         self.record(&action);
-        self.detect_bursts(&action);
+        self.detect_bursts(&action, false);
         self.cache_on_ready(&mut action);
         let mut changed = false;
         let mut reset = false;

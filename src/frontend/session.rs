@@ -96,6 +96,8 @@ pub struct Session {
     pub(super) unnamed_id: u64,
     /// This session's recent statements, for N+1 detection.
     pub(super) n_plus_one: crate::nplusone::Stream,
+    /// Hashed values of the current request's multi-row results, for the detector.
+    pub(super) n1_capture: super::n_plus_one::Capture,
     /// Set once shutdown began while a transaction was open: it may finish until then.
     pub(super) drain_deadline: Option<Instant>,
 }
@@ -122,6 +124,7 @@ impl Session {
         cancel: Registration,
         shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> Session {
+        let capture = shared.n_plus_one.settings.load().enabled;
         Session {
             shared,
             client,
@@ -155,6 +158,7 @@ impl Session {
             server_dying: false,
             ryw: Default::default(),
             n_plus_one: crate::nplusone::Stream::default(),
+            n1_capture: super::n_plus_one::Capture::new(capture),
             drain_deadline: None,
         }
     }

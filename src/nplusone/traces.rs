@@ -1,5 +1,6 @@
 //! Streams per W3C trace id, so a loop spread over an application's connection pool is seen as one; sharded and bounded.
 
+use super::flow::Rows;
 use super::{Detection, Origin, Registry, Settings, Statement, Stream};
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -33,6 +34,7 @@ impl Traces {
         trace: u128,
         now: Instant,
         s: &Statement<'_>,
+        result: Option<Rows>,
         settings: &Settings,
         registry: &Registry,
         origin: Origin<'_>,
@@ -54,7 +56,7 @@ impl Traces {
             used: now,
         });
         e.used = now;
-        e.stream.observe(now, s, settings, registry, origin)
+        e.stream.observe(now, s, result, settings, registry, origin)
     }
 
     /// Traces tracked now.

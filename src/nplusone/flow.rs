@@ -1,0 +1,442 @@
+//! Data flow from a parent's result rows into a child's parameters: bounded per-stream hashes of recent multi-row results, and the links that confirm a loop.
+//!
+//! A loop over a parent's rows binds, execution after execution, the value one parent column
+//! holds in row after row. So a child is linked to a `(parameter, column)` pair when its value
+//! first appears in that column, and the link holds while each next execution takes the value of
+//! the next row. Independent lookups that merely follow a list query never keep such a link for
+//! long, whatever their timing; loops interleaved with other statements, and loops over a column
+//! that is no key (its values repeat), keep it.
+
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+
+/// Values hashed per result; rows beyond it are forwarded but not remembered.
+pub const MAX_VALUES: usize = 4096;
+/// Rows hashed per result.
+pub const MAX_ROWS: u32 = 1000;
+/// Bytes of column values hashed per result, so a result of wide rows costs little CPU.
+pub const MAX_BYTES: usize = 256 * 1024;
+/// Columns of a row that are hashed (a wider row keeps its first ones).
+pub const MAX_COLUMNS: usize = 64;
+/// Parameters of a statement whose values are compared.
+pub const MAX_PARAMS: usize = 8;
+/// Recent multi-row results kept per stream (the latest of each statement).
+const PARENTS: usize = 4;
+/// `(parameter, column)` pairs one child follows at once.
+const MAX_PAIRS: usize = 8;
+/// Stand-in for NULL and for a value not hashed: it matches nothing.
+pub const NONE: u32 = 0;
+
+/// The hash of one value's bytes as sent on the wire (text or binary); never [`NONE`].
+pub fn value_hash(bytes: &[u8]) -> u32 {
+    let mut h = ahash::RandomState::with_seeds(81, 82, 83, 84).build_hasher();
+    h.write(bytes);
+    (h.finish() as u32) | 1
+}
+
+/// The parameter values of one execution, hashed (a Bind's values or a simple Query's literals).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Values {
+    pub len: u8,
+    pub hashes: [u32; MAX_PARAMS],
+}
+
+impl Values {
+    pub fn push(&mut self, h: u32) {
+        if (self.len as usize) < MAX_PARAMS {
+            self.hashes[self.len as usize] = h;
+            self.len += 1;
+        }
+    }
+
+    pub fn as_slice(&self) -> &[u32] {
+        &self.hashes[..self.len as usize]
+    }
+}
+
+/// One result's values, row after row, `columns` per row.
+#[derive(Debug, Default)]
+pub struct Rows {
+    pub columns: usize,
+    pub rows: u32,
+    pub values: Vec<u32>,
+    bytes: usize,
+    /// A row of another width arrived: the result is no table of values.
+    ragged: bool,
+}
+
+impl Rows {
+    /// Adds one DataRow (its body: column count, then length-prefixed values); stops at the caps.
+    pub fn add_row(&mut self, body: &[u8]) {
+        if self.ragged || self.rows >= MAX_ROWS || self.bytes >= MAX_BYTES {
+            return;
+        }
+        let Some((n, mut rest)) = body
+            .split_first_chunk::<2>()
+            .map(|(n, r)| (u16::from_be_bytes(*n) as usize, r))
+        else {
+            return;
+        };
+        let n = n.min(MAX_COLUMNS);
+        if self.rows == 0 {
+            self.columns = n;
+        } else if n != self.columns {
+            self.ragged = true;
+            return;
+        }
+        if n == 0 || self.values.len() + n > MAX_VALUES {
+            return;
+        }
+        if self.values.capacity() == 0 {
+            self.values.reserve(n * 16);
+        }
+        let start = self.values.len();
+        for _ in 0..n {
+            let Some((len, r)) = rest.split_first_chunk::<4>() else {
+                self.values.truncate(start);
+                self.ragged = true;
+                return;
+            };
+            let len = i32::from_be_bytes(*len);
+            if len < 0 {
+                self.values.push(NONE);
+                rest = r;
+                continue;
+            }
+            let len = len as usize;
+            let Some(v) = r.get(..len) else {
+                self.values.truncate(start);
+                self.ragged = true;
+                return;
+            };
+            self.values.push(value_hash(v));
+            self.bytes += len;
+            rest = &r[len..];
+        }
+        self.rows += 1;
+    }
+
+    /// Whether it can have driven a loop: two rows or more of something.
+    pub fn is_parent(&self) -> bool {
+        !self.ragged && self.rows >= 2 && self.columns > 0
+    }
+
+    fn at(&self, row: u32, column: usize) -> u32 {
+        self.values
+            .get(row as usize * self.columns + column)
+            .copied()
+            .unwrap_or(NONE)
+    }
+}
+
+/// A recent multi-row result and the statement that returned it.
+struct Parent {
+    fingerprint: u64,
+    seq: u64,
+    query: Arc<str>,
+    rows: Rows,
+}
+
+/// The parents of one stream, most recent last.
+#[derive(Default)]
+pub struct Parents {
+    list: Vec<Parent>,
+}
+
+impl Parents {
+    /// Keeps `rows` as the latest result of `fingerprint` (executed as `seq`).
+    pub fn keep(&mut self, fingerprint: u64, seq: u64, query: &Arc<str>, rows: Rows) {
+        if let Some(i) = self.list.iter().position(|p| p.fingerprint == fingerprint) {
+            self.list.remove(i);
+        } else if self.list.len() >= PARENTS {
+            self.list.remove(0);
+        }
+        self.list.push(Parent {
+            fingerprint,
+            seq,
+            query: query.clone(),
+            rows,
+        });
+    }
+
+    /// A new execution of `fingerprint` returned no multi-row result: its old one is stale.
+    pub fn forget(&mut self, fingerprint: u64) {
+        self.list.retain(|p| p.fingerprint != fingerprint);
+    }
+
+    /// Whether `fingerprint` has run again since its result `seq` (or lost it).
+    pub fn ran_again(&self, fingerprint: u64, seq: u64) -> bool {
+        !self
+            .list
+            .iter()
+            .any(|p| p.fingerprint == fingerprint && p.seq == seq)
+    }
+
+    /// Bytes of hashes held, for the bound's test.
+    #[cfg(test)]
+    pub fn held_values(&self) -> usize {
+        self.list.iter().map(|p| p.rows.values.len()).sum()
+    }
+
+    fn get(&self, seq: u64) -> Option<&Parent> {
+        self.list.iter().find(|p| p.seq == seq)
+    }
+}
+
+/// One way a child's parameter follows a parent's column.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pair {
+    /// 0-based parameter ($1 is 0).
+    pub param: u8,
+    /// 0-based column of the parent's result.
+    pub column: u16,
+    next_row: u32,
+    /// Executions in a row that took the column's next value.
+    pub matched: u32,
+}
+
+/// A child's link to the parent whose rows it is walking.
+#[derive(Debug, Default)]
+pub struct Link {
+    pub parent_seq: u64,
+    pub parent_fingerprint: u64,
+    pub parent_query: Option<Arc<str>>,
+    pairs: Vec<Pair>,
+}
+
+impl Link {
+    /// Feeds one execution of the child (`fingerprint`) with its parameter values.
+    pub fn step(&mut self, parents: &Parents, fingerprint: u64, values: &[u32]) {
+        let alive = match parents.get(self.parent_seq) {
+            Some(p) if !self.pairs.is_empty() && values.len() <= MAX_PARAMS => {
+                self.pairs.retain_mut(|pair| {
+                    let v = values.get(pair.param as usize).copied().unwrap_or(NONE);
+                    if v != NONE && p.rows.at(pair.next_row, pair.column as usize) == v {
+                        pair.next_row += 1;
+                        pair.matched += 1;
+                        true
+                    } else {
+                        false
+                    }
+                });
+                !self.pairs.is_empty()
+            }
+            _ => false,
+        };
+        if !alive {
+            self.relink(parents, fingerprint, values);
+        }
+    }
+
+    /// The most recent parent one of whose columns holds one of the values; the pairs start at
+    /// the first row holding it.
+    fn relink(&mut self, parents: &Parents, fingerprint: u64, values: &[u32]) {
+        self.pairs.clear();
+        self.parent_seq = 0;
+        self.parent_query = None;
+        for p in parents.list.iter().rev() {
+            if p.fingerprint == fingerprint {
+                continue;
+            }
+            for (param, &v) in values.iter().enumerate() {
+                if v == NONE {
+                    continue;
+                }
+                for column in 0..p.rows.columns {
+                    if self.pairs.len() >= MAX_PAIRS {
+                        break;
+                    }
+                    let first = (0..p.rows.rows).find(|&r| p.rows.at(r, column) == v);
+                    if let Some(row) = first {
+                        self.pairs.push(Pair {
+                            param: param as u8,
+                            column: column as u16,
+                            next_row: row + 1,
+                            matched: 1,
+                        });
+                    }
+                }
+            }
+            if !self.pairs.is_empty() {
+                self.parent_seq = p.seq;
+                self.parent_fingerprint = p.fingerprint;
+                self.parent_query = Some(p.query.clone());
+                return;
+            }
+        }
+    }
+
+    /// The pair followed longest, if it has been followed at least `n` times in a row.
+    pub fn confirmed(&self, n: u32) -> Option<Pair> {
+        self.pairs
+            .iter()
+            .copied()
+            .filter(|p| p.matched >= n)
+            .max_by_key(|p| (p.matched, std::cmp::Reverse((p.param, p.column))))
+    }
+
+    pub fn clear(&mut self) {
+        self.pairs.clear();
+        self.parent_seq = 0;
+        self.parent_query = None;
+    }
+}
+
+/// The literals of a simple Query's text, hashed as their text would come back in a text-format
+/// result: quoted strings (without the quotes) and numbers; `$n`, identifiers and comments are
+/// skipped. Escapes inside strings are rare in a loop's keys: such a string is left out.
+pub fn literals(text: &[u8]) -> Values {
+    let mut out = Values::default();
+    let mut i = 0;
+    while i < text.len() && (out.len as usize) < MAX_PARAMS {
+        let c = text[i];
+        match c {
+            b'\'' => {
+                let start = i + 1;
+                let mut j = start;
+                let mut escaped = false;
+                loop {
+                    match text.get(j) {
+                        None => return out,
+                        Some(b'\'') if text.get(j + 1) == Some(&b'\'') => {
+                            escaped = true;
+                            j += 2;
+                        }
+                        Some(b'\'') => break,
+                        Some(_) => j += 1,
+                    }
+                }
+                let prefixed = i > 0 && (text[i - 1] == b'E' || text[i - 1] == b'e');
+                if !escaped && !prefixed {
+                    out.push(value_hash(&text[start..j]));
+                }
+                i = j + 1;
+            }
+            b'"' => {
+                i += 1;
+                while i < text.len() && text[i] != b'"' {
+                    i += 1;
+                }
+                i += 1;
+            }
+            b'-' if text.get(i + 1) == Some(&b'-') => {
+                while i < text.len() && text[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if text.get(i + 1) == Some(&b'*') => {
+                i += 2;
+                while i + 1 < text.len() && !(text[i] == b'*' && text[i + 1] == b'/') {
+                    i += 1;
+                }
+                i += 2;
+            }
+            b'0'..=b'9' => {
+                let start = i;
+                while i < text.len() && (text[i].is_ascii_digit() || text[i] == b'.') {
+                    i += 1;
+                }
+                out.push(value_hash(&text[start..i]));
+            }
+            c if c.is_ascii_alphabetic() || c == b'_' || c == b'$' || c >= 0x80 => {
+                while i < text.len()
+                    && (text[i].is_ascii_alphanumeric()
+                        || text[i] == b'_'
+                        || text[i] == b'$'
+                        || text[i] >= 0x80)
+                {
+                    i += 1;
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(values: &[Option<&[u8]>]) -> Vec<u8> {
+        let mut b = (values.len() as u16).to_be_bytes().to_vec();
+        for v in values {
+            match v {
+                None => b.extend_from_slice(&(-1i32).to_be_bytes()),
+                Some(v) => {
+                    b.extend_from_slice(&(v.len() as i32).to_be_bytes());
+                    b.extend_from_slice(v);
+                }
+            }
+        }
+        b
+    }
+
+    fn result(rows: &[[&str; 2]]) -> Rows {
+        let mut r = Rows::default();
+        for x in rows {
+            r.add_row(&row(&[Some(x[0].as_bytes()), Some(x[1].as_bytes())]));
+        }
+        r
+    }
+
+    fn vals(v: &[&str]) -> Vec<u32> {
+        v.iter().map(|s| value_hash(s.as_bytes())).collect()
+    }
+
+    #[test]
+    fn rows_are_hashed_within_their_caps() {
+        let mut r = Rows::default();
+        r.add_row(&row(&[Some(b"1"), None]));
+        r.add_row(&row(&[Some(b"2"), Some(b"x")]));
+        assert!(r.is_parent());
+        assert_eq!(
+            r.values,
+            vec![value_hash(b"1"), NONE, value_hash(b"2"), value_hash(b"x")]
+        );
+        // A truncated row is no value at all.
+        r.add_row(&[0, 2, 0, 0, 0, 9, b'a']);
+        assert!(!r.is_parent());
+        let mut r = Rows::default();
+        for i in 0..5000u32 {
+            r.add_row(&row(&[Some(i.to_string().as_bytes())]));
+        }
+        assert_eq!(r.rows, MAX_ROWS);
+        let wide = vec![b'w'; MAX_BYTES];
+        let mut r = Rows::default();
+        r.add_row(&row(&[Some(&wide)]));
+        r.add_row(&row(&[Some(b"after")]));
+        assert_eq!(r.rows, 1, "nothing hashed past the byte cap");
+    }
+
+    #[test]
+    fn a_walk_over_a_column_is_confirmed_and_independent_values_are_not() {
+        let mut parents = Parents::default();
+        let rows = result(&[["1", "a"], ["2", "b"], ["3", "a"], ["4", "c"]]);
+        parents.keep(1, 10, &Arc::from("SELECT id, city FROM p"), rows);
+        let mut link = Link::default();
+        // The non-key column: a, b, a, c (values repeat).
+        for v in ["a", "b", "a", "c"] {
+            link.step(&parents, 2, &vals(&["x", v]));
+        }
+        let p = link.confirmed(4).expect("walked four rows");
+        assert_eq!((p.param, p.column, p.matched), (1, 1, 4));
+        assert_eq!(link.parent_fingerprint, 1);
+        // Values that occur in the parent, but not row after row.
+        let mut link = Link::default();
+        for v in ["3", "1", "4", "2"] {
+            link.step(&parents, 2, &vals(&[v]));
+        }
+        assert!(link.confirmed(2).is_none());
+        // A statement is never its own parent.
+        let mut link = Link::default();
+        link.step(&parents, 1, &vals(&["1"]));
+        assert!(link.confirmed(1).is_none());
+    }
+
+    #[test]
+    fn simple_query_literals() {
+        let v = literals(b"SELECT * FROM t1 WHERE a = 'x''y' AND b = 'k' AND c = 42 -- 7\n AND d = $1 /* 'no' */ AND \"c2\" = 3.5\0");
+        assert_eq!(v.as_slice(), &vals(&["k", "42", "3.5"])[..]);
+    }
+}
