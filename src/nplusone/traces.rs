@@ -29,6 +29,7 @@ impl Traces {
     }
 
     /// Feeds a statement of trace `trace` to that trace's stream.
+    #[allow(clippy::too_many_arguments)]
     pub fn observe(
         &self,
         trace: u128,

@@ -221,6 +221,15 @@ fn n_plus_one(out: &mut String, doc: &StatsDoc) {
         if !b.parent_query.is_empty() {
             notes.push(format!("after: {}", one_line(&b.parent_query)));
         }
+        if !b.flow.is_empty() {
+            notes.push(format!("flow:  {}", b.flow));
+        }
+        if let Some(share) = b.cached_share {
+            notes.push(format!(
+                "cache: {:.0}% answered by pgsplit's result cache",
+                share * 100.0
+            ));
+        }
         if !b.suggestion.is_empty() {
             notes.push(format!("fix:   {}", one_line(&b.suggestion)));
         }
