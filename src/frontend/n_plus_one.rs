@@ -105,13 +105,17 @@ impl Capture {
         match t {
             tag::DATA_ROW => self.current.add_row(body),
             tag::COMMAND_COMPLETE | tag::PORTAL_SUSPENDED | tag::EMPTY_QUERY_RESPONSE => {
-                let rows = std::mem::take(&mut self.current);
-                if rows.is_parent() {
-                    self.done.push((self.index, rows));
+                // Only a possible parent is moved out; a one-row result (most statements)
+                // leaves its buffer here for the next, so it allocates nothing.
+                if self.current.is_parent() {
+                    self.done
+                        .push((self.index, std::mem::take(&mut self.current)));
+                } else {
+                    self.current.clear();
                 }
                 self.index += 1;
             }
-            tag::ERROR_RESPONSE => self.current = Rows::default(),
+            tag::ERROR_RESPONSE => self.current.clear(),
             _ => {}
         }
     }
@@ -144,7 +148,7 @@ impl Capture {
 
     fn end_request(&mut self, on: bool) {
         self.done.clear();
-        self.current = Rows::default();
+        self.current.clear();
         self.index = 0;
         self.on = on;
     }
@@ -183,6 +187,8 @@ impl Session {
         let detector = &self.shared.n_plus_one;
         let settings = detector.settings.load();
         if !settings.enabled {
+            // Detection was turned off: the results it kept go now, not at the session's end.
+            self.n_plus_one.forget_results();
             return;
         }
         let Some(started) = action.started else {

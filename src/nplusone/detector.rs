@@ -299,6 +299,14 @@ impl Stream {
         })
     }
 
+    /// Drops the hashed results and the links into them (detection was turned off).
+    pub fn forget_results(&mut self) {
+        self.parents.clear();
+        for s in &mut self.slots {
+            s.link.clear();
+        }
+    }
+
     fn find(&self, fingerprint: u64) -> Option<usize> {
         self.slots
             .iter()

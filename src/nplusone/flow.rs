@@ -26,6 +26,11 @@ const PARENTS: usize = 4;
 const MAX_PAIRS: usize = 8;
 /// Stand-in for NULL and for a value not hashed: it matches nothing.
 pub const NONE: u32 = 0;
+/// Rows a loop may pass over between two executions (it skipped parents with a NULL or
+/// filtered some out in the application) and still be walking the column.
+const SKIP: u32 = 3;
+/// Bits of the filter that tells, without a scan, that a value is in no column of a result.
+const FILTER_WORDS: usize = 32;
 
 /// The hash of one value's bytes as sent on the wire (text or binary); never [`NONE`].
 pub fn value_hash(bytes: &[u8]) -> u32 {
@@ -63,6 +68,9 @@ pub struct Rows {
     bytes: usize,
     /// A row of another width arrived: the result is no table of values.
     ragged: bool,
+    /// One bit per value hashed (a Bloom filter with one hash): most statements' values are in
+    /// no recent result, and this says so without scanning the values.
+    filter: [u64; FILTER_WORDS],
 }
 
 impl Rows {
@@ -109,7 +117,10 @@ impl Rows {
                 self.ragged = true;
                 return;
             };
-            self.values.push(value_hash(v));
+            let h = value_hash(v);
+            self.values.push(h);
+            let bit = (h >> 1) as usize % (FILTER_WORDS * 64);
+            self.filter[bit / 64] |= 1 << (bit % 64);
             self.bytes += len;
             rest = &r[len..];
         }
@@ -119,6 +130,25 @@ impl Rows {
     /// Whether it can have driven a loop: two rows or more of something.
     pub fn is_parent(&self) -> bool {
         !self.ragged && self.rows >= 2 && self.columns > 0
+    }
+
+    /// Empties it for the next result, keeping its buffer.
+    pub fn clear(&mut self) {
+        if self.rows == 0 && !self.ragged && self.values.is_empty() {
+            return;
+        }
+        self.values.clear();
+        self.columns = 0;
+        self.rows = 0;
+        self.bytes = 0;
+        self.ragged = false;
+        self.filter = [0; FILTER_WORDS];
+    }
+
+    /// False when no column of the result holds `v`; true when one may.
+    fn may_hold(&self, v: u32) -> bool {
+        let bit = (v >> 1) as usize % (FILTER_WORDS * 64);
+        self.filter[bit / 64] & (1 << (bit % 64)) != 0
     }
 
     fn at(&self, row: u32, column: usize) -> u32 {
@@ -159,6 +189,10 @@ impl Parents {
         });
     }
 
+    pub fn clear(&mut self) {
+        self.list.clear();
+    }
+
     /// A new execution of `fingerprint` returned no multi-row result: its old one is stale.
     pub fn forget(&mut self, fingerprint: u64) {
         self.list.retain(|p| p.fingerprint != fingerprint);
@@ -193,6 +227,11 @@ pub struct Pair {
     next_row: u32,
     /// Executions in a row that took the column's next value.
     pub matched: u32,
+    /// The value the last of them took, and how often it differed from the one before: a
+    /// parameter that never changes (a constant status matching a column of equal statuses) is
+    /// no walk over the parent's rows.
+    last: u32,
+    pub changes: u32,
 }
 
 /// A child's link to the parent whose rows it is walking.
@@ -211,13 +250,22 @@ impl Link {
             Some(p) if !self.pairs.is_empty() && values.len() <= MAX_PARAMS => {
                 self.pairs.retain_mut(|pair| {
                     let v = values.get(pair.param as usize).copied().unwrap_or(NONE);
-                    if v != NONE && p.rows.at(pair.next_row, pair.column as usize) == v {
-                        pair.next_row += 1;
-                        pair.matched += 1;
-                        true
-                    } else {
-                        false
-                    }
+                    let ahead = pair.next_row..(pair.next_row + SKIP + 1).min(p.rows.rows);
+                    let found = (v != NONE)
+                        .then(|| {
+                            ahead
+                                .into_iter()
+                                .find(|&r| p.rows.at(r, pair.column as usize) == v)
+                        })
+                        .flatten();
+                    let Some(row) = found else {
+                        return false;
+                    };
+                    pair.next_row = row + 1;
+                    pair.matched += 1;
+                    pair.changes += u32::from(v != pair.last);
+                    pair.last = v;
+                    true
                 });
                 !self.pairs.is_empty()
             }
@@ -239,7 +287,7 @@ impl Link {
                 continue;
             }
             for (param, &v) in values.iter().enumerate() {
-                if v == NONE {
+                if v == NONE || !p.rows.may_hold(v) {
                     continue;
                 }
                 for column in 0..p.rows.columns {
@@ -253,6 +301,8 @@ impl Link {
                             column: column as u16,
                             next_row: row + 1,
                             matched: 1,
+                            last: v,
+                            changes: 0,
                         });
                     }
                 }
@@ -266,12 +316,13 @@ impl Link {
         }
     }
 
-    /// The pair followed longest, if it has been followed at least `n` times in a row.
+    /// The pair followed longest, if it has been followed at least `n` times in a row over
+    /// more than one value.
     pub fn confirmed(&self, n: u32) -> Option<Pair> {
         self.pairs
             .iter()
             .copied()
-            .filter(|p| p.matched >= n)
+            .filter(|p| p.matched >= n && p.changes > 0)
             .max_by_key(|p| (p.matched, std::cmp::Reverse((p.param, p.column))))
     }
 
@@ -432,6 +483,79 @@ mod tests {
         let mut link = Link::default();
         link.step(&parents, 1, &vals(&["1"]));
         assert!(link.confirmed(1).is_none());
+    }
+
+    #[test]
+    fn a_constant_parameter_is_no_walk_and_a_loop_may_skip_a_few_rows() {
+        let mut parents = Parents::default();
+        // Every row holds 'active': a lookup that always binds 'active' matches row after row.
+        let rows: Vec<[&str; 2]> = (1..=20)
+            .map(|i| {
+                [
+                    ["1", "2", "3", "4", "5", "6", "7", "8", "9", "10"][i % 10],
+                    "active",
+                ]
+            })
+            .collect();
+        parents.keep(
+            1,
+            10,
+            &Arc::from("SELECT id, status FROM leads"),
+            result(&rows),
+        );
+        let mut link = Link::default();
+        for id in [
+            "17", "4", "99", "23", "5", "61", "8", "12", "40", "77", "3", "1",
+        ] {
+            link.step(&parents, 2, &vals(&["active", id]));
+        }
+        assert!(link.confirmed(10).is_none(), "{link:?}");
+        // A loop that leaves out the rows it has no use for (up to SKIP in a row) still walks.
+        let rows = result(&[
+            ["1", "a"],
+            ["2", "b"],
+            ["3", "c"],
+            ["4", "d"],
+            ["5", "e"],
+            ["6", "f"],
+            ["7", "g"],
+        ]);
+        parents.keep(3, 11, &Arc::from("SELECT id, code FROM p"), rows);
+        let mut link = Link::default();
+        for v in ["1", "2", "5", "6", "7"] {
+            link.step(&parents, 4, &vals(&[v]));
+        }
+        let p = link.confirmed(5).expect("walked with a gap of two rows");
+        assert_eq!((p.param, p.column, p.matched, p.changes), (0, 0, 5, 4));
+        // A gap wider than SKIP breaks the walk: the values start a new one.
+        let mut parents = Parents::default();
+        let many: Vec<[&str; 2]> = (0..10)
+            .map(|i| [["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"][i], "x"])
+            .collect();
+        parents.keep(5, 12, &Arc::from("SELECT k, x FROM q"), result(&many));
+        let mut link = Link::default();
+        for v in ["a", "b", "g", "h"] {
+            link.step(&parents, 6, &vals(&[v]));
+        }
+        assert_eq!(link.confirmed(1).map(|p| p.matched), Some(2));
+    }
+
+    #[test]
+    fn the_filter_never_hides_a_value_that_is_there() {
+        let mut r = Rows::default();
+        for i in 0..500u32 {
+            r.add_row(&row(&[Some(i.to_string().as_bytes()), Some(b"k")]));
+        }
+        assert!(r.values.iter().all(|&v| r.may_hold(v)));
+        let absent = (10_000..12_000u32)
+            .filter(|i| r.may_hold(value_hash(i.to_string().as_bytes())))
+            .count();
+        assert!(
+            absent < 800,
+            "{absent} of 2000 absent values pass the filter"
+        );
+        r.clear();
+        assert!(!r.may_hold(value_hash(b"k")) && r.rows == 0 && r.values.is_empty());
     }
 
     #[test]

@@ -157,6 +157,16 @@ impl Detector {
         }
     }
 
+    /// New settings (a reload). Turning detection off drops the trace streams and the results
+    /// they hashed; sessions drop theirs at their next request.
+    pub fn apply(&self, settings: Settings) {
+        let off = !settings.enabled;
+        self.settings.store(Arc::new(settings));
+        if off {
+            self.traces.clear();
+        }
+    }
+
     /// Clears findings, counters and trace streams (POST /stats/reset).
     pub fn reset(&self) {
         self.registry.reset();

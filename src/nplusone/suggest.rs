@@ -118,7 +118,7 @@ pub fn repeated(cache: CacheUse, cached: Option<f64>) -> String {
             "{head}: pgsplit's result cache cannot answer it (not a cacheable read): reuse the first result in the application"
         ),
         CacheUse::On => format!(
-            "{head}: pgsplit's result cache already answers {:.0}% of these executions (the rest are misses after writes);              nothing to change in pgsplit, and reusing the result in the application would save the round trips too",
+            "{head}: pgsplit's result cache already answers {:.0}% of these executions (the others missed: first reads, expiries, writes): nothing to change in pgsplit; reusing the result in the application would also save the round trips",
             cached.unwrap_or(0.0) * 100.0
         ),
     }
@@ -252,5 +252,6 @@ mod tests {
         let on = repeated(CacheUse::On, Some(0.97));
         assert!(on.contains("already answers 97%"), "{on}");
         assert!(!on.contains("turn on"), "{on}");
+        assert!(!on.contains("  "), "one line, no runs of spaces: {on}");
     }
 }
