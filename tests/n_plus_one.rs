@@ -429,6 +429,45 @@ async fn the_planted_workload_reports_exactly_its_loops_with_their_columns_and_f
     // the parents themselves are no finding of any kind.
     assert_eq!(all.len(), pgsplit::demo::planted::LOOPS.len(), "{all:#?}");
     assert_eq!(s["n_plus_one_bursts"]["n_plus_one"], 3 * rounds);
+    // The report says the same: the three loops, each with its flow and fix, and nothing else.
+    let mut out = Vec::new();
+    pgsplit::report::run_to(
+        &pgsplit::report::ReportArgs {
+            url: args.stats_url.clone(),
+            token: None,
+            limit: 15,
+            export: None,
+        },
+        &mut out,
+    )
+    .await
+    .unwrap();
+    let report = String::from_utf8(out).unwrap();
+    let section: String = report
+        .lines()
+        .skip_while(|l| !l.starts_with("N+1 bursts"))
+        .take_while(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let entries = section
+        .lines()
+        .filter(|l| l.trim_start().starts_with("query: "))
+        .count();
+    assert_eq!(entries, 3, "{section}");
+    assert_eq!(section.matches(" n_plus_one ").count(), 3, "{section}");
+    for l in pgsplit::demo::planted::LOOPS {
+        assert!(section.contains(l.child), "{}: {section}", l.name);
+        assert!(
+            section.contains(&format!("flow:  {}\n", l.flow)),
+            "{}: {section}",
+            l.name
+        );
+        assert!(
+            section.contains(&format!("fix:   {}:", l.flow)),
+            "{}: {section}",
+            l.name
+        );
+    }
     proxy.handle.shutdown().await;
     superuser()
         .await

@@ -94,10 +94,16 @@ fn loop_fix(query: &str, f: &FlowNames) -> String {
         None => format!("one query with ... = ANY(${n}) bound to an array of {values}"),
     };
     let join = match (&f.child_column, &f.parent_column) {
-        (Some(c), Some(p)) => {
-            let table = c.split_once('.').map_or(c.as_str(), |(t, _)| t);
-            format!("or join it into the parent query: ... JOIN {table} ON {c} = {p}")
-        }
+        (Some(c), Some(p)) => match (c.split_once('.'), p.split_once('.')) {
+            // A loop over the same table (listings in each listing's city) joins it to itself.
+            (Some((table, column)), Some((parent_table, _))) if table == parent_table => {
+                format!("or join it into the parent query: ... JOIN {table} AS child ON child.{column} = {p}")
+            }
+            (Some((table, _)), _) => {
+                format!("or join it into the parent query: ... JOIN {table} ON {c} = {p}")
+            }
+            _ => format!("or join it into the parent query: ... JOIN ... ON {c} = {p}"),
+        },
         _ => "or join it into the parent query on that column".to_string(),
     };
     format!(
@@ -241,6 +247,25 @@ mod tests {
         assert!(s.contains("tenant_id = $1 AND contact_id = ANY($2) with $2 bound to an array of the leads.contact_id values"), "{s}");
         assert!(
             s.contains("JOIN conversations ON conversations.contact_id = leads.contact_id"),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn a_loop_over_its_own_table_joins_it_to_itself() {
+        let f = FlowNames {
+            param: 0,
+            child_column: Some("properties.city".into()),
+            parent_column: Some("properties.city".into()),
+        };
+        let s = suggest(
+            Kind::NPlusOne,
+            "SELECT id FROM properties WHERE city = $1",
+            Some("SELECT id, city FROM properties"),
+            Some(&f),
+        );
+        assert!(
+            s.ends_with("JOIN properties AS child ON child.city = properties.city"),
             "{s}"
         );
     }
