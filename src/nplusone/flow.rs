@@ -7,7 +7,6 @@
 //! long, whatever their timing; loops interleaved with other statements, and loops over a column
 //! that is no key (its values repeat), keep it.
 
-use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 
 /// Values hashed per result; rows beyond it are forwarded but not remembered.
@@ -16,6 +15,8 @@ pub const MAX_VALUES: usize = 4096;
 pub const MAX_ROWS: u32 = 1000;
 /// Bytes of column values hashed per result, so a result of wide rows costs little CPU.
 pub const MAX_BYTES: usize = 256 * 1024;
+/// Longest value hashed; longer ones (bodies, descriptions, JSON) stand as [`NONE`].
+pub const MAX_KEY_BYTES: usize = 64;
 /// Columns of a row that are hashed (a wider row keeps its first ones).
 pub const MAX_COLUMNS: usize = 64;
 /// Parameters of a statement whose values are compared.
@@ -33,10 +34,28 @@ const SKIP: u32 = 3;
 const FILTER_WORDS: usize = 32;
 
 /// The hash of one value's bytes as sent on the wire (text or binary); never [`NONE`].
+///
+/// Every value of every multi-row result goes through it, so it is a plain multiply-xor over
+/// 8-byte words (a few ns for a key), not a keyed hasher: a collision only lets a value seem to
+/// come from a parent, and a loop needs `threshold` of them in row order.
 pub fn value_hash(bytes: &[u8]) -> u32 {
-    let mut h = ahash::RandomState::with_seeds(81, 82, 83, 84).build_hasher();
-    h.write(bytes);
-    (h.finish() as u32) | 1
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut h = (bytes.len() as u64).wrapping_mul(K);
+    let mut words = bytes.chunks_exact(8);
+    for w in &mut words {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(w);
+        h = (h ^ u64::from_le_bytes(b)).wrapping_mul(K).rotate_left(29);
+    }
+    let rest = words.remainder();
+    if !rest.is_empty() {
+        let mut b = [0u8; 8];
+        b[..rest.len()].copy_from_slice(rest);
+        h = (h ^ u64::from_le_bytes(b)).wrapping_mul(K).rotate_left(29);
+    }
+    h ^= h >> 32;
+    h = h.wrapping_mul(K);
+    ((h ^ (h >> 29)) as u32) | 1
 }
 
 /// The parameter values of one execution, hashed (a Bind's values or a simple Query's literals).
@@ -117,6 +136,13 @@ impl Rows {
                 self.ragged = true;
                 return;
             };
+            if len > MAX_KEY_BYTES {
+                // Text of that length is no key a loop binds: not worth its hashing.
+                self.values.push(NONE);
+                self.bytes += len;
+                rest = &r[len..];
+                continue;
+            }
             let h = value_hash(v);
             self.values.push(h);
             let bit = (h >> 1) as usize % (FILTER_WORDS * 64);
@@ -290,21 +316,30 @@ impl Link {
                 if v == NONE || !p.rows.may_hold(v) {
                     continue;
                 }
-                for column in 0..p.rows.columns {
-                    if self.pairs.len() >= MAX_PAIRS {
-                        break;
+                // One pass over the values in row order: the first row of each column
+                // holding `v` starts a pair.
+                let columns = p.rows.columns;
+                for (i, &h) in p.rows.values.iter().enumerate() {
+                    if h != v || self.pairs.len() >= MAX_PAIRS {
+                        continue;
                     }
-                    let first = (0..p.rows.rows).find(|&r| p.rows.at(r, column) == v);
-                    if let Some(row) = first {
-                        self.pairs.push(Pair {
-                            param: param as u8,
-                            column: column as u16,
-                            next_row: row + 1,
-                            matched: 1,
-                            last: v,
-                            changes: 0,
-                        });
+                    let column = (i % columns) as u16;
+                    let param = param as u8;
+                    if self
+                        .pairs
+                        .iter()
+                        .any(|q| q.param == param && q.column == column)
+                    {
+                        continue;
                     }
+                    self.pairs.push(Pair {
+                        param,
+                        column,
+                        next_row: (i / columns) as u32 + 1,
+                        matched: 1,
+                        last: v,
+                        changes: 0,
+                    });
                 }
             }
             if !self.pairs.is_empty() {
