@@ -8,6 +8,7 @@
 mod columns;
 mod detector;
 pub mod flow;
+mod literals;
 mod registry;
 mod suggest;
 mod traceparent;
