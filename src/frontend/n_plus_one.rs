@@ -78,7 +78,7 @@ fn bind_values(rest: &[u8]) -> Values {
 }
 
 /// The hashed values of the current request's multi-row results, kept while detection is on
-/// and handed to the detector at ReadyForQuery; each result is bounded by [`flow::MAX_ROWS`],
+/// and handed to the detector at ReadyForQuery; each result is bounded by [`flow::rows_to_hash`],
 /// [`flow::MAX_VALUES`] and [`flow::MAX_BYTES`].
 #[derive(Default)]
 pub(super) struct Capture {
@@ -90,11 +90,10 @@ pub(super) struct Capture {
 }
 
 impl Capture {
-    pub(super) fn new(on: bool) -> Capture {
-        Capture {
-            on,
-            ..Default::default()
-        }
+    pub(super) fn new(settings: &crate::nplusone::Settings) -> Capture {
+        let mut c = Capture::default();
+        c.end_request(settings);
+        c
     }
 
     /// One message forwarded to the client (the DataRow hook); only a flag test when off.
@@ -108,8 +107,10 @@ impl Capture {
                 // Only a possible parent is moved out; a one-row result (most statements)
                 // leaves its buffer here for the next, so it allocates nothing.
                 if self.current.is_parent() {
+                    let limit = self.current.limit;
                     self.done
                         .push((self.index, std::mem::take(&mut self.current)));
+                    self.current.limit = limit;
                 } else {
                     self.current.clear();
                 }
@@ -146,11 +147,12 @@ impl Capture {
         Some(self.done.swap_remove(at).1)
     }
 
-    fn end_request(&mut self, on: bool) {
+    fn end_request(&mut self, settings: &crate::nplusone::Settings) {
         self.done.clear();
         self.current.clear();
+        self.current.limit = flow::rows_to_hash(settings.threshold);
         self.index = 0;
-        self.on = on;
+        self.on = settings.enabled;
     }
 }
 
@@ -179,8 +181,8 @@ impl Session {
     /// found or a statement returned several rows.
     pub(super) fn detect_bursts(&mut self, action: &ReadyAction, cached: bool) {
         self.feed_detector(action, cached);
-        let on = self.shared.n_plus_one.settings.load().enabled;
-        self.n1_capture.end_request(on);
+        let settings = self.shared.n_plus_one.settings.load();
+        self.n1_capture.end_request(&settings);
     }
 
     fn feed_detector(&mut self, action: &ReadyAction, cached: bool) {

@@ -124,7 +124,7 @@ impl Session {
         cancel: Registration,
         shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> Session {
-        let capture = shared.n_plus_one.settings.load().enabled;
+        let capture = super::n_plus_one::Capture::new(&shared.n_plus_one.settings.load());
         Session {
             shared,
             client,
@@ -158,7 +158,7 @@ impl Session {
             server_dying: false,
             ryw: Default::default(),
             n_plus_one: crate::nplusone::Stream::default(),
-            n1_capture: super::n_plus_one::Capture::new(capture),
+            n1_capture: capture,
             drain_deadline: None,
         }
     }

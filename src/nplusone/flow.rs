@@ -92,12 +92,25 @@ pub struct Rows {
     /// One bit per value hashed (a Bloom filter with one hash): most statements' values are in
     /// no recent result, and this says so without scanning the values.
     filter: [u64; FILTER_WORDS],
+    /// Rows hashed at most (0: [`MAX_ROWS`]); see [`rows_to_hash`].
+    pub limit: u32,
+}
+
+/// Rows of a result worth hashing with `threshold`: a loop is confirmed once its child walked
+/// `threshold` rows and then goes on without the link, so rows far past that only cost CPU.
+pub fn rows_to_hash(threshold: u32) -> u32 {
+    threshold.saturating_mul(2).clamp(16, MAX_ROWS)
 }
 
 impl Rows {
     /// Adds one DataRow (its body: column count, then length-prefixed values); stops at the caps.
     pub fn add_row(&mut self, body: &[u8]) {
-        if self.ragged || self.rows >= MAX_ROWS || self.bytes >= MAX_BYTES {
+        let limit = if self.limit == 0 {
+            MAX_ROWS
+        } else {
+            self.limit
+        };
+        if self.ragged || self.rows >= limit || self.bytes >= MAX_BYTES {
             return;
         }
         let Some((n, mut rest)) = body
@@ -418,6 +431,15 @@ mod tests {
             r.add_row(&row(&[Some(i.to_string().as_bytes())]));
         }
         assert_eq!(r.rows, MAX_ROWS);
+        let mut r = Rows {
+            limit: rows_to_hash(10),
+            ..Rows::default()
+        };
+        for i in 0..100u32 {
+            r.add_row(&row(&[Some(i.to_string().as_bytes())]));
+        }
+        assert_eq!((r.rows, r.values.len()), (20, 20), "twice the threshold");
+        assert_eq!(rows_to_hash(1), 16);
         let wide = vec![b'w'; MAX_BYTES];
         let mut r = Rows::default();
         r.add_row(&row(&[Some(&wide)]));
