@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Checks the output of `scripts/demo.sh --exit` (a file, or standard input): the report shows the
 # workload's top queries with percentiles and routes, pools with efficiency, every target judged,
-# a cache hit rate above 0 and the planted N+1 burst with a suggested fix.
+# a cache hit rate above 0 and the planted N+1 burst, the only loop found, with its data flow and fix.
 #
 #   scripts/demo.sh --exit --duration 15 | tee demo.log && scripts/check-demo.sh demo.log
 #
@@ -52,6 +52,19 @@ if grep -Eq 'query: .*FROM conversations WHERE contact_id' <<<"$n1" &&
     echo "[demo check] ok: the planted N+1 burst with a suggested fix (issue 6: N+1 detection)"
 else
     echo "[demo check] FAILED: the planted N+1 burst (conversations per lead) with a suggested fix (issue 6: N+1 detection); the section was:" >&2
+    echo "$n1" >&2
+    failed=1
+fi
+# Needs data-flow confirmation (issue 15): the planted loop is the only n_plus_one finding (the
+# independent lookups after list queries are none), named by its columns with the exact fix.
+loops=$(grep -Ec '^ +[0-9]+ +n_plus_one ' <<<"$n1" || true)
+loop_queries=$(awk '/^ +[0-9]+ +n_plus_one /{getline; print}' <<<"$n1")
+if [[ $loops == 1 ]] && grep -Eq 'query: .*FROM conversations WHERE contact_id' <<<"$loop_queries" &&
+    grep -Eq '^ +flow: +conversations\.contact_id takes leads\.contact_id$' <<<"$n1" &&
+    grep -Eq '^ +fix: +conversations\.contact_id takes leads\.contact_id: ' <<<"$n1"; then
+    echo "[demo check] ok: exactly the planted loop as n_plus_one, with its data flow and fix (issue 15)"
+else
+    echo "[demo check] FAILED: exactly one n_plus_one finding, the planted loop with flow conversations.contact_id takes leads.contact_id (issue 15); found $loops; the section was:" >&2
     echo "$n1" >&2
     failed=1
 fi

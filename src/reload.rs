@@ -80,10 +80,7 @@ pub fn apply(shared: &Shared, new: Config) -> Result<ReloadSummary, ConfigError>
         tracing::warn!(keys = ?summary.restart_required, "changed keys take effect only after a restart");
     }
     shared.cache.live.store(Arc::new(new.cache.clone()));
-    shared
-        .n_plus_one
-        .settings
-        .store(Arc::new(new.n_plus_one.clone()));
+    shared.n_plus_one.apply(new.n_plus_one.clone());
     let new = Arc::new(new);
     shared.pools.apply(new.clone(), tls);
     shared.live.store(new);

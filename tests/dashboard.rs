@@ -283,3 +283,125 @@ async fn the_page_is_served_without_the_token_and_fetches_nothing_elsewhere() {
     assert_eq!(status, 401, "the data stays behind the token");
     proxy.handle.shutdown().await;
 }
+
+/// The `<tr ...>` opening tags of a table's body rows.
+fn body_rows(table: &str) -> Vec<&str> {
+    let body = &table[table.find("<tbody").unwrap()..];
+    body.split("<tr")
+        .skip(1)
+        .map(|r| &r[..r.find('>').unwrap()])
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_the_same_n_plus_one_findings_as_stats_and_the_report() {
+    let Some(chromium) = chromium_or_skip() else {
+        return;
+    };
+    let proxy = TestProxy::start_with("[cache]\nenabled = true\n").await;
+    let (parents, children) = (unique("dash_n1_p"), unique("dash_n1_c"));
+    common::superuser()
+        .await
+        .batch_execute(&format!(
+            "create table {parents} (id int primary key, code text);
+             insert into {parents} select g, 'k' || g from generate_series(1, 12) g;
+             create table {children} (id serial primary key, parent_code text, note text);
+             insert into {children} (parent_code, note) select 'k' || (g % 12 + 1), 'n' || g
+               from generate_series(1, 36) g;
+             grant select on {parents}, {children} to app;"
+        ))
+        .await
+        .unwrap();
+    common::wait_for_replica().await;
+    let c = proxy.connect().await;
+    // A loop over a column of the parent's rows, then a cacheable summary run again and again.
+    let rows = c
+        .query(&format!("select id, code from {parents} order by id"), &[])
+        .await
+        .unwrap();
+    let child = format!("select note from {children} where parent_code = $1");
+    for r in &rows {
+        let code: String = r.get(1);
+        c.query(&child, &[&code]).await.unwrap();
+    }
+    for _ in 0..30 {
+        c.simple_query(&format!("select count(*) from {parents}"))
+            .await
+            .unwrap();
+    }
+    let stats = get_json(&proxy, "/stats", None).await;
+    let findings = stats["n_plus_one"].as_array().unwrap();
+    let kinds: Vec<&str> = findings
+        .iter()
+        .map(|f| f["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds.len(), 2, "{findings:#?}");
+    assert!(kinds.contains(&"n_plus_one") && kinds.contains(&"repeated_identical"));
+    let mut report = Vec::new();
+    pgsplit::report::run_to(
+        &pgsplit::report::ReportArgs {
+            url: format!("http://{}", proxy.handle.stats_addr),
+            token: None,
+            limit: 15,
+            export: None,
+        },
+        &mut report,
+    )
+    .await
+    .unwrap();
+    let report = String::from_utf8(report).unwrap();
+    let dom = dump_dom(&chromium, &format!("http://{}/", proxy.handle.stats_addr)).await;
+    let table = table(&dom, "nplusone");
+    let rows = body_rows(table);
+    // One row per finding, in /stats order, the order of the report's list.
+    assert_eq!(rows.len(), findings.len(), "{table}");
+    let mut at = 0;
+    for (row, f) in rows.iter().zip(findings) {
+        assert_eq!(attr(row, "data-kind"), f["kind"], "{row}");
+        assert_eq!(attr(row, "data-fingerprint"), f["fingerprint"], "{row}");
+        let q = f["query"].as_str().unwrap();
+        let seen = report[at..]
+            .find(&format!("query: {q}"))
+            .unwrap_or_else(|| panic!("{q} not in the report after {at}:\n{report}"));
+        at += seen + 1;
+    }
+    let n1 = findings.iter().find(|f| f["kind"] == "n_plus_one").unwrap();
+    let flow = format!("{children}.parent_code takes {parents}.code");
+    assert_eq!(n1["flow"], flow.as_str(), "{n1}");
+    assert!(
+        table.contains(&format!("<td class=\"text flow\">{flow}</td>")),
+        "{table}"
+    );
+    assert!(report.contains(&format!("flow:  {flow}\n")), "{report}");
+    let fix = n1["suggestion"].as_str().unwrap();
+    assert!(fix.contains("parent_code = ANY($1)"), "{fix}");
+    assert!(
+        table.contains(&format!("<td class=\"text fix\">{fix}</td>")),
+        "{table}"
+    );
+    let rep = findings
+        .iter()
+        .find(|f| f["kind"] == "repeated_identical")
+        .unwrap();
+    let share = rep["cached_share"].as_f64().unwrap();
+    assert!(share > 0.9, "{rep}");
+    assert!(
+        table.contains(&format!("cache answers {:.1}%", share * 100.0)),
+        "{table}"
+    );
+    assert!(
+        report.contains(&format!("cache: {:.0}% answered", share * 100.0)),
+        "{report}"
+    );
+    assert!(
+        !rep["suggestion"].as_str().unwrap().contains("turn on"),
+        "{rep}"
+    );
+    drop(c);
+    proxy.handle.shutdown().await;
+    common::superuser()
+        .await
+        .batch_execute(&format!("drop table {parents}, {children}"))
+        .await
+        .unwrap();
+}

@@ -348,3 +348,130 @@ async fn pgbench_random_lookups_are_no_n_plus_one() {
         .await
         .unwrap();
 }
+
+/// The seed application's tables (migrations/000_schema.sql) in a schema of their own, with a
+/// little data: active and other leads, listings in four cities (a column whose values repeat),
+/// conversations per contact and interactions per lead.
+async fn seeded_schema() -> String {
+    let schema = unique("n1_planted");
+    let ddl = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/migrations/000_schema.sql"
+    ))
+    .unwrap();
+    superuser()
+        .await
+        .batch_execute(&format!(
+            "create schema {schema};
+             set search_path = {schema};
+             {ddl};
+             insert into leads (contact_id, name, status, ml_score, created_at)
+               select 'c' || g, 'lead ' || g, case when g % 2 = 0 then 'active' else 'new' end,
+                      (g % 100) / 10.0, now() - g * interval '1 minute'
+               from generate_series(1, 200) g;
+             insert into properties (address, city, state, zip, price, bedrooms, bathrooms, property_type)
+               select g || ' Main St', (array['Austin', 'Dallas', 'Houston', 'El Paso'])[g % 4 + 1],
+                      'TX', '7' || lpad(g::text, 4, '0'), 100000 + g * 1000, g % 5, 1 + g % 3, 'Condo'
+               from generate_series(1, 300) g;
+             insert into conversations (tenant_id, contact_id, channel)
+               select 't1', 'c' || (g % 200 + 1), 'sms' from generate_series(1, 400) g;
+             insert into property_interactions (lead_id, property_id, interaction_type)
+               select g % 200 + 1, g % 300 + 1, 'view' from generate_series(1, 600) g;
+             grant usage on schema {schema} to app;
+             grant select on all tables in schema {schema} to app;"
+        ))
+        .await
+        .unwrap();
+    wait_for_replica().await;
+    schema
+}
+
+#[tokio::test]
+async fn the_planted_workload_reports_exactly_its_loops_with_their_columns_and_fixes() {
+    let schema = seeded_schema().await;
+    let proxy = TestProxy::start().await;
+    let rounds = 3;
+    let args = pgsplit::demo::WorkloadArgs {
+        database_url: format!(
+            "{}?options=-c%20search_path%3D{schema}",
+            proxy.url("app", "app")
+        ),
+        duration: 1,
+        clients: pgsplit::demo::planted::POOL,
+        stats_url: format!("http://{}", proxy.handle.stats_addr),
+        token: None,
+        seed: 3,
+        mode: pgsplit::demo::Mode::Planted,
+        rounds,
+    };
+    pgsplit::demo::run(&args).await.expect("planted workload");
+    let s = stats(&proxy).await;
+    let all = s["n_plus_one"].as_array().unwrap();
+    for l in pgsplit::demo::planted::LOOPS {
+        let found: Vec<&Value> = all
+            .iter()
+            .filter(|f| f["query"].as_str().unwrap().contains(l.child))
+            .collect();
+        assert_eq!(found.len(), 1, "{}: {all:#?}", l.name);
+        let f = found[0];
+        assert_eq!(f["kind"], "n_plus_one", "{}: {f}", l.name);
+        assert_eq!(f["flow"], l.flow, "{}: {f}", l.name);
+        assert_eq!(
+            f["occurrences"], rounds,
+            "one burst per round: {}: {f}",
+            l.name
+        );
+        let fix = f["suggestion"].as_str().unwrap();
+        assert!(fix.contains(l.fix), "{}: {fix}", l.name);
+        assert!(fix.starts_with(l.flow), "{}: {fix}", l.name);
+    }
+    // Nothing else: the independent lookups after list queries, the interleaved counts and
+    // the parents themselves are no finding of any kind.
+    assert_eq!(all.len(), pgsplit::demo::planted::LOOPS.len(), "{all:#?}");
+    assert_eq!(s["n_plus_one_bursts"]["n_plus_one"], 3 * rounds);
+    // The report says the same: the three loops, each with its flow and fix, and nothing else.
+    let mut out = Vec::new();
+    pgsplit::report::run_to(
+        &pgsplit::report::ReportArgs {
+            url: args.stats_url.clone(),
+            token: None,
+            limit: 15,
+            export: None,
+        },
+        &mut out,
+    )
+    .await
+    .unwrap();
+    let report = String::from_utf8(out).unwrap();
+    let section: String = report
+        .lines()
+        .skip_while(|l| !l.starts_with("N+1 bursts"))
+        .take_while(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let entries = section
+        .lines()
+        .filter(|l| l.trim_start().starts_with("query: "))
+        .count();
+    assert_eq!(entries, 3, "{section}");
+    assert_eq!(section.matches(" n_plus_one ").count(), 3, "{section}");
+    for l in pgsplit::demo::planted::LOOPS {
+        assert!(section.contains(l.child), "{}: {section}", l.name);
+        assert!(
+            section.contains(&format!("flow:  {}\n", l.flow)),
+            "{}: {section}",
+            l.name
+        );
+        assert!(
+            section.contains(&format!("fix:   {}:", l.flow)),
+            "{}: {section}",
+            l.name
+        );
+    }
+    proxy.handle.shutdown().await;
+    superuser()
+        .await
+        .batch_execute(&format!("drop schema {schema} cascade"))
+        .await
+        .unwrap();
+}

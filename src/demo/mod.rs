@@ -5,6 +5,7 @@
 
 mod freshness;
 mod mix;
+pub mod planted;
 mod progress;
 
 use crate::report::ReportError;
@@ -35,6 +36,20 @@ pub struct WorkloadArgs {
     /// Random seed of the statement mix.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// "mix": the seed application's statements for --duration seconds (the demo). "planted":
+    /// a fixed script with three known N+1 loops among independent lookups, --rounds times,
+    /// for checking the detector's findings.
+    #[arg(long, value_enum, default_value_t = Mode::Mix)]
+    pub mode: Mode,
+    /// Rounds of the planted script (--mode planted).
+    #[arg(long, default_value_t = 3)]
+    pub rounds: u64,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Mix,
+    Planted,
 }
 
 #[derive(Debug, Error)]
@@ -83,6 +98,9 @@ pub async fn run(args: &WorkloadArgs) -> Result<(), WorkloadError> {
         });
         Ok::<_, WorkloadError>(client)
     };
+    if args.mode == Mode::Planted {
+        return run_planted(args, &connect().await?, connect).await;
+    }
     let universe = Arc::new(universe(&connect().await?).await?);
     let tally = Arc::new(Tally::default());
     println!(
@@ -134,6 +152,60 @@ pub async fn run(args: &WorkloadArgs) -> Result<(), WorkloadError> {
             first: first.clone(),
         }),
     }
+}
+
+/// `--mode planted`: the script over a pool of connections, then what was planted.
+async fn run_planted<F, Fut>(
+    args: &WorkloadArgs,
+    first: &tokio_postgres::Client,
+    connect: F,
+) -> Result<(), WorkloadError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<tokio_postgres::Client, WorkloadError>>,
+{
+    let no_data = |e: tokio_postgres::Error| WorkloadError::NoData(describe(&e));
+    let row = first
+        .query_one(
+            "SELECT (SELECT coalesce(max(id), 0) FROM leads), (SELECT coalesce(max(id), 0) FROM properties)",
+            &[],
+        )
+        .await
+        .map_err(no_data)?;
+    let (max_lead_id, max_property_id): (i64, i64) = (row.get(0), row.get(1));
+    if max_lead_id == 0 || max_property_id == 0 {
+        return Err(WorkloadError::NoData(
+            "leads or properties are empty".into(),
+        ));
+    }
+    let mut clients = Vec::with_capacity(planted::POOL);
+    for _ in 0..planted::POOL.max(args.clients) {
+        clients.push(connect().await?);
+    }
+    let started = Instant::now();
+    let sent = planted::run(
+        &clients,
+        args.rounds,
+        max_lead_id,
+        max_property_id,
+        args.seed,
+    )
+    .await
+    .map_err(|e| WorkloadError::ClientsFailed {
+        failed: 1,
+        clients: clients.len(),
+        first: describe(&e),
+    })?;
+    println!(
+        "workload done: {sent} statements in {:.1} s ({} rounds of the planted script)",
+        started.elapsed().as_secs_f64(),
+        args.rounds
+    );
+    println!("planted N+1 loops (the report should name these and nothing else):");
+    for l in planted::LOOPS {
+        println!("  {}: {} ({})", l.name, l.flow, l.fix);
+    }
+    Ok(())
 }
 
 /// The server's own message when there is one ("db error" alone says nothing).

@@ -259,7 +259,8 @@ impl Session {
         }
         action.completed(rows);
         self.record_as(&action, AnsweredBy::Cache);
-        self.detect_bursts(&action);
+        self.n1_capture.feed_reply(reply);
+        self.detect_bursts(&action, true);
         self.recycle_frames(frames);
         Ok(())
     }

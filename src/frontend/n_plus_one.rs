@@ -2,9 +2,11 @@
 
 use super::request::{ClientStatement, ReadyAction};
 use super::session::Session;
-use crate::nplusone::{Call, Class, Detection, Kind, Origin, Statement};
+use crate::nplusone::flow::{self, Rows, Values};
+use crate::nplusone::{CacheUse, Call, Class, Detection, Kind, Origin, Statement};
 use crate::protocol::build;
 use crate::protocol::sqlstate::{Severity, SqlState};
+use crate::protocol::tags::backend as tag;
 use crate::router::Analysis;
 use std::hash::{BuildHasher, Hasher};
 use std::time::Instant;
@@ -23,6 +25,7 @@ pub(super) fn query_call(body: &[u8]) -> Call {
     Call {
         params: h.finish(),
         trace: crate::nplusone::trace_id(body),
+        values: flow::literals(body),
     }
 }
 
@@ -35,6 +38,121 @@ pub(super) fn bind_call(stmt: Option<&ClientStatement>, rest: &[u8]) -> Call {
     Call {
         params: h.finish(),
         trace: stmt.map_or(0, |s| s.trace),
+        values: bind_values(rest),
+    }
+}
+
+/// The hashed values of a Bind's parameters (after the statement name: formats, then values);
+/// a malformed message yields what was read before the fault.
+fn bind_values(rest: &[u8]) -> Values {
+    let mut out = Values::default();
+    let i16_at = |at: usize| {
+        rest.get(at..at + 2)
+            .map(|b| i16::from_be_bytes([b[0], b[1]]).max(0) as usize)
+    };
+    let Some(nfmt) = i16_at(0) else {
+        return out;
+    };
+    let mut at = 2 + 2 * nfmt;
+    let Some(n) = i16_at(at) else {
+        return out;
+    };
+    at += 2;
+    for _ in 0..n.min(flow::MAX_PARAMS) {
+        let Some(len) = rest.get(at..at + 4) else {
+            break;
+        };
+        let len = i32::from_be_bytes([len[0], len[1], len[2], len[3]]);
+        at += 4;
+        if len < 0 {
+            out.push(flow::NONE);
+            continue;
+        }
+        let Some(v) = rest.get(at..at + len as usize) else {
+            break;
+        };
+        out.push(flow::value_hash(v));
+        at += len as usize;
+    }
+    out
+}
+
+/// The hashed values of the current request's multi-row results, kept while detection is on
+/// and handed to the detector at ReadyForQuery; each result is bounded by [`flow::rows_to_hash`],
+/// [`flow::MAX_VALUES`] and [`flow::MAX_BYTES`].
+#[derive(Default)]
+pub(super) struct Capture {
+    on: bool,
+    current: Rows,
+    /// (statement index in the request, its result).
+    done: Vec<(usize, Rows)>,
+    index: usize,
+}
+
+impl Capture {
+    pub(super) fn new(settings: &crate::nplusone::Settings) -> Capture {
+        let mut c = Capture::default();
+        c.end_request(settings);
+        c
+    }
+
+    /// One message forwarded to the client (the DataRow hook); only a flag test when off.
+    pub(super) fn feed(&mut self, t: u8, body: &[u8]) {
+        if !self.on {
+            return;
+        }
+        match t {
+            tag::DATA_ROW => self.current.add_row(body),
+            tag::COMMAND_COMPLETE | tag::PORTAL_SUSPENDED | tag::EMPTY_QUERY_RESPONSE => {
+                // Only a possible parent is moved out; a one-row result (most statements)
+                // leaves its buffer here for the next, so it allocates nothing.
+                if self.current.is_parent() {
+                    let limit = self.current.limit;
+                    self.done
+                        .push((self.index, std::mem::take(&mut self.current)));
+                    self.current.limit = limit;
+                } else {
+                    self.current.clear();
+                }
+                self.index += 1;
+            }
+            tag::ERROR_RESPONSE => self.current.clear(),
+            _ => {}
+        }
+    }
+
+    /// A stored reply the cache answered with: the same rows the server would have sent.
+    pub(super) fn feed_reply(&mut self, mut reply: &[u8]) {
+        while let Some((&t, rest)) = reply.split_first() {
+            let Some(len) = rest.get(..4) else {
+                return;
+            };
+            let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+            let Some(body) = len.checked_sub(4).and_then(|n| rest.get(4..4 + n)) else {
+                return;
+            };
+            self.feed(t, body);
+            reply = &rest[len..];
+        }
+    }
+
+    /// The result of statement `i` (a simple Query's texts all count as statement 0: its last
+    /// result).
+    fn take(&mut self, i: usize, simple: bool) -> Option<Rows> {
+        let at = if simple {
+            self.done.len().checked_sub(1)?
+        } else {
+            self.done.iter().position(|(j, _)| *j == i)?
+        };
+        Some(self.done.swap_remove(at).1)
+    }
+
+    fn end_request(&mut self, settings: &crate::nplusone::Settings) {
+        self.done.clear();
+        self.current.clear();
+        self.current.limit = flow::rows_to_hash(settings.threshold);
+        self.index = 0;
+        self.on = settings.enabled;
     }
 }
 
@@ -58,17 +176,27 @@ fn class(a: &Analysis) -> Option<Class> {
 }
 
 impl Session {
-    /// Feeds a finished request's statements to the detector; O(1) and allocation-free per
-    /// statement unless a burst is found.
-    pub(super) fn detect_bursts(&mut self, action: &ReadyAction) {
+    /// Feeds a finished request's statements (answered by the result cache when `cached`) and
+    /// their results' values to the detector; allocation-free per statement unless a burst is
+    /// found or a statement returned several rows.
+    pub(super) fn detect_bursts(&mut self, action: &ReadyAction, cached: bool) {
+        self.feed_detector(action, cached);
+        let settings = self.shared.n_plus_one.settings.load();
+        self.n1_capture.end_request(&settings);
+    }
+
+    fn feed_detector(&mut self, action: &ReadyAction, cached: bool) {
         let detector = &self.shared.n_plus_one;
         let settings = detector.settings.load();
         if !settings.enabled {
+            // Detection was turned off: the results it kept go now, not at the session's end.
+            self.n_plus_one.forget_results();
             return;
         }
         let Some(started) = action.started else {
             return;
         };
+        let cache_on = self.shared.cache.enabled();
         let now = Instant::now();
         // Empty (no allocation) unless a burst is found.
         let mut bursts: Vec<(Detection, u128)> = Vec::new();
@@ -90,19 +218,33 @@ impl Session {
                 params: call.params,
                 rows: *rows,
                 duration_us: us,
+                values: call.values.as_slice(),
+                cached,
+                cache: match (cache_on, a.cacheable) {
+                    (false, _) => CacheUse::Off,
+                    (true, false) => CacheUse::NotCacheable,
+                    (true, true) => CacheUse::On,
+                },
             };
+            let result = self.n1_capture.take(i, action.simple);
             let origin = Origin {
                 database: &self.db,
                 user: &self.user,
                 application_name: &self.application_name,
             };
             let found = if call.trace != 0 {
-                detector
-                    .traces
-                    .observe(call.trace, now, &s, &settings, &detector.registry, origin)
+                detector.traces.observe(
+                    call.trace,
+                    now,
+                    &s,
+                    result,
+                    &settings,
+                    &detector.registry,
+                    origin,
+                )
             } else {
                 self.n_plus_one
-                    .observe(now, &s, &settings, &detector.registry, origin)
+                    .observe(now, &s, result, &settings, &detector.registry, origin)
             };
             if let Some(d) = found {
                 bursts.push((d, call.trace));

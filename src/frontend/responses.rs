@@ -147,6 +147,7 @@ impl Session {
                     {
                         f.feed(t, &conn.rbuf[..end]);
                     }
+                    self.n1_capture.feed(t, &conn.rbuf[HEADER_LEN..end]);
                 }
                 if hold {
                     self.ryw.held_mut().extend_from_slice(&conn.rbuf[..end]);
@@ -222,7 +223,7 @@ impl Session {
             return;
         };
         self.record(&action);
-        self.detect_bursts(&action);
+        self.detect_bursts(&action, false);
         self.catalog_on_ready(&action);
         if action.executed.iter().any(|(a, _)| a.reason == "ddl") {
             // Views, casts, domains or functions may now reach something new.

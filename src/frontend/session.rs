@@ -111,6 +111,8 @@ pub struct Session {
     pub(super) unnamed_id: u64,
     /// This session's recent statements, for N+1 detection.
     pub(super) n_plus_one: crate::nplusone::Stream,
+    /// Hashed values of the current request's multi-row results, for the detector.
+    pub(super) n1_capture: super::n_plus_one::Capture,
     /// Set once shutdown began while a transaction was open: it may finish until then.
     pub(super) drain_deadline: Option<Instant>,
     /// How long the oldest request has waited for its server (`pool.query_timeout_ms`).
@@ -142,6 +144,7 @@ impl Session {
         cancel: Registration,
         shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> Session {
+        let capture = super::n_plus_one::Capture::new(&shared.n_plus_one.settings.load());
         Session {
             shared,
             client,
@@ -178,6 +181,7 @@ impl Session {
             refusal: Default::default(),
             sequences_here: false,
             n_plus_one: crate::nplusone::Stream::default(),
+            n1_capture: capture,
             drain_deadline: None,
             query_clock: Default::default(),
             catalog_changed_in_tx: false,

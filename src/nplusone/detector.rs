@@ -1,6 +1,7 @@
 //! One stream of statements (a session's or a trace's): the last few fingerprints, each with the times of its last executions.
 
-use super::registry::Finding;
+use super::flow::{Link, Parents, Rows};
+use super::registry::{Finding, NewBurst};
 use super::{Class, Kind, Origin, Registry, Settings, Statement};
 use std::sync::Arc;
 use std::time::Instant;
@@ -8,9 +9,6 @@ use std::time::Instant;
 /// Fingerprints tracked per stream; the least recently executed is forgotten beyond this.
 /// Enough for a parent and several children interleaved in one loop.
 const SLOTS: usize = 8;
-
-/// A parent that returned a single row cannot have driven a loop.
-const MIN_PARENT_ROWS: u64 = 2;
 
 /// One execution in the stream: (fingerprint, sequence number).
 type Mark = (u64, u64);
@@ -41,6 +39,8 @@ pub struct Stream {
     /// The most recent statement with another fingerprint than `last`.
     before_last: Option<Mark>,
     slots: Vec<Slot>,
+    /// Hashed values of recent multi-row results, the possible parents of a loop.
+    parents: Parents,
 }
 
 struct Slot {
@@ -49,15 +49,14 @@ struct Slot {
     /// 0 while the slot has no execution of its fingerprint yet.
     last_seq: u64,
     last_ms: u64,
-    /// Rows the last execution returned or affected.
-    rows: u64,
     run: Run,
+    /// Which parent's rows this statement's parameters have been walking.
+    link: Link,
     times: Ring,
 }
 
 /// The executions of one fingerprint with no gap longer than the window between them.
 struct Run {
-    start_seq: u64,
     /// The statement executed just before the run's first execution.
     pred: Option<Mark>,
     last_params: u64,
@@ -65,17 +64,19 @@ struct Run {
     same_params: u32,
     /// Executions in a row with no other statement between them.
     back_to_back: u32,
+    /// Executions in the run the result cache answered.
+    cached: u64,
     burst: Option<Burst>,
 }
 
 impl Run {
-    fn new(start_seq: u64, pred: Option<Mark>) -> Run {
+    fn new(pred: Option<Mark>) -> Run {
         Run {
-            start_seq,
             pred,
             last_params: 0,
             same_params: 0,
             back_to_back: 0,
+            cached: 0,
             burst: None,
         }
     }
@@ -131,11 +132,13 @@ impl Ring {
 }
 
 impl Stream {
-    /// Feeds one executed statement; returns the burst it completes, if any.
+    /// Feeds one executed statement, with its result's hashed values when it returned rows;
+    /// returns the burst it completes, if any.
     pub fn observe(
         &mut self,
         now: Instant,
         s: &Statement<'_>,
+        result: Option<Rows>,
         settings: &Settings,
         registry: &Registry,
         origin: Origin<'_>,
@@ -162,9 +165,21 @@ impl Stream {
             Some(Burst {
                 parent: Some((fp, at)),
                 ..
-            }) => self.ran_since(*fp, *at),
+            }) => self.ran_since(*fp, *at) || self.parents.ran_again(*fp, *at),
             _ => false,
         };
+        if s.class == Class::Read {
+            self.slots[i]
+                .link
+                .step(&self.parents, s.fingerprint, s.values);
+        }
+        // This execution's rows replace its earlier ones as a possible parent.
+        match result {
+            Some(rows) if rows.is_parent() => {
+                self.parents.keep(s.fingerprint, seq, s.normalized, rows)
+            }
+            _ => self.parents.forget(s.fingerprint),
+        }
         let sl = &mut self.slots[i];
         let stale = sl.last_seq == 0 || now_ms.saturating_sub(sl.last_ms) > window;
         let same = !stale && sl.run.same_params > 0 && sl.run.last_params == s.params;
@@ -178,7 +193,7 @@ impl Stream {
         };
         let reset = stale || (sl.run.burst.is_some() && !goes_on);
         if reset {
-            sl.run = Run::new(seq, pred);
+            sl.run = Run::new(pred);
             sl.times.clear();
         }
         sl.run.same_params = if same && !reset {
@@ -192,13 +207,13 @@ impl Stream {
             1
         };
         sl.run.last_params = s.params;
+        sl.run.cached += u64::from(s.cached);
         sl.last_seq = seq;
         sl.last_ms = now_ms;
-        sl.rows = s.rows;
         sl.times.push(now_ms, s.duration_us, threshold);
         if let Some(b) = &mut sl.run.burst {
             b.count += 1;
-            b.finding.grow(b.count, s.duration_us);
+            b.finding.grow(b.count, s.duration_us, s.cached);
             return None;
         }
 
@@ -209,6 +224,13 @@ impl Stream {
         if span_ms > window {
             return None;
         }
+        // A read is a loop only when its values walked a parent's rows, execution after
+        // execution, at least `threshold` times: timing alone cannot tell a loop from
+        // independent lookups that follow a list query.
+        let confirmed = match s.class {
+            Class::Read => sl.link.confirmed(threshold as u32),
+            _ => None,
+        };
         let kind = if sl.run.same_params as usize >= threshold {
             if !settings.repeated_identical {
                 return None;
@@ -216,7 +238,7 @@ impl Stream {
             Kind::RepeatedIdentical
         } else {
             match s.class {
-                Class::Read => Kind::NPlusOne,
+                Class::Read if confirmed.is_some() => Kind::NPlusOne,
                 Class::Write
                     if settings.batchable_writes && sl.run.back_to_back as usize >= threshold =>
                 {
@@ -225,30 +247,43 @@ impl Stream {
                 _ => return None,
             }
         };
-        let run_pred = sl.run.pred;
         let count = threshold as u64;
         let total_us = sl.times.total_us();
-        let parent = match kind {
-            Kind::NPlusOne => Some(self.parent_of(run_pred)?),
-            _ => run_pred.filter(|(fp, _)| self.find(*fp).is_some()),
+        let cached = sl.run.cached.min(count);
+        let (parent, parent_query) = match kind {
+            Kind::NPlusOne => {
+                let fp = sl.link.parent_fingerprint;
+                let q = sl.link.parent_query.clone();
+                (Some((fp, sl.link.parent_seq)), q.map(|q| (fp, q)))
+            }
+            _ => {
+                let run_pred = sl.run.pred;
+                let parent = run_pred.filter(|(fp, _)| self.find(*fp).is_some());
+                let q = parent
+                    .and_then(|(fp, _)| self.find(fp).map(|j| (fp, self.slots[j].query.clone())));
+                (None, q)
+            }
         };
-        let parent_query =
-            parent.and_then(|(fp, _)| self.find(fp).map(|j| (fp, self.slots[j].query.clone())));
         let sl = &mut self.slots[i];
         let query = sl.query.clone();
         let finding = registry.burst(
-            kind,
-            s.fingerprint,
-            &query,
-            parent_query.as_ref(),
+            &NewBurst {
+                kind,
+                fingerprint: s.fingerprint,
+                query: &query,
+                parent: parent_query.as_ref(),
+                flow: confirmed.map(|p| (p.param as usize, p.column as usize)),
+                cache: s.cache,
+                count,
+                cached,
+                total_us,
+            },
             origin,
-            count,
-            total_us,
         );
         let suggestion = finding.suggestion.clone();
         sl.run.burst = Some(Burst {
             kind,
-            parent: if kind == Kind::NPlusOne { parent } else { None },
+            parent,
             count,
             finding,
         });
@@ -262,6 +297,14 @@ impl Stream {
             span_ms,
             suggestion,
         })
+    }
+
+    /// Drops the hashed results and the links into them (detection was turned off).
+    pub fn forget_results(&mut self) {
+        self.parents.clear();
+        for s in &mut self.slots {
+            s.link.clear();
+        }
     }
 
     fn find(&self, fingerprint: u64) -> Option<usize> {
@@ -290,8 +333,8 @@ impl Stream {
             query: s.normalized.clone(),
             last_seq: 0,
             last_ms: 0,
-            rows: 0,
-            run: Run::new(0, None),
+            run: Run::new(None),
+            link: Link::default(),
             times,
         };
         if self.slots.len() < SLOTS {
@@ -311,25 +354,6 @@ impl Stream {
         times.clear();
         self.slots[i] = fresh(times);
         i
-    }
-
-    /// The parent of a run of reads: the statement just before it, provided it has not run
-    /// again since (then the loop was not driven by it, as with independent requests on one
-    /// connection). A statement that did run again is taken for a sibling child of the same
-    /// loop when its own run began before the mark, and the search goes on before that run.
-    fn parent_of(&self, mut cur: Option<Mark>) -> Option<Mark> {
-        for _ in 0..SLOTS {
-            let (fp, at) = cur?;
-            let p = &self.slots[self.find(fp)?];
-            if p.last_seq == at {
-                return (p.rows >= MIN_PARENT_ROWS).then_some((fp, at));
-            }
-            if p.run.start_seq > at {
-                return None;
-            }
-            cur = p.run.pred;
-        }
-        None
     }
 }
 

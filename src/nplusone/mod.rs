@@ -5,7 +5,10 @@
 //! application's connection pool is still one stream. A stream reports a burst once, when it
 //! crosses the threshold, and then keeps the [`Registry`] entry's count growing until it ends.
 
+mod columns;
 mod detector;
+pub mod flow;
+mod literals;
 mod registry;
 mod suggest;
 mod traceparent;
@@ -15,8 +18,8 @@ mod traces;
 mod tests;
 
 pub use detector::{Detection, Stream};
-pub use registry::{BurstCounts, FindingSnapshot, Registry};
-pub use suggest::suggest;
+pub use registry::{BurstCounts, FindingSnapshot, NewBurst, Registry};
+pub use suggest::{suggest, CacheUse};
 pub use traceparent::trace_id;
 pub use traces::Traces;
 
@@ -108,6 +111,9 @@ pub struct Call {
     pub params: u64,
     /// W3C trace id from a `traceparent` in the text; 0 when none (an all-zero id is invalid).
     pub trace: u128,
+    /// Each parameter's value hashed, for the data flow from a parent's rows (a Bind's values,
+    /// a simple Query's literals).
+    pub values: flow::Values,
 }
 
 /// One executed statement, as a stream sees it.
@@ -119,6 +125,11 @@ pub struct Statement<'a> {
     pub params: u64,
     pub rows: u64,
     pub duration_us: u64,
+    /// Hashed parameter values (see [`Call::values`]).
+    pub values: &'a [u32],
+    /// The result cache answered it.
+    pub cached: bool,
+    pub cache: CacheUse,
 }
 
 /// Who ran a statement, for the findings.
@@ -144,6 +155,16 @@ impl Detector {
             registry: Registry::new(settings.max_findings),
             traces: Traces::new(settings.max_traces),
             settings: arc_swap::ArcSwap::from_pointee(settings),
+        }
+    }
+
+    /// New settings (a reload). Turning detection off drops the trace streams and the results
+    /// they hashed; sessions drop theirs at their next request.
+    pub fn apply(&self, settings: Settings) {
+        let off = !settings.enabled;
+        self.settings.store(Arc::new(settings));
+        if off {
+            self.traces.clear();
         }
     }
 

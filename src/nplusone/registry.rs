@@ -1,6 +1,7 @@
 //! The findings: one entry per (kind, fingerprint, parent of a loop, database), sharded and bounded, counted live while a burst grows.
 
-use super::{suggest, Kind, Origin};
+use super::suggest::{self, CacheUse, FlowNames};
+use super::{columns, Kind, Origin};
 use crate::stats::unix_now;
 use parking_lot::Mutex;
 use serde::Serialize;
@@ -25,6 +26,9 @@ pub struct Finding {
     database: Arc<str>,
     query: Arc<str>,
     parent: Option<(u64, Arc<str>)>,
+    /// For a loop confirmed by data flow: its two columns, named.
+    flow: Option<FlowNames>,
+    cache: CacheUse,
     pub suggestion: Arc<str>,
     /// (user, application_name) of the last burst.
     who: Mutex<(String, String)>,
@@ -32,6 +36,9 @@ pub struct Finding {
     last_count: AtomicU64,
     max_count: AtomicU64,
     total_us: AtomicU64,
+    /// Executions in all bursts, and those of them the result cache answered.
+    executions: AtomicU64,
+    cached: AtomicU64,
     first_seen: f64,
     /// f64 bits of Unix seconds.
     last_seen: AtomicU64,
@@ -39,7 +46,11 @@ pub struct Finding {
 
 impl Finding {
     /// One more execution in the current burst, which now has `count`.
-    pub fn grow(&self, count: u64, us: u64) {
+    pub fn grow(&self, count: u64, us: u64, cached: bool) {
+        self.executions.fetch_add(1, Ordering::Relaxed);
+        if cached {
+            self.cached.fetch_add(1, Ordering::Relaxed);
+        }
         self.last_count.store(count, Ordering::Relaxed);
         self.max_count.fetch_max(count, Ordering::Relaxed);
         self.total_us.fetch_add(us, Ordering::Relaxed);
@@ -51,8 +62,23 @@ impl Finding {
         f64::from_bits(self.last_seen.load(Ordering::Relaxed))
     }
 
+    /// Share of the bursts' executions the result cache answered.
+    fn cached_share(&self) -> f64 {
+        let n = self.executions.load(Ordering::Relaxed);
+        if n == 0 {
+            return 0.0;
+        }
+        self.cached.load(Ordering::Relaxed) as f64 / n as f64
+    }
+
     fn snapshot(&self) -> FindingSnapshot {
         let who = self.who.lock();
+        let cached_share = (self.kind == Kind::RepeatedIdentical).then(|| self.cached_share());
+        let suggestion = match self.kind {
+            // Worded from the live share, which grows as the cache warms.
+            Kind::RepeatedIdentical => suggest::repeated(self.cache, cached_share),
+            _ => self.suggestion.to_string(),
+        };
         FindingSnapshot {
             fingerprint: format!("{:016x}", self.fingerprint),
             database: self.database.to_string(),
@@ -72,7 +98,12 @@ impl Finding {
             last_seen: self.last_seen(),
             user: who.0.clone(),
             application_name: who.1.clone(),
-            suggestion: self.suggestion.to_string(),
+            suggestion,
+            flow: self.flow.as_ref().map(|f| f.describe(None)),
+            parent_column: self.flow.as_ref().and_then(|f| f.parent_column.clone()),
+            child_column: self.flow.as_ref().and_then(|f| f.child_column.clone()),
+            cached_share,
+            cache: (self.kind == Kind::RepeatedIdentical).then_some(self.cache),
         }
     }
 }
@@ -103,6 +134,17 @@ pub struct FindingSnapshot {
     pub user: String,
     pub application_name: String,
     pub suggestion: String,
+    /// For n_plus_one: "conversations.contact_id takes leads.contact_id", the data flow that
+    /// confirmed the loop (null for other kinds).
+    pub flow: Option<String>,
+    /// The parent's result column the child's parameter values came from, when it could be named.
+    pub parent_column: Option<String>,
+    /// The child's column those values are compared with, when it could be named.
+    pub child_column: Option<String>,
+    /// For repeated_identical: the share (0..1) of its executions pgsplit's result cache answered.
+    pub cached_share: Option<f64>,
+    /// For repeated_identical: "off", "not_cacheable" or "on".
+    pub cache: Option<CacheUse>,
 }
 
 /// Bursts detected since start or reset, by kind.
@@ -123,6 +165,21 @@ impl BurstCounts {
     }
 }
 
+/// What a stream knows of a burst when it crosses the threshold.
+#[derive(Clone, Copy)]
+pub struct NewBurst<'a> {
+    pub kind: Kind,
+    pub fingerprint: u64,
+    pub query: &'a Arc<str>,
+    pub parent: Option<&'a (u64, Arc<str>)>,
+    /// (0-based parameter of the child, 0-based column of the parent) that confirmed a loop.
+    pub flow: Option<(usize, usize)>,
+    pub cache: CacheUse,
+    pub count: u64,
+    pub cached: u64,
+    pub total_us: u64,
+}
+
 /// All findings of the process, at most `max_findings` (the least recently seen go first).
 pub struct Registry {
     shards: Vec<Mutex<HashMap<Key, Arc<Finding>>>>,
@@ -141,18 +198,20 @@ impl Registry {
         }
     }
 
-    /// A new burst of `count` executions taking `total_us`; returns its finding to grow.
-    #[allow(clippy::too_many_arguments)]
-    pub fn burst(
-        &self,
-        kind: Kind,
-        fingerprint: u64,
-        query: &Arc<str>,
-        parent: Option<&(u64, Arc<str>)>,
-        origin: Origin<'_>,
-        count: u64,
-        total_us: u64,
-    ) -> Arc<Finding> {
+    /// A new burst of `count` executions taking `total_us`, `cached` of them answered by the
+    /// result cache; returns its finding to grow.
+    pub fn burst(&self, b: &NewBurst<'_>, origin: Origin<'_>) -> Arc<Finding> {
+        let NewBurst {
+            kind,
+            fingerprint,
+            query,
+            parent,
+            flow,
+            cache,
+            count,
+            cached,
+            total_us,
+        } = *b;
         self.bursts[kind.index()].fetch_add(1, Ordering::Relaxed);
         let key = Key {
             kind,
@@ -172,6 +231,8 @@ impl Registry {
             f.last_count.store(count, Ordering::Relaxed);
             f.max_count.fetch_max(count, Ordering::Relaxed);
             f.total_us.fetch_add(total_us, Ordering::Relaxed);
+            f.executions.fetch_add(count, Ordering::Relaxed);
+            f.cached.fetch_add(cached, Ordering::Relaxed);
             f.last_seen.store(now.to_bits(), Ordering::Relaxed);
             *f.who.lock() = (origin.user.to_string(), origin.application_name.to_string());
             return f.clone();
@@ -186,18 +247,36 @@ impl Registry {
                 self.evicted.fetch_add(1, Ordering::Relaxed);
             }
         }
+        // Named once per finding: pg_query runs here, never per statement.
+        let flow = match (kind, flow, parent) {
+            (Kind::NPlusOne, Some((param, column)), Some(p)) => Some(FlowNames {
+                param,
+                child_column: columns::parameter_column(query, param),
+                parent_column: columns::result_column(&p.1, column),
+            }),
+            _ => None,
+        };
         let f = Arc::new(Finding {
             kind,
             fingerprint,
             database: origin.database.clone(),
             query: query.clone(),
             parent: parent.cloned(),
-            suggestion: Arc::from(suggest(kind, query, parent.map(|p| &*p.1))),
+            suggestion: Arc::from(suggest::suggest(
+                kind,
+                query,
+                parent.map(|p| &*p.1),
+                flow.as_ref(),
+            )),
+            flow,
+            cache,
             who: Mutex::new((origin.user.to_string(), origin.application_name.to_string())),
             occurrences: AtomicU64::new(1),
             last_count: AtomicU64::new(count),
             max_count: AtomicU64::new(count),
             total_us: AtomicU64::new(total_us),
+            executions: AtomicU64::new(count),
+            cached: AtomicU64::new(cached),
             first_seen: now,
             last_seen: AtomicU64::new(now.to_bits()),
         });

@@ -1,7 +1,25 @@
 //! Detector tests with injected time: every statement carries its own instant, so windows are exact.
 
+use super::flow::{value_hash, Rows};
 use super::*;
 use std::time::{Duration, Instant};
+
+/// The hashed wire value standing for key `v`.
+fn key(v: u64) -> u32 {
+    value_hash(&v.to_le_bytes())
+}
+
+/// A one-column result holding `values`, row after row.
+fn result(values: impl IntoIterator<Item = u64>) -> Rows {
+    let mut r = Rows::default();
+    for v in values {
+        let mut row = 1u16.to_be_bytes().to_vec();
+        row.extend_from_slice(&8i32.to_be_bytes());
+        row.extend_from_slice(&v.to_le_bytes());
+        r.add_row(&row);
+    }
+    r
+}
 
 const PARENT: u64 = 0xaaaa;
 const CHILD: u64 = 0xc0c0;
@@ -28,14 +46,32 @@ impl Harness {
         }
     }
 
+    /// One statement with parameter value `params`; one returning several rows returns the
+    /// keys 1..=rows.
     fn at(&mut self, ms: u64, fp: u64, class: Class, params: u64, rows: u64) -> Option<Detection> {
+        let r = (rows >= 2).then(|| result(1..=rows));
+        self.with_result(ms, fp, class, params, r)
+    }
+
+    fn with_result(
+        &mut self,
+        ms: u64,
+        fp: u64,
+        class: Class,
+        params: u64,
+        r: Option<Rows>,
+    ) -> Option<Detection> {
+        let values = [key(params)];
         let s = Statement {
             fingerprint: fp,
             normalized: &self.text,
             class,
             params,
-            rows,
+            rows: r.as_ref().map_or(1, |r| u64::from(r.rows)),
             duration_us: 100,
+            values: &values,
+            cached: false,
+            cache: CacheUse::On,
         };
         let origin = Origin {
             database: &self.db,
@@ -45,6 +81,7 @@ impl Harness {
         self.stream.observe(
             self.t0 + Duration::from_millis(ms),
             &s,
+            r,
             &self.settings,
             &self.registry,
             origin,
@@ -91,7 +128,7 @@ fn window_edge() {
     let mut h = default();
     h.at(0, PARENT, Class::Read, 0, 50);
     let found: Vec<_> = (0..10)
-        .filter_map(|i| h.at(1 + i * 111, CHILD, Class::Read, i, 1))
+        .filter_map(|i| h.at(1 + i * 111, CHILD, Class::Read, i + 1, 1))
         .collect();
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].span_ms, 999);
@@ -99,7 +136,7 @@ fn window_edge() {
     let mut h = default();
     h.at(0, PARENT, Class::Read, 0, 50);
     assert!((0..30)
-        .filter_map(|i| h.at(1 + i * 112, CHILD, Class::Read, i, 1))
+        .filter_map(|i| h.at(1 + i * 112, CHILD, Class::Read, i + 1, 1))
         .next()
         .is_none());
     // A pause longer than the window starts over.
@@ -152,9 +189,15 @@ fn identical_parameters_are_a_repeated_query_not_n_plus_one() {
         .filter_map(|i| h.at(i, CHILD, Class::Read, 7, 1))
         .next()
         .is_none());
-    // Mostly repeated keys with some differing: still a loop over parents.
+    // Mostly repeated keys with some differing (a column that is no key): still a loop.
     let mut h = default();
-    h.at(0, PARENT, Class::Read, 0, 50);
+    h.with_result(
+        0,
+        PARENT,
+        Class::Read,
+        0,
+        Some(result((1..=50).map(|r| r % 3))),
+    );
     let found: Vec<_> = (1..=20)
         .filter_map(|i| h.at(i, CHILD, Class::Read, i % 3, 1))
         .collect();
@@ -267,6 +310,7 @@ fn trace_groups_a_burst_spread_over_sessions() {
     let (db, q) = (Arc::<str>::from("app"), Arc::<str>::from("SELECT $1"));
     let t0 = Instant::now();
     let feed = |trace: u128, ms: u64, fp: u64, params: u64, rows: u64| {
+        let values = [key(params)];
         let s = Statement {
             fingerprint: fp,
             normalized: &q,
@@ -274,7 +318,11 @@ fn trace_groups_a_burst_spread_over_sessions() {
             params,
             rows,
             duration_us: 10,
+            values: &values,
+            cached: false,
+            cache: CacheUse::On,
         };
+        let r = (rows >= 2).then(|| result(1..=rows));
         let origin = Origin {
             database: &db,
             user: "app",
@@ -284,6 +332,7 @@ fn trace_groups_a_burst_spread_over_sessions() {
             trace,
             t0 + Duration::from_millis(ms),
             &s,
+            r,
             &settings,
             &registry,
             origin,
@@ -296,9 +345,9 @@ fn trace_groups_a_burst_spread_over_sessions() {
     found.extend(feed(2, 0, PARENT, 0, 50));
     for conn in 0..5u64 {
         for i in 0..5u64 {
-            found.extend(feed(1, 1 + conn * 5 + i, CHILD, conn * 5 + i, 1));
+            found.extend(feed(1, 1 + conn * 5 + i, CHILD, conn * 5 + i + 1, 1));
         }
-        found.extend(feed(2, 1 + conn, CHILD, conn, 1));
+        found.extend(feed(2, 1 + conn, CHILD, conn + 1, 1));
     }
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(found[0].count, 10);
@@ -315,13 +364,16 @@ fn trace_groups_a_burst_spread_over_sessions() {
             params: 0,
             rows: 1,
             duration_us: 1,
+            values: &[],
+            cached: false,
+            cache: CacheUse::On,
         };
         let origin = Origin {
             database: &db,
             user: "app",
             application_name: "",
         };
-        small.observe(t, t0, &s, &settings, &registry, origin);
+        small.observe(t, t0, &s, None, &settings, &registry, origin);
     }
     assert!(small.len() <= 16);
 }
@@ -360,4 +412,84 @@ impl Harness {
     fn stream_slots(&self) -> usize {
         self.stream.slot_count()
     }
+}
+
+#[test]
+fn lookups_whose_values_never_came_from_the_parent_are_no_loop() {
+    // The demo's false alarm: a list query, then searches with their own values, as regular
+    // as any loop.
+    let mut h = default();
+    h.at(0, PARENT, Class::Read, 0, 50);
+    let found: Vec<_> = (1..=100)
+        .filter_map(|i| h.at(i, CHILD, Class::Read, 1000 + i * 7919, 1))
+        .collect();
+    assert!(found.is_empty(), "{found:?}");
+    // Values that do occur among the parent's, but not row after row (random ids).
+    let mut h = default();
+    h.at(0, PARENT, Class::Read, 0, 50);
+    let found: Vec<_> = (1..=100u64)
+        .filter_map(|i| h.at(i, CHILD, Class::Read, (i * 37) % 50 + 1, 1))
+        .collect();
+    assert!(found.is_empty(), "{found:?}");
+    assert!(h.registry.snapshot().is_empty());
+}
+
+#[test]
+fn a_loop_interleaved_with_other_multi_row_statements_is_still_found() {
+    let mut h = default();
+    h.at(0, PARENT, Class::Read, 0, 30);
+    let mut found = Vec::new();
+    for i in 1..=30 {
+        // Unrelated list queries between the children, each returning rows of its own.
+        found.extend(h.with_result(i * 3, 0x7001, Class::Read, 5000 + i, Some(result(500..520))));
+        found.extend(h.at(i * 3 + 1, CHILD, Class::Read, i, 1));
+        found.extend(h.with_result(
+            i * 3 + 2,
+            0x7002,
+            Class::Read,
+            7000 + i,
+            Some(result(900..905)),
+        ));
+    }
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].kind, Kind::NPlusOne);
+    assert_eq!(found[0].parent.as_ref().map(|p| p.0), Some(PARENT));
+    let r = &h.registry.snapshot()[0];
+    assert_eq!(r.last_count, 30);
+    assert!(r.flow.is_some(), "{r:?}");
+}
+
+#[test]
+fn repeated_findings_tell_the_cache_share() {
+    let mut h = default();
+    for i in 0..40u64 {
+        let values = [key(7)];
+        let s = Statement {
+            fingerprint: CHILD,
+            normalized: &h.text,
+            class: Class::Read,
+            params: 7,
+            rows: 1,
+            duration_us: 10,
+            values: &values,
+            cached: i % 4 != 0,
+            cache: CacheUse::On,
+        };
+        let origin = Origin {
+            database: &h.db,
+            user: "app",
+            application_name: "",
+        };
+        let t = h.t0 + Duration::from_millis(i);
+        h.stream
+            .observe(t, &s, None, &h.settings, &h.registry, origin);
+    }
+    let r = &h.registry.snapshot()[0];
+    assert_eq!(r.kind, Kind::RepeatedIdentical);
+    assert_eq!(r.cached_share, Some(0.75));
+    assert!(
+        r.suggestion.contains("already answers 75%"),
+        "{}",
+        r.suggestion
+    );
 }

@@ -1,5 +1,6 @@
 //! Streams per W3C trace id, so a loop spread over an application's connection pool is seen as one; sharded and bounded.
 
+use super::flow::Rows;
 use super::{Detection, Origin, Registry, Settings, Statement, Stream};
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -28,11 +29,13 @@ impl Traces {
     }
 
     /// Feeds a statement of trace `trace` to that trace's stream.
+    #[allow(clippy::too_many_arguments)]
     pub fn observe(
         &self,
         trace: u128,
         now: Instant,
         s: &Statement<'_>,
+        result: Option<Rows>,
         settings: &Settings,
         registry: &Registry,
         origin: Origin<'_>,
@@ -54,7 +57,7 @@ impl Traces {
             used: now,
         });
         e.used = now;
-        e.stream.observe(now, s, settings, registry, origin)
+        e.stream.observe(now, s, result, settings, registry, origin)
     }
 
     /// Traces tracked now.

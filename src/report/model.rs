@@ -186,6 +186,11 @@ pub struct NPlusOne {
     pub total_ms: f64,
     #[serde(deserialize_with = "null_default")]
     pub suggestion: String,
+    /// "conversations.contact_id takes leads.contact_id" for a loop confirmed by data flow.
+    #[serde(deserialize_with = "null_default")]
+    pub flow: String,
+    /// For repeated_identical: the share of executions the result cache answered.
+    pub cached_share: Option<f64>,
 }
 
 /// One performance target as judged by the server.

@@ -242,8 +242,26 @@ fn n_plus_one(out: &mut String, doc: &StatsDoc) {
         if !b.parent_query.is_empty() {
             notes.push(format!("after: {}", one_line(&b.parent_query)));
         }
+        if !b.flow.is_empty() {
+            notes.push(format!("flow:  {}", b.flow));
+        }
+        if let Some(share) = b.cached_share {
+            notes.push(format!(
+                "cache: {:.0}% answered by pgsplit's result cache",
+                share * 100.0
+            ));
+        }
         if !b.suggestion.is_empty() {
-            notes.push(format!("fix:   {}", one_line(&b.suggestion)));
+            // The exact fix is the point of the finding: wrapped, never cut off.
+            for (j, line) in wrap(&one_line(&b.suggestion), FIX_WIDTH)
+                .into_iter()
+                .enumerate()
+            {
+                notes.push(format!(
+                    "{}{line}",
+                    if j == 0 { "fix:   " } else { "       " }
+                ));
+            }
         }
         if !b.application_name.is_empty() || !b.database.is_empty() {
             notes.push(format!(
@@ -270,6 +288,28 @@ fn n_plus_one(out: &mut String, doc: &StatsDoc) {
         );
     }
     t.render(out);
+}
+
+/// Room for a fix's text on a note line (the table's note indent and "fix:   " taken off).
+const FIX_WIDTH: usize = super::table::WIDTH - 13;
+
+/// Words of `text` in lines of at most `width` characters (a longer word gets a line of its own).
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    let mut cur = String::new();
+    for word in text.split(' ') {
+        if !cur.is_empty() && cur.chars().count() + 1 + word.chars().count() > width {
+            lines.push(std::mem::take(&mut cur));
+        }
+        if !cur.is_empty() {
+            cur.push(' ');
+        }
+        cur.push_str(word);
+    }
+    if !cur.is_empty() {
+        lines.push(cur);
+    }
+    lines
 }
 
 fn targets_section(out: &mut String, doc: &StatsDoc) {

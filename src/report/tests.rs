@@ -246,10 +246,46 @@ fn n_plus_one_bursts_render_with_their_fix() {
         "kind": "loop", "occurrences": 17, "last_count": 50, "max_count": 200,
         "total_ms": 812.5, "suggestion": "fetch notes with WHERE lead_id = ANY($1)",
         "application_name": "billing", "database": "app"
+    }, {
+        "query": "SELECT id, channel FROM conversations WHERE contact_id = $1",
+        "parent_query": "SELECT id, contact_id FROM leads",
+        "kind": "n_plus_one", "occurrences": 2, "last_count": 10, "max_count": 10,
+        "flow": "conversations.contact_id takes leads.contact_id",
+        "suggestion": "conversations.contact_id takes leads.contact_id: fetch the rows for all parents in one query: SELECT id, channel, score, last_message_at FROM conversations WHERE contact_id = ANY($1) ORDER BY last_message_at DESC NULLS LAST LIMIT 5 with $1 bound to an array of the leads.contact_id values of the parent's rows, or join it into the parent query: ... JOIN conversations ON conversations.contact_id = leads.contact_id"
+    }, {
+        "query": "SELECT status, count(*) FROM leads GROUP BY status",
+        "kind": "repeated_identical", "occurrences": 1, "last_count": 900, "max_count": 900,
+        "cached_share": 0.981, "suggestion": "the same statement ran with the same parameters each time"
     }]);
     let doc = parse(&v);
     let text = render(&doc, SRC, AT, &top(&doc, 15));
     assert_fits(&text);
+    assert!(
+        text.contains("flow:  conversations.contact_id takes leads.contact_id\n"),
+        "{text}"
+    );
+    // A long fix is wrapped, not cut: all of it is there.
+    let mut lines = text
+        .lines()
+        .skip_while(|l| !l.contains("fix:   conversations.contact_id"));
+    let first = lines.next().expect("the fix line");
+    let fix: String = std::iter::once(first.trim().trim_start_matches("fix:").trim())
+        .chain(
+            lines
+                .take_while(|l| l.starts_with(&" ".repeat(13)))
+                .map(str::trim),
+        )
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(fix.contains("contact_id = ANY($1) ORDER BY"), "{fix}");
+    assert!(
+        fix.ends_with("JOIN conversations ON conversations.contact_id = leads.contact_id"),
+        "{fix}"
+    );
+    assert!(
+        text.contains("cache: 98% answered by pgsplit's result cache"),
+        "{text}"
+    );
     let row = text
         .lines()
         .find(|l| l.contains("loop"))
