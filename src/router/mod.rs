@@ -14,10 +14,10 @@ mod lexer;
 mod reach;
 mod reach_check;
 pub mod setters;
-pub mod write_reach;
 mod shape;
 mod statement;
 mod walk;
+pub mod write_reach;
 
 #[cfg(test)]
 mod tests;

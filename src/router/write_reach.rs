@@ -158,7 +158,9 @@ pub(super) struct Rows {
 }
 
 impl WriteReach {
-    pub async fn load(client: &tokio_postgres::Client) -> Result<WriteReach, tokio_postgres::Error> {
+    pub async fn load(
+        client: &tokio_postgres::Client,
+    ) -> Result<WriteReach, tokio_postgres::Error> {
         let pairs = |rows: Vec<tokio_postgres::Row>| -> Result<Vec<(String, String)>, tokio_postgres::Error> {
             rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
         };
