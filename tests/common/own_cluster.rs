@@ -56,10 +56,26 @@ impl OwnCluster {
         if !replica.exists() || replica.join("standby.signal").exists() {
             return;
         }
-        if replica.join("postmaster.pid").exists() {
+        // A pidfile can outlive its postmaster (a machine restarted mid-run): stop only a live one.
+        if self.is_running("replica") {
             self.pg_ctl("replica", &["stop", "-m", "immediate", "-w"]);
         }
         std::fs::remove_dir_all(&replica).expect("remove the promoted replica");
+    }
+
+    /// Whether a node's postmaster is alive (`pg_ctl status` exits 0 only then).
+    pub fn is_running(&self, node: &str) -> bool {
+        let data = self.dir.join(node).display().to_string();
+        let ctl = format!("{BINDIR}/pg_ctl");
+        let out = if unsafe { libc::geteuid() } == 0 {
+            Command::new("runuser")
+                .args(["-u", "postgres", "--", &ctl, "-D", &data, "status"])
+                .current_dir("/")
+                .output()
+        } else {
+            Command::new(&ctl).args(["-D", &data, "status"]).output()
+        };
+        out.map(|o| o.status.success()).unwrap_or(false)
     }
 
     /// pg_ctl as the owner of the cluster (postgres when the tests run as root).
