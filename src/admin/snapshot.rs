@@ -273,7 +273,7 @@ pub fn servers(shared: &Shared) -> Vec<ServerSnapshot> {
                 bans: h.bans.load(Ordering::Relaxed),
                 checks_failed: h.checks_failed.load(Ordering::Relaxed),
                 last_error: h.last_error(),
-                lsn: (lsn > 0).then(|| format!("{:X}/{:X}", lsn >> 32, lsn & 0xffff_ffff)),
+                lsn: (lsn > 0).then(|| crate::protocol::lsn::format(lsn)),
                 lag_bytes: lag.map(|l| l.0),
                 lag_ms: lag.map(|l| l.1),
                 lag_ok: h.lag_ok(),

@@ -1,6 +1,6 @@
 //! Follows the primary's WAL through a temporary logical replication slot (test_decoding) and invalidates by relation at every commit.
 
-use super::decoding::{parse_lsn, Decoder};
+use super::decoding::Decoder;
 use super::ResultCache;
 use crate::config::{Config, Database, User};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -131,7 +131,7 @@ async fn run(
                 Ok(Some(tables)) => {
                     cache.invalidate_from_wal(&name, &tables);
                     progress.transactions.fetch_add(1, Ordering::Relaxed);
-                    if let Some(lsn) = parse_lsn(lsn) {
+                    if let Some(lsn) = crate::protocol::lsn::parse(lsn) {
                         progress.lsn.fetch_max(lsn, Ordering::Relaxed);
                     }
                 }

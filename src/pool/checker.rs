@@ -1,8 +1,9 @@
 //! The health task of one server: a control connection polled every `replication.lag_poll_ms` for role, WAL position and lag.
 
-use super::health::{parse_lsn, record_end};
+use super::health::record_end;
 use super::set::{Pools, Role, ServerInfo};
 use crate::config::{Config, ServerAddr};
+use crate::protocol::lsn;
 use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -74,7 +75,7 @@ pub fn control_login(config: &Config, addr: &ServerAddr) -> Option<tokio_postgre
 
 /// A `pg_lsn` text read right after a commit, as the position a replica must reach to show it.
 pub fn parse_record_end(text: &str) -> Option<u64> {
-    parse_lsn(text).map(record_end)
+    lsn::parse(text).map(record_end)
 }
 
 const POLL_SQL: &str = "select pg_is_in_recovery(), (case when pg_is_in_recovery() \
@@ -226,7 +227,7 @@ async fn poll_once(
     };
     let in_recovery: bool = row.try_get(0).map_err(|e| Failed::from(e.to_string()))?;
     let lsn: Option<String> = row.try_get(1).map_err(|e| Failed::from(e.to_string()))?;
-    let lsn = lsn.as_deref().and_then(parse_lsn).unwrap_or(0);
+    let lsn = lsn.as_deref().and_then(lsn::parse).unwrap_or(0);
     let h = &server.health;
     let now_role = if in_recovery {
         Role::Replica

@@ -283,17 +283,6 @@ fn encode(role: Role) -> u8 {
     }
 }
 
-/// Parses PostgreSQL's `pg_lsn` text form `XXXXXXXX/XXXXXXXX`.
-pub fn parse_lsn(s: &str) -> Option<u64> {
-    let (hi, lo) = s.trim().split_once('/')?;
-    let hi = u64::from_str_radix(hi, 16).ok()?;
-    let lo = u64::from_str_radix(lo, 16).ok()?;
-    if hi > u64::from(u32::MAX) || lo > u64::from(u32::MAX) {
-        return None;
-    }
-    Some(hi << 32 | lo)
-}
-
 /// The WAL page size and page-header sizes of a default PostgreSQL build.
 const WAL_PAGE: u64 = 8192;
 const SHORT_PAGE_HEADER: u64 = 24;
@@ -440,11 +429,7 @@ mod tests {
     }
 
     #[test]
-    fn lsn_text_and_page_headers() {
-        assert_eq!(parse_lsn("0/3000060"), Some(0x3000060));
-        assert_eq!(parse_lsn("1A/FF"), Some(0x1A_0000_00FF));
-        assert_eq!(parse_lsn("nope"), None);
-        assert_eq!(parse_lsn("1/"), None);
+    fn record_ends_skip_page_headers() {
         assert_eq!(record_end(0x3002018), 0x3002000);
         assert_eq!(record_end(0x3000028), 0x3000000);
         assert_eq!(record_end(0x3002060), 0x3002060);

@@ -355,7 +355,7 @@ impl PoolSet {
             )
             .await;
             let replayed = match asked {
-                Ok(Ok(Some(text))) => super::health::parse_lsn(&text),
+                Ok(Ok(Some(text))) => crate::protocol::lsn::parse(&text),
                 // No longer in recovery, or the connection failed: the health check decides.
                 Ok(Ok(None)) | Ok(Err(_)) => None,
                 Err(_) => {

@@ -2,6 +2,7 @@
 
 pub mod build;
 pub mod frame;
+pub mod lsn;
 pub mod messages;
 pub mod sqlstate;
 pub mod startup;
