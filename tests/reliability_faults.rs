@@ -454,6 +454,18 @@ async fn restarted_primary_fails_writes_fast_then_recovers() {
             .await
             .expect("insert before the outage");
     }
+    // Each insert's WAL position is read on its connection just after its reply. A stop that
+    // lands before that answer leaves the table pending, rightly read on the (stopped) primary,
+    // since nothing proves the replica has the row: let the positions arrive first.
+    let known = Instant::now();
+    while p.shared.pools.lsns.need(std::slice::from_ref(&table)) == pgsplit::pool::ReadNeed::Primary
+    {
+        assert!(
+            known.elapsed() < Duration::from_secs(5),
+            "insert positions never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     c.pg_ctl("primary", &["stop", "-m", "fast", "-w"]);
     let stopped = Instant::now();
     // Every write during the outage fails, quickly, with a connection-class SQLSTATE.
