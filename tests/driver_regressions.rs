@@ -141,3 +141,63 @@ async fn a_portal_read_with_flush_keeps_its_server_after_a_write() {
         .unwrap();
     proxy.handle.shutdown().await;
 }
+
+/// A write sent as Parse/Bind/Execute/Flush, its Sync in a later packet (node-postgres and
+/// pg-cursor flush before they sync): the statement belongs to the request its Sync ends, so
+/// the result cache is invalidated and the statement counted when that Sync's ReadyForQuery
+/// comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_flushed_before_its_sync_invalidates_the_cache() {
+    let proxy = TestProxy::start_with("[cache]\nenabled = true\n").await;
+    let t = unique("drv_flushed_write");
+    let admin = proxy.connect().await;
+    admin
+        .batch_execute(&format!(
+            "create table {t} (id int primary key, v int); insert into {t} values (1, 0)"
+        ))
+        .await
+        .unwrap();
+    let mut s = raw_authenticated(proxy.port(), "app", "app").await;
+    let mut buf = BytesMut::new();
+    let mut out = BytesMut::new();
+    let read = format!("select v from {t} where id = 1");
+    for round in 1..=5 {
+        // Twice, so the second is served from the cache when nothing invalidated it.
+        for _ in 0..2 {
+            out.clear();
+            query(&read, &mut out);
+            s.write_all(&out).await.unwrap();
+            let r = read_until(&mut s, &mut buf, b'Z').await;
+            assert_eq!(first_column(&r), [(round - 1).to_string()], "round {round}");
+        }
+        out.clear();
+        let write = format!("update {t} set v = v + 1 where id = 1");
+        frontend::parse("", &write, std::iter::empty(), &mut out).unwrap();
+        bind("", "", &mut out);
+        frontend::execute("", 0, &mut out).unwrap();
+        frontend::flush(&mut out);
+        s.write_all(&out).await.unwrap();
+        let r = read_until(&mut s, &mut buf, b'C').await;
+        assert_eq!(tags(&r), "12C", "{}", show(&r));
+        out.clear();
+        frontend::sync(&mut out);
+        s.write_all(&out).await.unwrap();
+        let r = read_until(&mut s, &mut buf, b'Z').await;
+        assert_eq!(tags(&r), "Z", "{}", show(&r));
+    }
+    let queries = proxy.handle.shared.stats.queries.snapshot();
+    let update = queries
+        .iter()
+        .find(|q| q.query.starts_with("update") && q.query.contains(&t))
+        .expect("the flushed update is in the stats");
+    assert_eq!(update.calls, 5, "{update:?}");
+    let hits = queries
+        .iter()
+        .find(|q| q.query.starts_with("select") && q.query.contains(&t))
+        .map_or(0, |q| q.cache_hits);
+    assert_eq!(hits, 5, "the second read of each round was a hit");
+    admin
+        .batch_execute(&format!("drop table {t}"))
+        .await
+        .unwrap();
+}

@@ -1,5 +1,6 @@
 //! Per-table generation counters: a write bumps them, an entry is valid only while the counters it was read under are unchanged.
 
+use crate::router::relation_key;
 use ahash::AHashMap;
 use parking_lot::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -76,7 +77,7 @@ impl Generations {
             .clone()
     }
 
-    /// The counters a read of `tables` (relation names as `relname` returns them) starts under.
+    /// The counters a read of `tables` (relation names, keyed by `router::relation_key`) starts under.
     pub fn snapshot(&self, db: &Arc<str>, tables: &[String]) -> Snapshot {
         // Read the global counter first: a bump of everything between the two reads then
         // shows as a changed global counter at insert time.
@@ -84,7 +85,7 @@ impl Generations {
         let tables = tables
             .iter()
             .map(|t| {
-                let g = self.table(db, &super::relname(t));
+                let g = self.table(db, &relation_key(t));
                 let v = g.get();
                 (g, v)
             })
@@ -111,22 +112,22 @@ impl Generations {
 
     /// A write to `tables` (names as the parser or the WAL report them) is about to be
     /// acknowledged: every entry that read them, or a relation sharing their rows, is now stale.
-    pub fn bump(&self, db: &Arc<str>, tables: &[String]) -> usize {
+    pub fn bump<T: AsRef<str>>(&self, db: &Arc<str>, tables: &[T]) -> usize {
         let now = (self.started.elapsed().as_millis() as u64).max(1);
         let mut bumped = 0;
         for t in tables {
-            let name = super::relname(t);
+            let name = relation_key(t.as_ref());
             if self
                 .triggered
                 .read()
-                .contains(&(db.clone(), Box::from(name.as_str())))
+                .contains(&(db.clone(), Box::from(&*name)))
             {
                 self.bump_all();
             }
             let group = self
                 .reach
                 .read()
-                .get(&(db.clone(), Box::from(name.as_str())))
+                .get(&(db.clone(), Box::from(&*name)))
                 .cloned();
             let mut one = |n: &str| {
                 let g = self.table(db, n);
@@ -191,14 +192,14 @@ mod tests {
         let g = Generations::default();
         let leads = g.snapshot(&db(), &["leads".into()]);
         let props = g.snapshot(&db(), &["public.properties".into()]);
-        g.bump(&db(), &["public.leads".into()]);
+        g.bump(&db(), &["public.leads"]);
         assert!(
             !g.unchanged(&leads),
             "schema-qualified write hits the unqualified read"
         );
         assert!(g.unchanged(&props));
         let other_db = g.snapshot(&Arc::from("other"), &["leads".into()]);
-        g.bump(&db(), &["leads".into()]);
+        g.bump(&db(), &["leads"]);
         assert!(g.unchanged(&other_db));
     }
 
@@ -219,12 +220,12 @@ mod tests {
         let view = g.snapshot(&db(), &["recent_events".into()]);
         let parent = g.snapshot(&db(), &["events".into()]);
         let leads = g.snapshot(&db(), &["leads".into()]);
-        g.bump(&db(), &["events_2024".into()]);
+        g.bump(&db(), &["events_2024"]);
         assert!(!g.unchanged(&view));
         assert!(!g.unchanged(&parent));
         assert!(g.unchanged(&leads));
         // A write to the referencing table does not reach the referenced one.
-        g.bump(&db(), &["showings".into()]);
+        g.bump(&db(), &["showings"]);
         assert!(g.unchanged(&leads));
     }
 
@@ -239,9 +240,9 @@ mod tests {
             },
         );
         let other = g.snapshot(&db(), &["elsewhere".into()]);
-        g.bump(&db(), &["plain".into()]);
+        g.bump(&db(), &["plain"]);
         assert!(g.unchanged(&other));
-        g.bump(&db(), &["public.audited".into()]);
+        g.bump(&db(), &["public.audited"]);
         assert!(!g.unchanged(&other));
     }
 
@@ -260,7 +261,7 @@ mod tests {
         let g = Generations::default();
         let s = g.snapshot(&db(), &["a".into()]);
         assert!(!g.written_within(&s, std::time::Duration::from_secs(5)));
-        g.bump(&db(), &["a".into()]);
+        g.bump(&db(), &["a"]);
         assert!(g.written_within(&s, std::time::Duration::from_secs(5)));
         let other = g.snapshot(&db(), &["b".into()]);
         assert!(!g.written_within(&other, std::time::Duration::from_secs(5)));

@@ -6,6 +6,7 @@ pub mod generations;
 pub mod wal;
 
 use crate::protocol::messages::command_rows;
+use crate::router::relation_key;
 use bytes::{Bytes, BytesMut};
 use generations::{Generations, Snapshot};
 use moka::notification::RemovalCause;
@@ -73,13 +74,6 @@ impl Default for CacheSettings {
             rules: Vec::new(),
         }
     }
-}
-
-/// The unqualified relation name a table is invalidated by: `Public."Leads"` → `leads`.
-/// Writes to `a.t` thus also invalidate reads of `b.t`: safe, and immune to search_path.
-pub fn relname(name: &str) -> String {
-    let last = name.rsplit('.').next().unwrap_or(name);
-    last.trim_matches('"').to_ascii_lowercase()
 }
 
 /// Everything a result depends on besides the data: who asks, with which settings, what.
@@ -285,7 +279,7 @@ impl ResultCache {
         for r in &live.rules {
             let applies = match &r.target {
                 RuleTarget::Fingerprint(f) => *f == fingerprint,
-                RuleTarget::Table(t) => tables.iter().any(|x| relname(x) == *t),
+                RuleTarget::Table(t) => tables.iter().any(|x| relation_key(x) == t.as_str()),
             };
             if applies {
                 ttl = ttl.min(r.ttl?);
@@ -383,7 +377,7 @@ impl ResultCache {
     }
 
     /// A write to these tables is about to be acknowledged.
-    pub fn invalidate_tables(&self, db: &Arc<str>, tables: &[String]) {
+    pub fn invalidate_tables<T: AsRef<str>>(&self, db: &Arc<str>, tables: &[T]) {
         if tables.is_empty() {
             return;
         }
@@ -402,7 +396,7 @@ impl ResultCache {
     }
 
     /// A transaction committed on the primary touched these relations (from the WAL).
-    pub fn invalidate_from_wal(&self, db: &Arc<str>, tables: &[String]) {
+    pub fn invalidate_from_wal<T: AsRef<str>>(&self, db: &Arc<str>, tables: &[T]) {
         self.generations.bump(db, tables);
         self.counters
             .invalidations_wal

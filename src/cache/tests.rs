@@ -172,10 +172,3 @@ fn the_byte_bound_evicts() {
     assert!(c.entry_count() < 200);
     assert!(c.counters.evictions_size.load(Ordering::Relaxed) > 0);
 }
-
-#[test]
-fn relation_names_are_compared_unqualified() {
-    assert_eq!(relname("Public.\"Leads\""), "leads");
-    assert_eq!(relname("leads"), "leads");
-    assert_eq!(relname("a.b.c"), "c");
-}

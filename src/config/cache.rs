@@ -115,7 +115,9 @@ pub fn settings(r: &RawCache) -> Result<CacheSettings, ConfigError> {
     for (i, rule) in r.rules.iter().enumerate() {
         let key = format!("cache.rules[{i}]");
         let target = match (&rule.table, &rule.fingerprint) {
-            (Some(t), None) if !t.is_empty() => RuleTarget::Table(crate::cache::relname(t)),
+            (Some(t), None) if !t.is_empty() => {
+                RuleTarget::Table(crate::router::relation_key(t).into_owned())
+            }
             (None, Some(f)) => RuleTarget::Fingerprint(
                 u64::from_str_radix(f.trim_start_matches("0x"), 16).map_err(|_| {
                     invalid(

@@ -1,6 +1,7 @@
 //! The session's side of the result cache: which requests it may answer, replaying hits, capturing fills, and invalidating on writes.
 
-use super::request::{ClientStatement, ReadyAction};
+use super::action::ReadyAction;
+use super::request::ClientStatement;
 use super::session::{End, Session};
 use crate::cache::{CacheKey, Fill, Lookup};
 use crate::protocol::build;
@@ -9,7 +10,7 @@ use crate::protocol::messages::{
     Bind, Parse, Query, Target, TxStatus, TARGET_PORTAL, TARGET_STATEMENT,
 };
 use crate::protocol::tags::{backend, frontend as tag};
-use crate::router::Analysis;
+use crate::router::{Analysis, WriteSet};
 use crate::stats::AnsweredBy;
 use bytes::{BufMut, Bytes, BytesMut};
 use std::sync::Arc;
@@ -22,39 +23,6 @@ pub(super) struct Probe {
     /// statement registered).
     parse: Option<usize>,
     simple: bool,
-}
-
-/// Writes seen in the open transaction, applied to the cache when it ends.
-#[derive(Default, Debug)]
-pub struct TxWrites {
-    pub tables: Vec<String>,
-    pub unknown: bool,
-}
-
-impl TxWrites {
-    fn add(&mut self, a: &Analysis) {
-        if a.writes_unknown {
-            self.unknown = true;
-        }
-        for t in &a.tables_written {
-            if !self.tables.contains(t) {
-                self.tables.push(t.clone());
-            }
-        }
-    }
-
-    fn is_empty(&self) -> bool {
-        !self.unknown && self.tables.is_empty()
-    }
-
-    fn merge(&mut self, other: TxWrites) {
-        self.unknown |= other.unknown;
-        for t in other.tables {
-            if !self.tables.contains(&t) {
-                self.tables.push(t);
-            }
-        }
-    }
 }
 
 /// What the cache did with a request.
@@ -75,7 +43,7 @@ impl Session {
             || self.tx != TxStatus::Idle
             || self.pin.is_some()
             || !self.ready_actions.is_empty()
-            || !self.flushed_effects.is_empty()
+            || self.flushed.is_open()
         {
             return None;
         }
@@ -306,12 +274,8 @@ impl Session {
                 from_replica,
             );
         }
-        let mut now = TxWrites {
-            unknown: action.function_call,
-            ..Default::default()
-        };
+        let now = std::mem::take(&mut action.writes);
         for (a, _) in action.executed.iter() {
-            now.add(a);
             if a.reason == "ddl" || a.reason == "create table as" || a.reason == "privileges" {
                 self.shared.cache_catalog_changed.notify_one();
             }
@@ -345,15 +309,12 @@ impl Session {
         }
         let mut w = std::mem::take(&mut self.tx_writes);
         for action in actions {
-            w.unknown |= action.function_call;
-            for (a, _) in action.executed.iter() {
-                w.add(a);
-            }
+            w.merge(action.writes.clone());
         }
         self.apply_writes(&w);
     }
 
-    fn apply_writes(&self, w: &TxWrites) {
+    fn apply_writes(&self, w: &WriteSet) {
         if w.is_empty() {
             return;
         }

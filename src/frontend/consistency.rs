@@ -184,27 +184,28 @@ impl Session {
     }
 
     /// Marks what the request about to be sent writes as pending, before any reply can tell
-    /// its client the write is done.
-    pub(super) fn note_writes(&mut self, analyses: &[Option<Arc<Analysis>>]) {
+    /// its client the write is done: the write sets of the actions queued from `first_new` on,
+    /// and of the statements held for a later Sync (noted again there, harmlessly: only tables
+    /// not yet pending are fresh).
+    pub(super) fn note_writes(&mut self, first_new: usize) {
         let mode = self.consistency();
         if mode == Consistency::None {
             return;
         }
-        let function_call = self
-            .pending
-            .frames
-            .iter()
-            .any(|f| f.tag() == tag::FUNCTION_CALL);
+        let sets = self
+            .ready_actions
+            .range(first_new.min(self.ready_actions.len())..)
+            .chain(std::iter::once(&self.flushed))
+            .map(|a| &a.writes);
         let mut fresh = WriteSet::default();
-        for a in analyses.iter().flatten() {
-            for t in &a.tables_written {
+        for set in sets {
+            for t in &set.tables {
                 if self.ryw.written.add(t) {
                     fresh.add(t);
                 }
             }
-            fresh.unknown |= a.writes_unknown;
+            fresh.unknown |= set.unknown;
         }
-        fresh.unknown |= function_call;
         fresh.unknown &= !self.ryw.written.unknown;
         self.ryw.written.unknown |= fresh.unknown;
         if mode == Consistency::TableLsn && !fresh.is_empty() {

@@ -1,5 +1,6 @@
 //! Client side: the listener, the handshake, and one session task per client that drives requests through the pools.
 
+mod action;
 mod cached;
 mod consistency;
 mod copy;

@@ -1,5 +1,6 @@
 //! Assembling a client request up to Sync/Query/Flush, choosing its server, and translating it for that server.
 
+use super::action::ReadyAction;
 use super::cached::Outcome;
 use super::copy::Route as CopyRoute;
 use super::plan::Expect;
@@ -7,7 +8,6 @@ use super::session::{End, Session};
 use crate::backend::prepared::server_name;
 use crate::backend::ServerConn;
 use crate::error::ClientError;
-use crate::nplusone::Call;
 use crate::pool::{AcquireError, ReadNeed, Role};
 use crate::protocol::build;
 use crate::protocol::frame::{self, Frame};
@@ -39,110 +39,6 @@ impl ClientStatement {
             param_types: Bytes::copy_from_slice(p.param_types),
             analysis,
             trace,
-        }
-    }
-}
-
-/// What to do when the ReadyForQuery of one Sync/Query/FunctionCall arrives.
-#[derive(Default, Debug)]
-pub struct ReadyAction {
-    /// Statements run in this request whose session effects apply if it succeeds.
-    pub effects: Vec<Arc<Analysis>>,
-    pub failed: bool,
-    /// When the request's first message arrived, for its latency.
-    pub started: Option<Instant>,
-    pub pool_wait_us: u64,
-    /// Statements executed, in order, with the rows each reported.
-    pub executed: Executed,
-    /// A simple Query: every CommandComplete belongs to its one text.
-    pub simple: bool,
-    /// Index of the statement whose completion is awaited (extended protocol).
-    pub cursor: usize,
-    /// A ROLLBACK completed within the request, undoing SETs it made.
-    pub rolled_back: bool,
-    /// With `stats.log_parameters`: the Query text or the last Bind, for the slow-query log.
-    pub parameters: Option<Frame>,
-    /// Captures the reply for the result cache (the request missed it).
-    pub fill: Option<Box<crate::cache::Fill>>,
-    /// The result cache was consulted and missed.
-    pub cache_miss: bool,
-    /// A FunctionCall: it may write anything.
-    pub function_call: bool,
-    /// The last CommandComplete was ROLLBACK (a ROLLBACK, or a COMMIT of a failed transaction).
-    pub ended_with_rollback: bool,
-    /// A COMMIT or ROLLBACK completed (with AND CHAIN the transaction status stays open).
-    pub ended_transaction: bool,
-}
-
-/// The statements of one request; the first is kept inline so most requests allocate nothing.
-#[derive(Default, Debug)]
-pub struct Executed {
-    pub first: Option<(Arc<Analysis>, u64)>,
-    pub more: Vec<(Arc<Analysis>, u64)>,
-    /// Parameter hash and trace id per statement, for N+1 detection (default while it is off).
-    pub first_call: Call,
-    pub more_calls: Vec<Call>,
-}
-
-impl Executed {
-    pub fn push(&mut self, a: Arc<Analysis>) {
-        if self.first.is_none() {
-            self.first = Some((a, 0));
-        } else {
-            self.more.push((a, 0));
-        }
-    }
-
-    pub fn get_mut(&mut self, i: usize) -> Option<&mut (Arc<Analysis>, u64)> {
-        if i == 0 {
-            self.first.as_mut()
-        } else {
-            self.more.get_mut(i - 1)
-        }
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = &(Arc<Analysis>, u64)> {
-        self.first.iter().chain(self.more.iter())
-    }
-
-    /// Sets the N+1 details of the statement pushed last.
-    pub fn set_call(&mut self, c: Call) {
-        if self.more.is_empty() {
-            self.first_call = c;
-        } else {
-            self.more_calls.resize(self.more.len(), Call::default());
-            if let Some(last) = self.more_calls.last_mut() {
-                *last = c;
-            }
-        }
-    }
-
-    pub fn call(&self, i: usize) -> Call {
-        if i == 0 {
-            self.first_call
-        } else {
-            self.more_calls.get(i - 1).copied().unwrap_or_default()
-        }
-    }
-}
-
-impl ReadyAction {
-    fn new(started: Option<Instant>, pool_wait_us: u64) -> ReadyAction {
-        ReadyAction {
-            started,
-            pool_wait_us,
-            ..Default::default()
-        }
-    }
-
-    /// A CommandComplete (or EmptyQueryResponse / PortalSuspended) with its row count.
-    pub fn completed(&mut self, rows: u64) {
-        let i = self.cursor;
-        if let Some(e) = self.executed.get_mut(i) {
-            e.1 += rows;
-        }
-        if !self.simple {
-            self.cursor += 1;
         }
     }
 }
@@ -454,7 +350,6 @@ impl Session {
             self.disarm_retry();
             self.watch_stalls_from_now();
         }
-        self.note_writes(&analyses);
         self.note_sequences(&analyses);
         let wbuf_before = self.wbuf.len();
         self.translate(analyses, pool_wait_us, fill, cache_miss)?;
@@ -581,9 +476,14 @@ impl Session {
         let conn = lease.conn();
         let out = &mut self.swbuf;
         let plan = &mut self.plan;
+        // Statements sent before a Flush belong to the request their Sync will end.
+        let first_new = self.ready_actions.len();
         let mut action = ReadyAction::new(started, pool_wait_us);
         action.fill = fill.take();
         action.cache_miss = cache_miss;
+        if self.flushed.is_open() {
+            action.absorb(std::mem::take(&mut self.flushed));
+        }
         let log_parameters = self.shared.stats.settings.log_parameters;
         let detect = self.shared.n_plus_one.settings.load().enabled;
         let mut parsed_unnamed = false;
@@ -602,7 +502,7 @@ impl Session {
                         action.parameters = Some(f.clone());
                     }
                     if let Some(a) = a {
-                        action.executed.push(a.clone());
+                        action.execute(a.clone());
                         if detect {
                             action
                                 .executed
@@ -623,7 +523,7 @@ impl Session {
                 tag::FUNCTION_CALL => {
                     out.extend_from_slice(f.raw());
                     plan.push(Expect::FunctionCall);
-                    action.function_call = true;
+                    action.function_call();
                     self.ready_actions
                         .push_back(std::mem::replace(&mut action, ReadyAction::new(started, 0)));
                 }
@@ -692,7 +592,7 @@ impl Session {
                     }
                     plan.push(Expect::Bind);
                     if let Some(a) = a {
-                        action.executed.push(a.clone());
+                        action.execute(a.clone());
                         if detect {
                             let stmt = if b.statement.is_empty() {
                                 self.unnamed.as_deref()
@@ -761,12 +661,11 @@ impl Session {
             )
         });
         self.unsynced = flush_ended && (self.unsynced || extended);
-        // Effects of statements bound before a Flush wait for the Sync that ends them.
-        if !action.effects.is_empty() {
-            self.flushed_effects.append(&mut action.effects);
-        } else if let Some(last) = self.ready_actions.back_mut() {
-            last.effects.append(&mut self.flushed_effects);
+        // Statements bound before a Flush wait for the Sync that ends them.
+        if action.is_open() {
+            self.flushed = action;
         }
+        self.note_writes(first_new);
         // Replies the proxy makes itself are due now if nothing before them is outstanding.
         self.plan.drain_synthetic(&mut self.wbuf);
         self.recycle_frames(frames);

@@ -1,7 +1,7 @@
 //! Handling what the server sends: forward, swallow or answer in order, track transactions, release when idle.
 
+use super::action::ReadyAction;
 use super::plan::{Forget, Step};
-use super::request::ReadyAction;
 use super::session::{End, Session};
 use super::settings::DIRTY;
 use crate::error::ClientError;
@@ -98,11 +98,14 @@ impl Session {
                     self.copy.on_copy_in_response();
                     for _ in 0..self.plan.copy_in_started() {
                         // Their effects move to the Sync that will really end the request.
-                        if let Some(mut early) = self.ready_actions.pop_front() {
-                            if let Some(next) = self.ready_actions.front_mut() {
-                                next.effects.append(&mut early.effects);
-                            } else {
-                                self.flushed_effects.append(&mut early.effects);
+                        if let Some(early) = self.ready_actions.pop_front() {
+                            match self.ready_actions.front_mut() {
+                                Some(next) => next.absorb(early),
+                                None => {
+                                    let later = std::mem::take(&mut self.flushed);
+                                    self.flushed = early;
+                                    self.flushed.absorb(later);
+                                }
                             }
                         }
                     }
@@ -119,7 +122,9 @@ impl Session {
                     if rollback && !self.tx_effects.is_empty() {
                         self.tx_rolled_back = true;
                     }
-                    if let Some(a) = self.ready_actions.front_mut() {
+                    // Replies come in order: one not for a queued Sync is for the statements
+                    // sent before a Flush.
+                    if let Some(a) = self.ready_actions.front_mut().or(Some(&mut self.flushed)) {
                         a.completed(rows);
                         a.rolled_back |= rollback;
                         a.ended_with_rollback = rollback;

@@ -1,7 +1,8 @@
 //! One client's session: the state it keeps between requests and the loop that drives client and server I/O.
 
+use super::action::ReadyAction;
 use super::plan::Plan;
-use super::request::{ClientStatement, Pending, ReadyAction};
+use super::request::{ClientStatement, Pending};
 use super::settings::Settings;
 use super::stream::ClientStream;
 use crate::backend::{ServerConn, ServerIo};
@@ -90,8 +91,8 @@ pub struct Session {
     /// SETs run inside the current transaction, applied only if it commits.
     pub(super) tx_effects: Vec<crate::router::SessionEffect>,
     pub(super) tx_rolled_back: bool,
-    /// Effects of statements sent before a Flush, waiting for their Sync.
-    pub(super) flushed_effects: Vec<Arc<crate::router::Analysis>>,
+    /// Statements sent before a Flush, waiting for the Sync whose ReadyForQuery settles them.
+    pub(super) flushed: ReadyAction,
     pub(super) cancel: Registration,
     /// The attached server sent FATAL: requests wait for a fresh connection instead.
     pub(super) server_dying: bool,
@@ -106,7 +107,7 @@ pub struct Session {
     /// The user name as a result-cache key part, shared instead of copied per lookup.
     pub(super) user_key: Arc<str>,
     /// Writes of the open transaction, for the result cache when it ends.
-    pub(super) tx_writes: super::cached::TxWrites,
+    pub(super) tx_writes: crate::router::WriteSet,
     /// Identity of the client's current unnamed statement (see `request::next_unnamed_id`).
     pub(super) unnamed_id: u64,
     /// This session's recent statements, for N+1 detection.
@@ -173,7 +174,7 @@ impl Session {
             skip_until_sync: false,
             tx_effects: Vec::new(),
             tx_rolled_back: false,
-            flushed_effects: Vec::new(),
+            flushed: ReadyAction::default(),
             cancel,
             shutdown,
             server_dying: false,
@@ -472,7 +473,8 @@ impl Session {
         self.swbuf.clear();
         self.copy = Default::default();
         self.unsynced = false;
-        let cut: Vec<ReadyAction> = self.ready_actions.drain(..).collect();
+        let mut cut: Vec<ReadyAction> = self.ready_actions.drain(..).collect();
+        cut.push(std::mem::take(&mut self.flushed));
         self.cache_writes_unknown_outcome(&cut);
         let waiting: Vec<bool> = cut.iter().map(|a| a.failed).collect();
         tracing::debug!(
@@ -521,10 +523,12 @@ impl Session {
         let clean = self.tx == TxStatus::Idle
             && self.pin.is_none()
             && self.plan.is_empty()
-            && self.ready_actions.is_empty();
+            && self.ready_actions.is_empty()
+            && !self.unsynced;
         // Writes still in flight or in an unfinished transaction may have landed (a COMMIT
         // the client did not wait for): invalidate as if they did.
-        let cut: Vec<ReadyAction> = self.ready_actions.drain(..).collect();
+        let mut cut: Vec<ReadyAction> = self.ready_actions.drain(..).collect();
+        cut.push(std::mem::take(&mut self.flushed));
         self.cache_writes_unknown_outcome(&cut);
         if let Some(lease) = self.server.take() {
             if clean {

@@ -6,6 +6,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
+use crate::router::relation_key;
+pub use crate::router::WriteSet;
+
 /// What a read needs from the server that answers it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReadNeed {
@@ -69,36 +72,6 @@ impl Entry {
     fn is_settled(&self) -> bool {
         self.pending.load(Ordering::Acquire) == 0
     }
-}
-
-/// The tables one write touched; `unknown` when it may have written anything (CALL, DO, a
-/// volatile function), which then counts for every table.
-#[derive(Default, Clone, Debug, PartialEq, Eq)]
-pub struct WriteSet {
-    pub tables: Vec<Box<str>>,
-    pub unknown: bool,
-}
-
-impl WriteSet {
-    pub fn is_empty(&self) -> bool {
-        self.tables.is_empty() && !self.unknown
-    }
-
-    /// Adds `table`; returns false if it was there already.
-    pub fn add(&mut self, table: &str) -> bool {
-        let key = table_key(table);
-        if self.tables.iter().any(|t| &**t == key) {
-            return false;
-        }
-        self.tables.push(key.into());
-        true
-    }
-}
-
-/// Tables are tracked by their unqualified name: `public.t` and `t` (and `s.t`) share one entry,
-/// which is coarser than needed but never lets a differently qualified read miss a write.
-fn table_key(name: &str) -> &str {
-    name.rsplit('.').next().unwrap_or(name)
 }
 
 type Entries = HashMap<Box<str>, Arc<Entry>>;
@@ -285,11 +258,11 @@ impl WriteLsns {
         }
         let known = self.tables.load();
         for t in tables {
-            let key = table_key(t);
-            if !known.contains(key) {
+            let key = relation_key(t);
+            if !known.contains(&*key) {
                 return need.and(ReadNeed::of(&self.any));
             }
-            if let Some(e) = entries.get(key) {
+            if let Some(e) = entries.get(&*key) {
                 need = need.and(ReadNeed::of(e));
             }
         }
@@ -298,14 +271,14 @@ impl WriteLsns {
 
     /// Whether reads of `table` are tracked by name (it was in the last catalog load).
     pub fn knows_table(&self, table: &str) -> bool {
-        self.tables.load().contains(table_key(table))
+        self.tables.load().contains(&*relation_key(table))
     }
 
     /// Replaces the set of plain tables (see [`load_plain_tables`]).
     pub fn set_plain_tables(&self, names: Vec<String>) {
         let set = names
             .iter()
-            .map(|n| Box::from(table_key(&n.to_lowercase())))
+            .map(|n| Box::from(relation_key(n).as_ref()))
             .collect();
         self.tables.store(Arc::new(set));
     }

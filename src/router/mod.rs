@@ -18,6 +18,7 @@ mod shape;
 mod statement;
 mod walk;
 pub mod write_reach;
+mod writes;
 
 #[cfg(test)]
 mod tests;
@@ -33,6 +34,7 @@ pub use facts::is_time_literal;
 pub use forced::ForcedPrimary;
 pub use lexer::{Strings, Token, TokenKind};
 pub use shape::{normalize as normalize_literals, shape, shape_with, Keyword, Shape};
+pub use writes::{relation_key, WriteSet};
 
 /// Where a statement text may run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -264,8 +264,8 @@ impl WriteReach {
     pub(super) fn expand(&self, a: &mut super::Analysis, truncate_cascade: bool, stale: bool) {
         let mut added: Vec<String> = Vec::new();
         for w in &a.tables_written {
-            let key = crate_relname(w);
-            if self.unknown.contains(key.as_str()) {
+            let key = super::relation_key(w);
+            if self.unknown.contains(&*key) {
                 a.writes_unknown = true;
             }
             let map = if truncate_cascade {
@@ -273,7 +273,7 @@ impl WriteReach {
             } else {
                 &self.writes
             };
-            for t in map.get(key.as_str()).into_iter().flatten() {
+            for t in map.get(&*key).into_iter().flatten() {
                 if !a.tables_written.iter().any(|w| **w == **t) && !added.iter().any(|w| **w == **t)
                 {
                     added.push(t.to_string());
@@ -298,14 +298,14 @@ impl WriteReach {
         }
         if a.tables_read
             .iter()
-            .any(|r| self.opaque_reads.contains(crate_relname(r).as_str()))
+            .any(|r| self.opaque_reads.contains(&*super::relation_key(r)))
         {
             a.cacheable = false;
         }
         if a.route == super::Route::Replica
             && a.tables_read
                 .iter()
-                .any(|r| self.sequences.contains(crate_relname(r).as_str()))
+                .any(|r| self.sequences.contains(&*super::relation_key(r)))
         {
             a.route = super::Route::Primary;
             a.reason = "sequence";
@@ -313,11 +313,6 @@ impl WriteReach {
         }
         a.tables_read.extend(reads);
     }
-}
-
-fn crate_relname(name: &str) -> String {
-    let last = name.rsplit('.').next().unwrap_or(name);
-    last.trim_matches('"').to_ascii_lowercase()
 }
 
 /// Bodies with the relations and opacity of everything they call, transitively.
