@@ -82,7 +82,12 @@ async fn repeated_reads_hit_and_the_next_read_after_a_write_is_fresh() {
     }
     let s = stats(&p);
     assert!(s.hits >= 4 + 20 + 20, "{s:?}");
-    assert!(s.invalidations.write >= 40, "{s:?}");
+    // Writes made before the proxy's first catalog load (slow on a loaded machine) have no
+    // known reach yet and invalidate everything instead of their table.
+    assert!(
+        s.invalidations.write + s.invalidations.unknown >= 40,
+        "{s:?}"
+    );
     // Per-fingerprint figures count hits and misses too.
     let queries = p.handle.shared.stats.queries.snapshot();
     let per = queries

@@ -295,6 +295,24 @@ async fn paused_replay_sends_only_written_tables_to_the_primary_within_the_bound
         back,
         "reads of the written table return to the replica after resume"
     );
+    // A write inside an open transaction is invisible to every other session until its COMMIT:
+    // reads of its table stay on the replica meanwhile, and see it right after.
+    writer.batch_execute("begin").await.expect("begin");
+    writer
+        .execute("update rr_written set v = 21 where id = 1", &[])
+        .await
+        .expect("write in a transaction");
+    for _ in 0..5 {
+        let (v, on_replica) = read_where(&reader, read_written).await;
+        assert_eq!(v, 20, "an uncommitted write is visible");
+        assert!(
+            on_replica,
+            "an uncommitted write sent a read to the primary"
+        );
+    }
+    writer.batch_execute("commit").await.expect("commit");
+    let (v, _) = read_where(&reader, read_written).await;
+    assert_eq!(v, 21, "a read right after COMMIT missed it");
     let servers = pgsplit::admin::snapshot::servers(&proxy.shared);
     let r = servers
         .iter()

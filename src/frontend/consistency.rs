@@ -160,6 +160,12 @@ impl Session {
             if tokio::time::timeout_at(deadline, settled).await.is_err() {
                 return ReadNeed::Primary;
             }
+            // The pending writes' own positions may have arrived (their probes were sent
+            // before this read came, so they are not fresh, but each covers its write).
+            let now = self.read_need(analyses);
+            if now != ReadNeed::Primary {
+                return now;
+            }
         }
     }
 

@@ -88,8 +88,19 @@ impl Session {
                 self.copy.on_server_end();
             }
             // Can tell the client a write is done (the bytes leave when this function returns).
-            let acknowledges =
-                step == Step::Forward && matches!(t, tag::COMMAND_COMPLETE | tag::READY_FOR_QUERY);
+            // Inside an explicit transaction only its COMMIT (or an idle ReadyForQuery) can:
+            // until then no other session could see the writes, so reads of their tables may
+            // go on at the replica.
+            let acknowledges = step == Step::Forward
+                && match t {
+                    tag::READY_FOR_QUERY => {
+                        TxStatus::from_body(body).unwrap_or(TxStatus::Idle) == TxStatus::Idle
+                    }
+                    tag::COMMAND_COMPLETE => {
+                        self.tx == TxStatus::Idle || body.starts_with(b"COMMIT")
+                    }
+                    _ => false,
+                };
             match t {
                 tag::READY_FOR_QUERY if !ev.internal_done => {
                     self.tx = TxStatus::from_body(body).unwrap_or(TxStatus::Idle);
