@@ -6,8 +6,8 @@
 
 mod common;
 
+use common::own_cluster::OwnCluster;
 use pgsplit::config::{Config, EnvOverrides};
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -15,128 +15,21 @@ use tokio_postgres::Client;
 
 static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-struct Cluster {
-    dir: PathBuf,
-    primary_port: u16,
-    replica_port: u16,
-}
-
-const BINDIR: &str = "/usr/lib/postgresql/15/bin";
-
-fn cluster() -> &'static Cluster {
-    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+/// The shared own-cluster helper, under this binary's variables and defaults.
+fn cluster() -> &'static OwnCluster {
+    static CLUSTER: OnceLock<OwnCluster> = OnceLock::new();
     CLUSTER.get_or_init(|| {
-        let port = |var: &str, default: u16| {
-            std::env::var(var)
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(default)
-        };
-        Cluster {
-            dir: std::env::var("PGSPLIT_FAULT_CLUSTER_DIR")
-                .unwrap_or_else(|_| "/tmp/pgsplit-cluster-health/faults".into())
-                .into(),
-            primary_port: port("PGSPLIT_FAULT_PRIMARY_PORT", 25436),
-            replica_port: port("PGSPLIT_FAULT_REPLICA_PORT", 25437),
+        let mut c = OwnCluster::from_env(
+            "PGSPLIT_FAULT",
+            "/tmp/pgsplit-cluster-health/faults",
+            25436,
+            25437,
+        );
+        if let Ok(dir) = std::env::var("PGSPLIT_FAULT_CLUSTER_DIR") {
+            c.dir = dir.into();
         }
+        c
     })
-}
-
-impl Cluster {
-    /// Creates the cluster the first time, starts whatever is stopped, waits for the replica.
-    fn ensure_running(&self) {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/cluster.sh");
-        let out = Command::new(script)
-            .arg("start")
-            .env("PGSPLIT_CLUSTER_DIR", &self.dir)
-            .env("PGSPLIT_PRIMARY_PORT", self.primary_port.to_string())
-            .env("PGSPLIT_REPLICA_PORT", self.replica_port.to_string())
-            .output()
-            .expect("run scripts/cluster.sh");
-        assert!(
-            out.status.success(),
-            "cluster.sh start failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    /// pg_ctl as the owner of the cluster (postgres when the tests run as root).
-    fn pg_ctl(&self, node: &str, args: &[&str]) {
-        let data = self.dir.join(node);
-        let log = self.dir.join(format!("{node}.log"));
-        let pg_ctl = format!("{BINDIR}/pg_ctl");
-        let mut full: Vec<String> = vec![pg_ctl, "-D".into(), data.display().to_string()];
-        full.extend(args.iter().map(|s| s.to_string()));
-        if args.first() == Some(&"start") {
-            full.extend(["-l".into(), log.display().to_string()]);
-        }
-        let out = if unsafe { libc::geteuid() } == 0 {
-            Command::new("runuser")
-                .args(["-u", "postgres", "--"])
-                .args(&full)
-                .current_dir("/")
-                .output()
-        } else {
-            Command::new(&full[0]).args(&full[1..]).output()
-        }
-        .expect("run pg_ctl");
-        assert!(
-            out.status.success(),
-            "pg_ctl {args:?} on {node}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    fn primary_addr(&self) -> String {
-        format!("127.0.0.1:{}", self.primary_port)
-    }
-
-    fn replica_addr(&self) -> String {
-        format!("127.0.0.1:{}", self.replica_port)
-    }
-
-    async fn primary_superuser(&self) -> Client {
-        common::connect(&format!(
-            "postgres://postgres:postgres@{}/app",
-            self.primary_addr()
-        ))
-        .await
-    }
-
-    async fn replica_superuser(&self) -> Client {
-        common::connect(&format!(
-            "postgres://postgres:postgres@{}/app",
-            self.replica_addr()
-        ))
-        .await
-    }
-
-    /// Waits until the replica has replayed everything the primary has inserted so far.
-    async fn wait_for_replica(&self) {
-        let lsn: String = self
-            .primary_superuser()
-            .await
-            .query_one("select pg_current_wal_insert_lsn()::text", &[])
-            .await
-            .expect("lsn")
-            .get(0);
-        let replica = self.replica_superuser().await;
-        for _ in 0..1000 {
-            // A page-header position is reached once the next record lands; a no-op one helps.
-            let row = replica
-                .query_one(
-                    "select coalesce(pg_last_wal_replay_lsn() >= $1::text::pg_lsn - 40, false)",
-                    &[&lsn],
-                )
-                .await
-                .expect("replay lsn");
-            if row.get::<_, bool>(0) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("fault cluster replica did not catch up to {lsn}");
-    }
 }
 
 /// Takes this binary's turn with the cluster and makes sure it is whole: both servers up,
