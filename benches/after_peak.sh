@@ -24,54 +24,23 @@ while (($#)); do
     esac
 done
 
-PG_BIN=$(pg_config --bindir)
-export PATH="$PG_BIN:$PATH" PGPASSWORD=app
-if [[ -z $BIN ]]; then
-    cargo build --release --quiet
-    BIN=${CARGO_TARGET_DIR:-target}/release/pgsplit
-fi
+export PGPASSWORD=app
+source benches/lib.sh
+bench_binary
 PRIMARY=${PGSPLIT_PRIMARY:-127.0.0.1:15432}
 if ! psql -X -q -h "${PRIMARY%:*}" -p "${PRIMARY##*:}" -U app -d app -c 'select 1 from pgbench_accounts limit 1' >/dev/null 2>&1; then
     pgbench -i -q -s 10 -h "${PRIMARY%:*}" -p "${PRIMARY##*:}" -U app app
 fi
 WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+trap 'bench_cleanup; rm -rf "$WORK"' EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-# Sets PORT and PID; not called in $(...), whose subshell would lose PIDS and leak the proxy.
-start() { # name
-    local stats
-    PORT=$(free_port)
-    stats=$(free_port)
-    PGSPLIT_LISTEN=127.0.0.1:$PORT PGSPLIT_STATS_LISTEN=127.0.0.1:$stats \
-        "$BIN" serve --config proxy.toml >"$WORK/$1.log" 2>&1 &
-    PID=$!
-    PIDS+=("$PID")
-    for _ in $(seq 100); do pg_isready -q -h 127.0.0.1 -p "$PORT" && break; sleep 0.1; done
-}
+start() { start_pgsplit "$1" proxy.toml; }
 
 start fresh
 FRESH=$PORT FRESH_PID=$PID
 start peaked
 PEAKED=$PORT PEAKED_PID=$PID
-# The proxy's own CPU time (user + system, clock ticks), less disturbed by a shared machine.
-ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-run() { # port pid -> "tps cpu_us_per_transaction"
-    local before out
-    before=$(ticks "$2")
-    out=$(pgbench -n -S -M simple -c "$CLIENTS" -j 2 -T "$DURATION" -h 127.0.0.1 -p "$1" -U app app 2>/dev/null)
-    awk -v t0="$before" -v t1="$(ticks "$2")" -v hz="$(getconf CLK_TCK)" '
-        /^tps/ { tps = $3 } /actually processed/ { split($NF, a, "/"); n = a[1] }
-        END { printf "%.0f %.1f\n", tps, (t1 - t0) / hz * 1e6 / (n > 0 ? n : 1) }' <<<"$out"
-}
-median() { sort -n | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+run() { pgbench_cpu "$1" "$2" -S -M simple -c "$CLIENTS" -j 2 -T "$DURATION"; }
 pools() { # port -> "role:size" per pool of user app
     psql -X -At -F'|' -h 127.0.0.1 -p "$1" -U app -d pgsplit -c 'SHOW POOLS' |
         awk -F'|' '$1 ~ /^app@/ { printf "%s:%s ", $2, $4 }'

@@ -13,11 +13,9 @@
 # pgsplit's /stats. Progress on stderr, a markdown table on stdout (also DIR/summary.md).
 set -euo pipefail
 
-REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-HOST=127.0.0.1
-PRIMARY_PORT=${PGSPLIT_PRIMARY_PORT:-15432}
-REPLICA_PORT=${PGSPLIT_REPLICA_PORT:-15433}
-export PATH=/usr/lib/postgresql/15/bin:$PATH
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source benches/lib.sh
+HOST=$BENCH_HOST
 DURATION=15
 REPEAT=2
 CLIENTS=10
@@ -38,10 +36,9 @@ RESULTS=${RESULTS:-$(mktemp -d /tmp/pgsplit-cache-bench.XXXXXX)}
 mkdir -p "$RESULTS"
 log() { echo "[cache-bench] $*" >&2; }
 
-if [ "$BUILD" = 1 ]; then
-    (cd "$REPO_ROOT" && cargo build --release --quiet)
-fi
-BIN=$REPO_ROOT/target/release/pgsplit
+WORK=$RESULTS
+[ "$BUILD" = 1 ] || NO_BUILD=1
+bench_binary
 
 export PGPASSWORD=app
 psql_app() { psql -X -q -h $HOST -p "$PRIMARY_PORT" -U app -d app -v ON_ERROR_STOP=1 "$@"; }
@@ -64,48 +61,18 @@ cat > "$RESULTS/dashboard.sql" <<'SQL'
 SELECT id, name, score FROM pgsplit_bench_hot WHERE score > :t ORDER BY score DESC, id LIMIT 20;
 SQL
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
-trap cleanup EXIT
-
-start_pgsplit() { # name cache_enabled -> sets PORT_<name>, STATS_<name>
-    local name=$1 enabled=$2 port stats
-    port=$(free_port); stats=$(free_port)
-    cat > "$RESULTS/$name.toml" <<TOML
-listen = "127.0.0.1:$port"
-[primary]
-host = "127.0.0.1"
-port = $PRIMARY_PORT
-[[replicas]]
-host = "127.0.0.1"
-port = $REPLICA_PORT
-[pool]
+start_cached() { # name cache_enabled -> PORT_<name>, STATS_<name>
+    pgsplit_config "$1" "[pool]
 primary_size = 20
 replica_size = 20
-[[users]]
-name = "app"
-password = "app"
-admin = true
-[[databases]]
-name = "app"
-[stats]
-listen = "127.0.0.1:$stats"
 [cache]
-enabled = $enabled
-TOML
-    RUST_LOG=warn "$BIN" serve --config "$RESULTS/$name.toml" > "$RESULTS/$name.log" 2>&1 &
-    PIDS+=($!)
-    for _ in $(seq 100); do
-        pg_isready -q -h $HOST -p "$port" && break
-        sleep 0.1
-    done
-    eval "PORT_$name=$port; STATS_$name=$stats"
+enabled = $2"
+    start_pgsplit "$1" "$WORK/$1.toml"
+    eval "PORT_$1=$PORT; STATS_$1=$STATS"
 }
 
-start_pgsplit cached true
-start_pgsplit uncached false
+start_cached cached true
+start_cached uncached false
 
 # run target script rep -> "tps p99_ms"
 run() {
@@ -126,8 +93,6 @@ run() {
     rm -f "$out"/tx.*
     echo "${tps:-0} ${p99:-0}"
 }
-
-median() { sort -g | awk '{a[NR]=$1} END{print (NR%2)? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
 {
 echo "| workload | target | TPS (median of $REPEAT) | × direct | p99 ms | cache hit rate |"

@@ -12,11 +12,9 @@
 # the servers executed, not what pgsplit believes. Markdown table on stdout (also DIR/summary.md).
 set -euo pipefail
 
-REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-HOST=127.0.0.1
-PRIMARY_PORT=${PGSPLIT_PRIMARY_PORT:-15432}
-REPLICA_PORT=${PGSPLIT_REPLICA_PORT:-15433}
-export PATH=/usr/lib/postgresql/15/bin:$PATH
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source benches/lib.sh
+HOST=$BENCH_HOST
 DURATION=10
 CLIENTS="10 100"
 BUILD=1
@@ -35,10 +33,9 @@ RESULTS=${RESULTS:-$(mktemp -d /tmp/pgsplit-rw-bench.XXXXXX)}
 mkdir -p "$RESULTS"
 log() { echo "[rw-bench] $*" >&2; }
 
-if [ "$BUILD" = 1 ]; then
-    (cd "$REPO_ROOT" && cargo build --release --quiet)
-fi
-BIN=$REPO_ROOT/target/release/pgsplit
+WORK=$RESULTS
+[ "$BUILD" = 1 ] || NO_BUILD=1
+bench_binary
 
 export PGPASSWORD=postgres
 psql_on() { local port=$1; shift; psql -X -q -h $HOST -p "$port" -U postgres -d app -v ON_ERROR_STOP=1 "$@"; }
@@ -59,45 +56,17 @@ cat > "$RESULTS/write.sql" <<'SQL'
 UPDATE pgsplit_bench_rw SET v = v + 1 WHERE id = :id;
 SQL
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
-trap cleanup EXIT
-
-start_pgsplit() { # name wait_ms -> PORT_<name>
-    local name=$1 wait=$2 port stats
-    port=$(free_port); stats=$(free_port)
-    cat > "$RESULTS/$name.toml" <<TOML
-listen = "127.0.0.1:$port"
-[primary]
-host = "127.0.0.1"
-port = $PRIMARY_PORT
-[[replicas]]
-host = "127.0.0.1"
-port = $REPLICA_PORT
-[pool]
+start_mix() { # name wait_ms -> PORT_<name>
+    pgsplit_config "$1" "[pool]
 primary_size = 50
 replica_size = 100
-[[users]]
-name = "app"
-password = "app"
-[[databases]]
-name = "app"
-[stats]
-listen = "127.0.0.1:$stats"
 [replication]
-max_replica_wait_ms = $wait
-TOML
-    RUST_LOG=warn "$BIN" serve --config "$RESULTS/$name.toml" > "$RESULTS/$name.log" 2>&1 &
-    PIDS+=($!)
-    for _ in $(seq 100); do
-        pg_isready -q -h $HOST -p "$port" && break
-        sleep 0.1
-    done
-    eval "PORT_$name=$port"
+max_replica_wait_ms = $2"
+    start_pgsplit "$1" "$WORK/$1.toml"
+    eval "PORT_$1=$PORT"
 }
-start_pgsplit wait 5
-start_pgsplit nowait 0
+start_mix wait 5
+start_mix nowait 0
 
 selects_on() { # port -> SELECT calls since the last reset
     psql_on "$1" -Atc "select coalesce(sum(calls), 0) from pg_stat_statements

@@ -22,51 +22,23 @@ while (($#)); do
     esac
 done
 
-PG_BIN=$(pg_config --bindir)
-export PATH="$PG_BIN:$PATH" PGPASSWORD=app
-cargo build --release --quiet
-BIN=${CARGO_TARGET_DIR:-target}/release/pgsplit
+export PGPASSWORD=app
+source benches/lib.sh
+bench_binary
 WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+trap 'bench_cleanup; rm -rf "$WORK"' EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-# Sets PORT and PID; not called in $(...), whose subshell would lose PIDS and leak the proxy.
-start() { # name enabled
-    local stats
-    PORT=$(free_port)
-    stats=$(free_port)
+start() { # name enabled -> PORT, PID
     # Only the `enabled` key of the chosen section.
     sed "/^\[$SECTION\]/,/^\[/ s/^enabled = true/enabled = $2/" proxy.toml >"$WORK/$1.toml"
-    PGSPLIT_LISTEN=127.0.0.1:$PORT PGSPLIT_STATS_LISTEN=127.0.0.1:$stats \
-        "$BIN" serve --config "$WORK/$1.toml" >"$WORK/$1.log" 2>&1 &
-    PID=$!
-    PIDS+=("$PID")
-    for _ in $(seq 100); do pg_isready -q -h 127.0.0.1 -p "$PORT" && break; sleep 0.1; done
+    start_pgsplit "$1" "$WORK/$1.toml"
 }
 
 start on true
 ON=$PORT ON_PID=$PID
 start off false
 OFF=$PORT OFF_PID=$PID
-# The proxy's own CPU time (user + system, clock ticks), which other load on a shared machine
-# disturbs far less than TPS.
-ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-run() { # port pid -> "tps cpu_us_per_transaction"
-    local before out
-    before=$(ticks "$2")
-    out=$(pgbench -n -S -M "$MODE" -c "$CLIENTS" -j 2 -T "$DURATION" -h 127.0.0.1 -p "$1" -U app app 2>/dev/null)
-    awk -v t0="$before" -v t1="$(ticks "$2")" -v hz="$(getconf CLK_TCK)" '
-        /^tps/ { tps = $3 } /actually processed/ { split($NF, a, "/"); n = a[1] }
-        END { printf "%.0f %.1f\n", tps, (t1 - t0) / hz * 1e6 / (n > 0 ? n : 1) }' <<<"$out"
-}
-median() { sort -n | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+run() { pgbench_cpu "$1" "$2" -S -M "$MODE" -c "$CLIENTS" -j 2 -T "$DURATION"; }
 
 # Warm both (connections, caches), then alternate which goes first.
 run "$ON" "$ON_PID" >/dev/null
