@@ -9,6 +9,10 @@ use std::time::Duration;
 
 const ROWS: i32 = 50;
 
+/// The tests take turns: each measures a routing share on 2 cores, which the others' clients
+/// would otherwise starve (a replica scheduled late is a replica behind).
+static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The last value each row was acknowledged to hold, shared by the writers and the readers.
 struct Acked {
     values: Vec<AtomicI64>,
@@ -91,6 +95,7 @@ fn routes(proxy: &TestProxy, t: &str) -> (u64, u64, u64) {
 }
 
 async fn soak(cache: bool) {
+    let _turn = TURN.lock().await;
     let extra = if cache {
         "[cache]\nenabled = true\n"
     } else {
@@ -186,6 +191,7 @@ async fn read_where(c: &tokio_postgres::Client, sql: &str) -> (i64, bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paused_replay_sends_only_written_tables_to_the_primary_within_the_bound() {
+    let _turn = TURN.lock().await;
     use common::own_cluster::OwnCluster;
     let c = OwnCluster::from_env(
         "PGSPLIT_REPLICA_READS",
