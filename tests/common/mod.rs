@@ -1,6 +1,7 @@
 //! Test harness: a pgsplit started in-process on port 0 in front of the local cluster from `scripts/cluster.sh`.
 #![allow(dead_code)]
 
+pub mod cache;
 pub mod own_cluster;
 
 use pgsplit::config::{Config, EnvOverrides};
