@@ -5,6 +5,7 @@ pub mod checker;
 mod health;
 mod lsn;
 mod manager;
+mod replica_choice;
 mod retire;
 mod routing;
 mod set;

@@ -4,7 +4,7 @@ use super::cap::{Cap, CapPermit};
 use super::health::{HealthPolicy, ServerHealth};
 use super::lsn::{ReadNeed, WriteLsns};
 use super::manager::{ChurnCounters, ServerManager, ServerSettings};
-use super::routing::{PrimaryReason, RouteStats};
+use super::routing::RouteStats;
 use crate::backend::{BackendError, LoginParams, ServerConn, ServerTls};
 use crate::config::{Config, ServerAddr};
 use crate::stats::LatencyHistogram;
@@ -225,26 +225,12 @@ pub struct PoolSet {
     pub user: String,
     pub primary: ServerPool,
     pub replicas: Vec<ServerPool>,
-    settings: Arc<ArcSwap<ServerSettings>>,
+    pub(super) settings: Arc<ArcSwap<ServerSettings>>,
     /// ParameterStatus values of the first server login, replayed to clients at their startup.
     pub server_params: tokio::sync::OnceCell<Arc<Vec<(bytes::Bytes, bytes::Bytes)>>>,
 }
 
 const ACQUIRE_SHARDS: usize = 8;
-
-/// What a read asks a replica when its polled position is behind.
-const REPLAY_POSITION_SQL: &str = "SELECT pg_last_wal_replay_lsn()::text";
-
-/// Why `h` could not take a read that its polled position alone did not allow (`behind`).
-fn reason_not_serving(h: &ServerHealth, behind: PrimaryReason) -> PrimaryReason {
-    if h.is_banned() || h.is_suspect() {
-        PrimaryReason::Banned
-    } else if !h.lag_ok() {
-        PrimaryReason::LagLimit
-    } else {
-        behind
-    }
-}
 
 impl PoolSet {
     /// A connection for a request routed to `role`. Reads go to the least busy replica that
@@ -295,122 +281,7 @@ impl PoolSet {
         Ok(pool)
     }
 
-    /// A replica for a read, or `None` when the read must go to the primary (each replica then
-    /// counts why).
-    async fn acquire_read(&self, need: ReadNeed) -> Result<Option<Lease>, AcquireError> {
-        let min_lsn = match need {
-            ReadNeed::Any => 0,
-            ReadNeed::Lsn(l) => l,
-            ReadNeed::Primary => {
-                self.count_primary_reads(|_| PrimaryReason::PositionUnknown);
-                return Ok(None);
-            }
-        };
-        if let Some(lease) = self.acquire_replica(min_lsn).await? {
-            lease.server.routing.served(false);
-            return Ok(Some(lease));
-        }
-        let wait = self.settings.load().replica_wait;
-        if min_lsn == 0 || wait.is_zero() {
-            self.count_primary_reads(|h| reason_not_serving(h, PrimaryReason::Behind));
-            return Ok(None);
-        }
-        if let Some(lease) = self.wait_for_replica(min_lsn, wait).await {
-            lease.server.routing.served(true);
-            return Ok(Some(lease));
-        }
-        self.count_primary_reads(|h| reason_not_serving(h, PrimaryReason::WaitTimedOut));
-        Ok(None)
-    }
-
-    fn count_primary_reads(&self, why: impl Fn(&ServerHealth) -> PrimaryReason) {
-        for p in &self.replicas {
-            p.server.routing.to_primary(why(&p.server.health));
-        }
-    }
-
-    /// The polled position of every healthy replica is behind `min_lsn`: ask the most advanced
-    /// one directly, again until `wait` has passed. The polls trail the replica by up to one
-    /// `lag_poll_ms`, far more than a local replica's own lag, so without asking every read of a
-    /// table written more often than that would go to the primary.
-    async fn wait_for_replica(&self, min_lsn: u64, wait: Duration) -> Option<Lease> {
-        let pool = self
-            .replicas
-            .iter()
-            .filter(|p| p.server.health.can_read(0))
-            .max_by_key(|p| p.server.health.lsn())?;
-        let started = Instant::now();
-        let deadline = started + wait;
-        let mut lease = tokio::time::timeout(wait, self.acquire_from(pool))
-            .await
-            .ok()?
-            .ok()?;
-        let routing = &pool.server.routing;
-        loop {
-            routing.position_checks.fetch_add(1, Ordering::Relaxed);
-            let left = deadline.saturating_duration_since(Instant::now());
-            let asked = tokio::time::timeout(
-                left.max(Duration::from_millis(1)),
-                lease.conn().query_value(REPLAY_POSITION_SQL),
-            )
-            .await;
-            let replayed = match asked {
-                Ok(Ok(Some(text))) => crate::protocol::lsn::parse(&text),
-                // No longer in recovery, or the connection failed: the health check decides.
-                Ok(Ok(None)) | Ok(Err(_)) => None,
-                Err(_) => {
-                    // The question is still in flight: the connection's state is unknown.
-                    lease.discard();
-                    routing.record_wait(started.elapsed().as_micros() as u64);
-                    return None;
-                }
-            };
-            let Some(replayed) = replayed else {
-                lease.discard();
-                return None;
-            };
-            pool.server.health.advance_lsn(replayed);
-            if replayed >= min_lsn {
-                routing.record_wait(started.elapsed().as_micros() as u64);
-                return Some(lease);
-            }
-            if Instant::now() >= deadline {
-                routing.record_wait(started.elapsed().as_micros() as u64);
-                return None;
-            }
-            // Ask again at once: replay on a local replica takes well under a millisecond, and
-            // a timer would round any pause up to the runtime's 1 ms tick. Each question is one
-            // round trip, which paces the loop.
-        }
-    }
-
-    async fn acquire_replica(&self, min_lsn: u64) -> Result<Option<Lease>, AcquireError> {
-        // Least outstanding requests among eligible replicas; on connect failure try the next.
-        let mut tried = 0u64;
-        loop {
-            let candidate = self
-                .replicas
-                .iter()
-                .chain(std::iter::once(&self.primary))
-                .enumerate()
-                .filter(|(i, p)| tried & (1 << (i % 64)) == 0 && p.server.health.can_read(min_lsn))
-                .min_by_key(|(_, p)| p.server.outstanding.load(Ordering::Relaxed));
-            let Some((i, pool)) = candidate else {
-                return Ok(None);
-            };
-            tried |= 1 << (i % 64);
-            match self.acquire_from(pool).await {
-                Ok(lease) => return Ok(Some(lease)),
-                Err(AcquireError::Backend { source, .. }) => {
-                    tracing::warn!(server = %pool.server.addr, error = %source, "replica unreachable; reads go elsewhere while it is banned");
-                    pool.server.health.ban(&source.to_string());
-                }
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
-    async fn acquire_from(&self, pool: &ServerPool) -> Result<Lease, AcquireError> {
+    pub(super) async fn acquire_from(&self, pool: &ServerPool) -> Result<Lease, AcquireError> {
         let started = Instant::now();
         pool.server.outstanding.fetch_add(1, Ordering::Relaxed);
         let (wait, timeouts) = {
@@ -502,7 +373,7 @@ pub struct Pools {
     pub wal_history: super::checker::WalHistory,
     /// The configuration new pool sets are built from; replaced on reload.
     config: ArcSwap<Config>,
-    settings: Arc<ArcSwap<ServerSettings>>,
+    pub(super) settings: Arc<ArcSwap<ServerSettings>>,
     pub primary: Arc<ServerInfo>,
     pub replicas: Vec<Arc<ServerInfo>>,
     sets: RwLock<HashMap<(String, String), Arc<PoolSet>>>,
