@@ -16,6 +16,7 @@ mod session;
 pub mod settings;
 mod startup;
 pub mod stream;
+mod translate;
 
 pub use listener::{serve, ClientSlots};
 pub use session::Session;

@@ -1,0 +1,290 @@
+//! Translating a request for the attached server: client statement names to server ones, statements prepared again where the connection lacks them, and what each message will answer.
+
+use super::action::ReadyAction;
+use super::plan::Expect;
+use super::request::{next_unnamed_id, ClientStatement};
+use super::session::{End, Session};
+use crate::backend::prepared::server_name;
+use crate::backend::ServerConn;
+use crate::error::ClientError;
+use crate::protocol::build;
+use crate::protocol::messages::{Bind, Parse, Target, TARGET_STATEMENT};
+use crate::protocol::tags::frontend as tag;
+use crate::router::Analysis;
+use bytes::{Bytes, BytesMut};
+use std::sync::Arc;
+
+impl Session {
+    /// Writes the request for the attached server, renaming prepared statements, and records
+    /// what each message will answer.
+    pub(super) fn translate(
+        &mut self,
+        analyses: Vec<Option<Arc<Analysis>>>,
+        pool_wait_us: u64,
+        mut fill: Option<Box<crate::cache::Fill>>,
+        cache_miss: bool,
+    ) -> Result<(), End> {
+        let started = self.pending.arrived;
+        let flush_ended = self.pending.terminator == Some(tag::FLUSH);
+        let frames = self.take_pending();
+        let mut unnamed_id = self.unnamed_id;
+        let Some(lease) = self.server.as_mut() else {
+            return Err(End::Fatal(ClientError::Internal(
+                "no server for request".into(),
+            )));
+        };
+        let conn = lease.conn();
+        let out = &mut self.swbuf;
+        let plan = &mut self.plan;
+        // Statements sent before a Flush belong to the request their Sync will end.
+        let first_new = self.ready_actions.len();
+        let mut action = ReadyAction::new(started, pool_wait_us);
+        action.fill = fill.take();
+        action.cache_miss = cache_miss;
+        if self.flushed.is_open() {
+            action.absorb(std::mem::take(&mut self.flushed));
+        }
+        let log_parameters = self.shared.stats.settings.log_parameters;
+        let detect = self.shared.n_plus_one.settings.load().enabled;
+        let mut parsed_unnamed = false;
+        let mut failed_at: Option<usize> = None;
+        for (i, (f, a)) in frames.iter().zip(analyses).enumerate() {
+            let t = f.tag();
+            if failed_at.is_some() && t != tag::SYNC {
+                continue;
+            }
+            match t {
+                tag::QUERY => {
+                    out.extend_from_slice(f.raw());
+                    plan.push(Expect::Query);
+                    action.simple = true;
+                    if log_parameters {
+                        action.parameters = Some(f.clone());
+                    }
+                    if let Some(a) = a {
+                        action.execute(a.clone());
+                        if detect {
+                            action
+                                .executed
+                                .set_call(super::n_plus_one::query_call(f.body()));
+                        }
+                        if a.discard_all {
+                            conn.prepared.clear();
+                            self.statements.clear();
+                            self.unnamed = None;
+                        }
+                        if has_effects(&a) {
+                            action.effects.push(a);
+                        }
+                    }
+                    self.ready_actions
+                        .push_back(std::mem::replace(&mut action, ReadyAction::new(started, 0)));
+                }
+                tag::FUNCTION_CALL => {
+                    out.extend_from_slice(f.raw());
+                    plan.push(Expect::FunctionCall);
+                    action.function_call();
+                    self.ready_actions
+                        .push_back(std::mem::replace(&mut action, ReadyAction::new(started, 0)));
+                }
+                tag::SYNC => {
+                    out.extend_from_slice(f.raw());
+                    plan.push(Expect::Sync);
+                    self.ready_actions
+                        .push_back(std::mem::replace(&mut action, ReadyAction::new(started, 0)));
+                    failed_at = None;
+                }
+                tag::FLUSH => out.extend_from_slice(f.raw()),
+                tag::PARSE => {
+                    let p = Parse::decode(f.body())?;
+                    let Some(a) = a else {
+                        return Err(End::Fatal(ClientError::Internal("unanalyzed Parse".into())));
+                    };
+                    let trace = if detect {
+                        crate::nplusone::trace_id(p.sql)
+                    } else {
+                        0
+                    };
+                    let stmt = Arc::new(ClientStatement::new(&p, a, trace));
+                    if p.name.is_empty() {
+                        out.extend_from_slice(f.raw());
+                        plan.push(Expect::Parse {
+                            injected: false,
+                            key: None,
+                            client_name: None,
+                        });
+                        unnamed_id = next_unnamed_id(unnamed_id);
+                        conn.unnamed_owner = unnamed_id;
+                        parsed_unnamed = true;
+                        self.unnamed = Some(stmt);
+                    } else if self.statements.contains_key(p.name) {
+                        let mut e = BytesMut::new();
+                        build::error_response(
+                            &mut e,
+                            crate::protocol::sqlstate::Severity::Error,
+                            crate::protocol::sqlstate::SqlState::DUPLICATE_PREPARED_STATEMENT,
+                            &format!(
+                                "prepared statement \"{}\" already exists",
+                                String::from_utf8_lossy(p.name)
+                            ),
+                        );
+                        plan.push(Expect::Synthetic(e.freeze()));
+                        failed_at = Some(i);
+                    } else {
+                        let name = Bytes::copy_from_slice(p.name);
+                        self.statements.insert(name.clone(), stmt.clone());
+                        ensure_prepared(conn, out, plan, &stmt, Some(name));
+                    }
+                }
+                tag::BIND => {
+                    let b = Bind::decode(f.body())?;
+                    if log_parameters {
+                        action.parameters = Some(f.clone());
+                    }
+                    if b.statement.is_empty() {
+                        reparse_unnamed(conn, out, plan, &self.unnamed, parsed_unnamed, unnamed_id);
+                        out.extend_from_slice(f.raw());
+                    } else if let Some(stmt) = self.statements.get(b.statement) {
+                        ensure_prepared(conn, out, plan, stmt, None);
+                        build::bind(out, b.portal, &server_name(stmt.key), b.rest);
+                    } else {
+                        out.extend_from_slice(f.raw());
+                    }
+                    plan.push(Expect::Bind);
+                    if let Some(a) = a {
+                        action.execute(a.clone());
+                        if detect {
+                            let stmt = if b.statement.is_empty() {
+                                self.unnamed.as_deref()
+                            } else {
+                                self.statements.get(b.statement).map(|s| &**s)
+                            };
+                            action
+                                .executed
+                                .set_call(super::n_plus_one::bind_call(stmt, b.rest));
+                        }
+                        if has_effects(&a) {
+                            action.effects.push(a);
+                        }
+                    }
+                }
+                tag::DESCRIBE => {
+                    let d = Target::decode(f.body(), "Describe")?;
+                    if d.kind == TARGET_STATEMENT && d.name.is_empty() {
+                        reparse_unnamed(conn, out, plan, &self.unnamed, parsed_unnamed, unnamed_id);
+                        out.extend_from_slice(f.raw());
+                    } else if d.kind == TARGET_STATEMENT {
+                        match self.statements.get(d.name) {
+                            Some(stmt) => {
+                                ensure_prepared(conn, out, plan, stmt, None);
+                                build::target(
+                                    out,
+                                    tag::DESCRIBE,
+                                    TARGET_STATEMENT,
+                                    &server_name(stmt.key),
+                                );
+                            }
+                            None => out.extend_from_slice(f.raw()),
+                        }
+                    } else {
+                        out.extend_from_slice(f.raw());
+                    }
+                    plan.push(Expect::Describe);
+                }
+                tag::CLOSE => {
+                    let c = Target::decode(f.body(), "Close")?;
+                    if c.kind == TARGET_STATEMENT && !c.name.is_empty() {
+                        // The server statement stays for other clients; the client's name goes.
+                        self.statements.remove(c.name);
+                        let mut e = BytesMut::new();
+                        build::close_complete(&mut e);
+                        plan.push(Expect::Synthetic(e.freeze()));
+                    } else {
+                        out.extend_from_slice(f.raw());
+                        plan.push(Expect::Close);
+                    }
+                }
+                tag::EXECUTE => {
+                    out.extend_from_slice(f.raw());
+                    plan.push(Expect::Execute);
+                }
+                // CopyData/CopyDone/CopyFail outside COPY: the server reports the error.
+                _ => out.extend_from_slice(f.raw()),
+            }
+        }
+        self.unnamed_id = unnamed_id;
+        // Until a Sync, the server keeps what this request opened (pg-cursor's portal).
+        let extended = frames.iter().any(|f| {
+            matches!(
+                f.tag(),
+                tag::PARSE | tag::BIND | tag::DESCRIBE | tag::EXECUTE | tag::CLOSE
+            )
+        });
+        self.unsynced = flush_ended && (self.unsynced || extended);
+        // Statements bound before a Flush wait for the Sync that ends them.
+        if action.is_open() {
+            self.flushed = action;
+        }
+        self.note_writes(first_new);
+        // Replies the proxy makes itself are due now if nothing before them is outstanding.
+        self.plan.drain_synthetic(&mut self.wbuf);
+        self.recycle_frames(frames);
+        self.write_server()
+    }
+}
+
+fn has_effects(a: &Analysis) -> bool {
+    !a.session.is_empty() || a.pin.is_some() || a.discard_all
+}
+
+/// Makes sure the server has `stmt` under the proxy's name for it, preparing it if not.
+fn ensure_prepared(
+    conn: &mut ServerConn,
+    out: &mut BytesMut,
+    plan: &mut super::plan::Plan,
+    stmt: &ClientStatement,
+    client_name: Option<Bytes>,
+) {
+    let from_client = client_name.is_some();
+    if conn.prepared.touch(stmt.key) {
+        if from_client {
+            let mut e = BytesMut::new();
+            build::parse_complete(&mut e);
+            plan.push(Expect::Synthetic(e.freeze()));
+        }
+        return;
+    }
+    if let Some(victim) = conn.prepared.insert(stmt.key) {
+        build::target(out, tag::CLOSE, TARGET_STATEMENT, &server_name(victim));
+        plan.push(Expect::CloseInjected);
+    }
+    build::parse(out, &server_name(stmt.key), &stmt.sql, &stmt.param_types);
+    plan.push(Expect::Parse {
+        injected: !from_client,
+        key: Some(stmt.key),
+        client_name,
+    });
+}
+
+/// Prepares the client's unnamed statement again when this server connection does not hold it.
+fn reparse_unnamed(
+    conn: &mut ServerConn,
+    out: &mut BytesMut,
+    plan: &mut super::plan::Plan,
+    unnamed: &Option<Arc<ClientStatement>>,
+    parsed_in_request: bool,
+    unnamed_id: u64,
+) {
+    if parsed_in_request || conn.unnamed_owner == unnamed_id {
+        return;
+    }
+    if let Some(stmt) = unnamed {
+        build::parse(out, b"", &stmt.sql, &stmt.param_types);
+        plan.push(Expect::Parse {
+            injected: true,
+            key: None,
+            client_name: None,
+        });
+        conn.unnamed_owner = unnamed_id;
+    }
+}
