@@ -214,6 +214,10 @@ impl Merged {
     fn finish(self, fingerprint: u64, normalized: String) -> Analysis {
         let (route, reason) = match (self.primary_reason, self.replica_reason) {
             (Some(reason), _) => (Route::Primary, reason),
+            // A pinned session runs everything after on this server, its writes too: a read
+            // that pins it (a function that may set settings, with a catalog not yet reloaded
+            // after DDL) must not pin it to a replica.
+            (None, Some(_)) if self.pin.is_some() => (Route::Primary, "pins the session"),
             (None, Some(reason)) => (Route::Replica, reason),
             (None, None) => (Route::Primary, "empty"),
         };
