@@ -477,9 +477,12 @@ impl Session {
         self.copy = Default::default();
         self.unsynced = false;
         let mut cut: Vec<ReadyAction> = self.ready_actions.drain(..).collect();
+        // One ReadyForQuery per request the client waits on; statements sent before a Flush
+        // have none of their own (the unsynced branch below answers them), but their writes
+        // may have landed.
+        let waiting: Vec<bool> = cut.iter().map(|a| a.failed).collect();
         cut.push(std::mem::take(&mut self.flushed));
         self.cache_writes_unknown_outcome(&cut);
-        let waiting: Vec<bool> = cut.iter().map(|a| a.failed).collect();
         tracing::debug!(
             ?waiting,
             plan = self.plan.len(),
