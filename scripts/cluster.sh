@@ -339,6 +339,11 @@ wait_replica_caught_up() {
     target=$(query_value "$PRIMARY_PORT" postgres \
         "SELECT pg_logical_emit_message(false, 'pgsplit-cluster', 'replica sync')")
     [[ -n $target ]] || die "cannot read the primary's WAL position"
+    # A test run that was interrupted may have left replay paused (pg_wal_replay_pause on a
+    # test's own cluster); the replica would then never catch up.
+    query_value "$REPLICA_PORT" postgres \
+        "SELECT pg_wal_replay_resume() WHERE pg_is_in_recovery()
+           AND pg_get_wal_replay_pause_state() <> 'not paused'" >/dev/null || true
     for ((i = 0; i < WAIT_SECONDS; i++)); do
         streaming=$(query_value "$PRIMARY_PORT" postgres \
             "SELECT count(*) FROM pg_stat_replication

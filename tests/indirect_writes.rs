@@ -1,4 +1,4 @@
-//! Writes that reach relations the statement does not name (triggers, rules, defaults, sequences, cascades, partitions, policies, views' functions, DDL just before, chained commits): the next read through pgsplit is never stale, cache on and off, replay running, simple and extended protocol.
+//! Writes that reach relations the statement does not name (triggers, rules, defaults, sequences, cascades, partitions, policies, views' functions, DDL just before, chained commits): the next read through pgsplit is never stale, cache on and off, replay running and paused, simple and extended protocol.
 
 mod common;
 
@@ -355,8 +355,9 @@ async fn wait_catalog(proxy: &pgsplit::ProxyHandle) {
     panic!("catalog never loaded");
 }
 
-/// Runs every case; returns the stale reads as messages.
-async fn run_cases(t: &Target, cache: bool, proto: Protocol) -> Vec<String> {
+/// Runs every case; returns the stale reads as messages. With `paused`, the replica's replay
+/// is paused once the cases' tables reached it, and resumed at the end.
+async fn run_cases(t: &Target, cache: bool, proto: Protocol, paused: bool) -> Vec<String> {
     let schema = common::unique("iw");
     let su = t.superuser(false).await;
     su.batch_execute(&format!("create schema {schema} authorization app"))
@@ -375,6 +376,13 @@ async fn run_cases(t: &Target, cache: bool, proto: Protocol) -> Vec<String> {
     t.wait_for_replica().await;
     let proxy = start_proxy(t, cache).await;
     wait_catalog(&proxy).await;
+    let replica = t.superuser(true).await;
+    if paused {
+        replica
+            .execute("select pg_wal_replay_pause()", &[])
+            .await
+            .unwrap();
+    }
     let url = format!(
         "postgres://app:app@127.0.0.1:{}/app?options=-c%20search_path%3D{schema}",
         proxy.addr.port()
@@ -424,17 +432,23 @@ async fn run_cases(t: &Target, cache: bool, proto: Protocol) -> Vec<String> {
         }
     }
     drop(direct);
+    if paused {
+        replica
+            .execute("select pg_wal_replay_resume()", &[])
+            .await
+            .unwrap();
+    }
     su.batch_execute(&format!("drop schema {schema} cascade"))
         .await
         .unwrap();
     stale
 }
 
-async fn all_modes(t: &Target) {
+async fn all_modes(t: &Target, paused: bool) {
     let mut stale = Vec::new();
     for cache in [true, false] {
         for proto in [Protocol::Simple, Protocol::Extended] {
-            stale.extend(run_cases(t, cache, proto).await);
+            stale.extend(run_cases(t, cache, proto, paused).await);
         }
     }
     assert!(
@@ -447,7 +461,31 @@ async fn all_modes(t: &Target) {
 
 #[tokio::test]
 async fn indirect_writes_replay_running() {
-    all_modes(&Target::shared()).await;
+    all_modes(&Target::shared(), false).await;
+}
+
+/// The same cases with the replica's replay paused: a read that the write reached must go
+/// to the primary. On a cluster of this binary's own: the shared one is never paused.
+#[tokio::test]
+async fn indirect_writes_replay_paused() {
+    let own = common::own_cluster::OwnCluster::from_env(
+        "PGSPLIT_TENANT",
+        "/tmp/pgsplit-tenant",
+        31936,
+        31937,
+    );
+    own.ensure_running();
+    // An interrupted earlier run may have left replay paused.
+    own.replica_superuser()
+        .await
+        .execute("select pg_wal_replay_resume()", &[])
+        .await
+        .unwrap();
+    let t = Target {
+        primary: own.primary_addr(),
+        replica: own.replica_addr(),
+    };
+    all_modes(&t, true).await;
 }
 
 #[tokio::test]

@@ -48,12 +48,13 @@ impl Session {
             return None;
         }
         let frames = &self.pending.frames;
+        let shared_users = cache.live.load().share_across_users;
         let cacheable = |a: &Option<Arc<Analysis>>| {
             a.as_ref()
-                .filter(|a| a.cacheable && a.statement_count == 1)
+                .filter(|a| a.cache_refusal(shared_users).is_none())
                 .cloned()
         };
-        let user = (!cache.live.load().share_across_users).then(|| self.user_key.clone());
+        let user = (!shared_users).then(|| self.user_key.clone());
         let key = |request: Bytes| CacheKey {
             db: self.db.clone(),
             user: user.clone(),

@@ -221,7 +221,7 @@ impl Session {
                 duration_us: us,
                 values: call.values.as_slice(),
                 cached,
-                cache: match (cache_on, a.cacheable) {
+                cache: match (cache_on, a.cacheable()) {
                     (false, _) => CacheUse::Off,
                     (true, false) => CacheUse::NotCacheable,
                     (true, true) => CacheUse::On,

@@ -327,6 +327,17 @@ impl Session {
     /// reload made before the commit saw the old catalog).
     fn catalog_on_ready(&mut self, action: &ReadyAction) {
         let now = action.executed.iter().any(|(a, _)| a.reloads_catalog);
+        // Defaults: now, so no connection opened before reaches a new session, and again at
+        // the commit, for connections opened while the transaction was open.
+        let defaults = action.executed.iter().any(|(a, _)| a.changes_defaults);
+        let defaults_ended =
+            self.tx == TxStatus::Idle && std::mem::take(&mut self.defaults_changed_in_tx);
+        if defaults || defaults_ended {
+            self.shared.pools.defaults.changed();
+        }
+        if defaults && self.tx != TxStatus::Idle {
+            self.defaults_changed_in_tx = true;
+        }
         let ended = self.tx == TxStatus::Idle && std::mem::take(&mut self.catalog_changed_in_tx);
         if now || ended {
             self.shared.router.catalog_changed();
@@ -356,6 +367,7 @@ impl Session {
             return;
         }
         let us = started.elapsed().as_micros() as u64;
+        let shared_users = self.shared.cache.live.load().share_across_users;
         for (i, (a, rows)) in action.executed.iter().enumerate() {
             // After an error the server skipped the rest of an extended-protocol request.
             let error = action.failed && (action.simple || i == action.cursor);
@@ -372,6 +384,7 @@ impl Session {
                 error,
                 pool_wait_us: if i == 0 { action.pool_wait_us } else { 0 },
                 cache_miss: action.cache_miss,
+                not_cacheable: a.cache_refusal(shared_users),
             });
         }
         if us / 1000 >= stats.settings.slow_query_ms {

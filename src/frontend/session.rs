@@ -120,6 +120,8 @@ pub struct Session {
     pub(super) query_clock: super::deadline::QueryClock,
     /// The open transaction changed functions, privileges or policies.
     pub(super) catalog_changed_in_tx: bool,
+    /// Role or database defaults changed in the open transaction.
+    pub(super) defaults_changed_in_tx: bool,
 }
 
 /// Why the session's timer fired.
@@ -186,6 +188,7 @@ impl Session {
             drain_deadline: None,
             query_clock: Default::default(),
             catalog_changed_in_tx: false,
+            defaults_changed_in_tx: false,
         }
     }
 

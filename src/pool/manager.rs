@@ -32,6 +32,39 @@ pub struct ChurnCounters {
     pub connect_errors: AtomicU64,
 }
 
+/// When role or database defaults last changed (`ALTER ROLE/DATABASE ... SET` through the
+/// proxy). A server session reads them once, at login, so a connection opened before the change
+/// would give its next client the old defaults, which PostgreSQL gives no new session.
+#[derive(Debug)]
+pub struct DefaultsClock {
+    epoch: std::time::Instant,
+    /// Microseconds after `epoch`, plus one; 0 when they never changed.
+    changed: AtomicU64,
+}
+
+impl Default for DefaultsClock {
+    fn default() -> Self {
+        DefaultsClock {
+            epoch: std::time::Instant::now(),
+            changed: AtomicU64::new(0),
+        }
+    }
+}
+
+impl DefaultsClock {
+    /// Defaults changed now: connections opened until now are not reused.
+    pub fn changed(&self) {
+        let us = self.epoch.elapsed().as_micros() as u64 + 1;
+        self.changed.fetch_max(us, Ordering::AcqRel);
+    }
+
+    /// Whether a connection opened at `created` predates the last change.
+    pub fn outdates(&self, created: std::time::Instant) -> bool {
+        let changed = self.changed.load(Ordering::Acquire);
+        changed != 0 && (created.saturating_duration_since(self.epoch).as_micros() as u64) < changed
+    }
+}
+
 /// Idle time after which a connection is probed for a server-side close before reuse.
 const PROBE_AFTER_IDLE: Duration = Duration::from_secs(1);
 
@@ -40,6 +73,7 @@ pub struct ServerManager {
     pub max_prepared: usize,
     pub settings: Arc<ArcSwap<ServerSettings>>,
     pub churn: ChurnCounters,
+    pub defaults: Arc<DefaultsClock>,
 }
 
 impl Manager for ServerManager {
@@ -85,6 +119,9 @@ impl Manager for ServerManager {
         };
         if conn.created.elapsed() > lifetime {
             return Err(RecycleError::message("server lifetime reached"));
+        }
+        if self.defaults.outdates(conn.created) {
+            return Err(RecycleError::message("role or database defaults changed"));
         }
         if metrics.last_used() > idle_timeout {
             return Err(RecycleError::message("idle too long"));

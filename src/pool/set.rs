@@ -377,6 +377,8 @@ pub struct Pools {
     pub primary: Arc<ServerInfo>,
     pub replicas: Vec<Arc<ServerInfo>>,
     sets: RwLock<HashMap<(String, String), Arc<PoolSet>>>,
+    /// Role and database defaults' last change, for every pool's recycle check.
+    pub defaults: Arc<super::manager::DefaultsClock>,
 }
 
 fn server_settings(c: &Config, tls: ServerTls) -> ServerSettings {
@@ -431,6 +433,7 @@ impl Pools {
             primary,
             replicas,
             sets: RwLock::new(HashMap::new()),
+            defaults: Arc::default(),
         }
     }
 
@@ -509,6 +512,7 @@ impl Pools {
                 max_prepared: c.pool.max_prepared_per_server,
                 settings: self.settings.clone(),
                 churn: ChurnCounters::default(),
+                defaults: self.defaults.clone(),
             };
             // Last in, first out: a light load after a peak keeps reusing the few warm
             // connections (caches, prepared statements) while the rest age out idle, as

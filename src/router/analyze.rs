@@ -31,7 +31,7 @@ pub(super) fn analyze(sql: &str, shape: &Shape, catalog: &FunctionCatalog) -> An
     if shape.primary_hint {
         analysis.route = Route::Primary;
         analysis.reason = "hint";
-        analysis.cacheable = false;
+        analysis.not_cacheable = Some(Arc::from("a primary hint"));
     }
     analysis
 }
@@ -98,7 +98,8 @@ fn rejected(sql: &str, shape: &Shape) -> Analysis {
         tables_read: Vec::new(),
         tables_written: Vec::new(),
         functions: Vec::new(),
-        cacheable: false,
+        not_cacheable: Some(Arc::from("not parsed")),
+        user_dependent: None,
         session: Vec::new(),
         pin: None,
         deallocate: None,
@@ -108,6 +109,7 @@ fn rejected(sql: &str, shape: &Shape) -> Analysis {
         reuse_by_shape: true,
         writes_unknown: false,
         reloads_catalog: false,
+        changes_defaults: false,
     }
 }
 
@@ -144,7 +146,8 @@ struct Merged {
     statements: usize,
     primary_reason: Option<&'static str>,
     replica_reason: Option<&'static str>,
-    cacheable: bool,
+    /// The first statement's reason not to cache, if any.
+    not_cacheable: Option<String>,
     reuse_by_shape: bool,
     tables_read: Vec<String>,
     tables_written: Vec<String>,
@@ -156,6 +159,7 @@ struct Merged {
     transaction_control: bool,
     writes_unknown: bool,
     reloads_catalog: bool,
+    changes_defaults: bool,
 }
 
 fn push_unique(list: &mut Vec<String>, item: String) {
@@ -167,7 +171,6 @@ fn push_unique(list: &mut Vec<String>, item: String) {
 impl Merged {
     fn add(&mut self, facts: &Facts, outcome: Outcome) {
         if self.statements == 0 {
-            self.cacheable = true;
             self.reuse_by_shape = true;
         }
         self.statements += 1;
@@ -193,7 +196,9 @@ impl Merged {
                 self.replica_reason.get_or_insert(outcome.reason);
             }
         }
-        self.cacheable &= outcome.cacheable;
+        if self.not_cacheable.is_none() {
+            self.not_cacheable = outcome.not_cacheable;
+        }
         // The SET text and set_config's is_local flag differ between texts of one shape.
         self.reuse_by_shape &= outcome.session.is_empty() && !facts.set_config_any;
         self.session.extend(outcome.session);
@@ -203,11 +208,16 @@ impl Merged {
         self.transaction_control |= outcome.transaction_control;
         self.writes_unknown |= outcome.writes_unknown;
         self.reloads_catalog |= outcome.reloads_catalog;
+        self.changes_defaults |= outcome.changes_defaults;
     }
 
     fn finish(self, fingerprint: u64, normalized: String) -> Analysis {
         let (route, reason) = match (self.primary_reason, self.replica_reason) {
             (Some(reason), _) => (Route::Primary, reason),
+            // A pinned session runs everything after on this server, its writes too: a read
+            // that pins it (a function that may set settings, with a catalog not yet reloaded
+            // after DDL) must not pin it to a replica.
+            (None, Some(_)) if self.pin.is_some() => (Route::Primary, "pins the session"),
             (None, Some(reason)) => (Route::Replica, reason),
             (None, None) => (Route::Primary, "empty"),
         };
@@ -219,7 +229,14 @@ impl Merged {
             tables_read: self.tables_read,
             tables_written: self.tables_written,
             functions: self.functions,
-            cacheable: route == Route::Replica && self.cacheable,
+            not_cacheable: match (route, self.not_cacheable) {
+                (_, Some(why)) => Some(Arc::from(why)),
+                (Route::Primary, None) => {
+                    Some(Arc::from(format!("runs on the primary ({reason})")))
+                }
+                (Route::Replica, None) => None,
+            },
+            user_dependent: None,
             session: self.session,
             pin: self.pin,
             deallocate: self.deallocate,
@@ -229,6 +246,7 @@ impl Merged {
             reuse_by_shape: self.statements == 0 || self.reuse_by_shape,
             writes_unknown: self.writes_unknown,
             reloads_catalog: self.reloads_catalog,
+            changes_defaults: self.changes_defaults,
         }
     }
 }

@@ -8,6 +8,7 @@
 mod analyze;
 mod builtin;
 mod catalog;
+mod clock_reads;
 mod facts;
 mod forced;
 mod lexer;
@@ -109,11 +110,17 @@ pub struct Analysis {
     pub tables_written: Vec<String>,
     /// Called functions, lowercased, unqualified, deduplicated.
     pub functions: Vec<String>,
-    /// Read-only, deterministic and session-independent: every function immutable, no
-    /// `CURRENT_*`/`SESSION_USER`-style values, no TABLESAMPLE, no system catalog, no hint.
-    /// Results still depend on session settings (search_path, TimeZone, DateStyle, role) that a
-    /// result cache must key on.
-    pub cacheable: bool,
+    /// Why the result cache may not answer this text, or None when it is a read-only,
+    /// deterministic and session-independent one: every function immutable, no
+    /// `CURRENT_*`/`SESSION_USER`-style values, no TABLESAMPLE, no system catalog, no hint,
+    /// nothing reached through views and policies that reads the clock. Results still depend
+    /// on session settings (search_path, TimeZone, DateStyle, role) that a result cache must
+    /// key on. Set where each check is made; read through [`Analysis::cache_refusal`].
+    pub not_cacheable: Option<Arc<str>>,
+    /// What makes the result depend on the login user beyond the settings the key holds
+    /// (row-level security, `current_user` inside a view): cacheable only while the key holds
+    /// the user (`cache.share_across_users = false`).
+    pub user_dependent: Option<Arc<str>>,
     pub session: Vec<SessionEffect>,
     pub pin: Option<PinReason>,
     pub deallocate: Option<Deallocate>,
@@ -133,6 +140,38 @@ pub struct Analysis {
     /// DDL that changes functions, privileges or policies: until a catalog loaded after it
     /// lands, the router assumes any user function may change session settings.
     pub reloads_catalog: bool,
+    /// `ALTER ROLE/DATABASE ... SET/RESET`: server connections opened before it carry the old
+    /// defaults, so the pools must not hand them out again.
+    pub changes_defaults: bool,
+}
+
+impl Analysis {
+    /// Whether the result cache may answer this text, when entries are keyed by user.
+    pub fn cacheable(&self) -> bool {
+        self.not_cacheable.is_none()
+    }
+
+    /// The one answer to "may the cache answer this?": None if it may, else why not (shown
+    /// per fingerprint in /stats).
+    pub fn cache_refusal(&self, share_across_users: bool) -> Option<&str> {
+        if let Some(r) = &self.not_cacheable {
+            return Some(r);
+        }
+        if self.statement_count != 1 {
+            return Some("several statements in one query");
+        }
+        match &self.user_dependent {
+            Some(r) if share_across_users => Some(r),
+            _ => None,
+        }
+    }
+
+    /// Marks the text not cacheable for `why`, keeping the first reason found.
+    pub(crate) fn refuse_cache(&mut self, why: impl Into<Arc<str>>) {
+        if self.not_cacheable.is_none() {
+            self.not_cacheable = Some(why.into());
+        }
+    }
 }
 
 /// Longest text whose analysis is cached.

@@ -4,7 +4,7 @@ use pg_query::protobuf::{self, ObjectType, TransactionStmtKind, VariableSetKind}
 use pg_query::NodeEnum;
 
 use super::builtin::SESSION_ADVISORY_LOCKS;
-use super::catalog::FunctionCatalog;
+use super::catalog::{FunctionCatalog, Volatility};
 use super::facts::{Facts, Use};
 use super::{Deallocate, PinReason, Route, SessionEffect};
 
@@ -13,7 +13,8 @@ use super::{Deallocate, PinReason, Route, SessionEffect};
 pub(super) struct Outcome {
     pub route: Route,
     pub reason: &'static str,
-    pub cacheable: bool,
+    /// Why the result cache may not answer it (None: it may).
+    pub not_cacheable: Option<String>,
     pub session: Vec<SessionEffect>,
     pub pin: Option<PinReason>,
     pub deallocate: Option<Deallocate>,
@@ -26,6 +27,8 @@ pub(super) struct Outcome {
     pub written: Vec<String>,
     /// Changes functions, privileges or policies: the catalog must be reloaded.
     pub reloads_catalog: bool,
+    /// Changes role or database defaults (ALTER ROLE/DATABASE ... SET).
+    pub changes_defaults: bool,
 }
 
 impl Outcome {
@@ -33,7 +36,7 @@ impl Outcome {
         Self {
             route: Route::Primary,
             reason,
-            cacheable: false,
+            not_cacheable: Some(format!("runs on the primary ({reason})")),
             session: Vec::new(),
             pin: None,
             deallocate: None,
@@ -42,12 +45,14 @@ impl Outcome {
             writes_unknown: false,
             written: Vec::new(),
             reloads_catalog: false,
+            changes_defaults: false,
         }
     }
 
     fn replica(reason: &'static str) -> Self {
         Self {
             route: Route::Replica,
+            not_cacheable: Some(format!("not a cacheable read ({reason})")),
             ..Self::primary(reason)
         }
     }
@@ -228,6 +233,7 @@ pub(super) fn classify(
         | NodeEnum::AlterPolicyStmt(_)
         | NodeEnum::AlterRoleStmt(_)
         | NodeEnum::AlterRoleSetStmt(_)
+        | NodeEnum::AlterDatabaseSetStmt(_)
         | NodeEnum::DropRoleStmt(_)
         | NodeEnum::AlterDefaultPrivilegesStmt(_)
         | NodeEnum::AlterOwnerStmt(_)
@@ -235,6 +241,10 @@ pub(super) fn classify(
         | NodeEnum::DropOwnedStmt(_) => {
             let mut out = unknown_writes("privileges");
             out.reloads_catalog = true;
+            out.changes_defaults = matches!(
+                node,
+                NodeEnum::AlterRoleSetStmt(_) | NodeEnum::AlterDatabaseSetStmt(_)
+            );
             out
         }
         _ => Outcome::primary("utility"),
@@ -322,7 +332,7 @@ fn select(facts: &Facts, catalog: &FunctionCatalog) -> Outcome {
         Err(reason) => Outcome::primary(reason),
         Ok(()) => {
             let mut out = Outcome::replica("read-only");
-            out.cacheable = cacheable(facts, catalog);
+            out.not_cacheable = not_cacheable(facts, catalog);
             out
         }
     }
@@ -377,14 +387,40 @@ fn volatile_reason(name: &str) -> &'static str {
     }
 }
 
-fn cacheable(facts: &Facts, catalog: &FunctionCatalog) -> bool {
-    !facts.session_dependent
-        && !facts.sampled
-        && !facts.time_literal
-        && facts.functions.iter().all(|f| catalog.is_immutable(f))
-        && facts
-            .relations()
-            .all(|(name, _)| !is_system_relation(&name))
+/// Why a read-only statement's result may not be cached, if it may not: the one place that
+/// decides it from the statement's own text (write_reach adds what views and policies reach).
+fn not_cacheable(facts: &Facts, catalog: &FunctionCatalog) -> Option<String> {
+    if facts.session_dependent {
+        return Some(
+            "reads the clock or the session (CURRENT_TIMESTAMP, CURRENT_USER, ...)".into(),
+        );
+    }
+    if facts.sampled {
+        return Some("TABLESAMPLE".into());
+    }
+    if facts.time_literal {
+        return Some("time literal ('now', 'today', ...)".into());
+    }
+    for f in &facts.functions {
+        match catalog.function(f) {
+            Some(Volatility::Immutable) => {}
+            Some(Volatility::Stable) => return Some(format!("stable function {f}")),
+            Some(_) => return Some(format!("volatile function {f}")),
+            None => return Some(format!("unknown function {f}")),
+        }
+    }
+    for (name, _) in facts.relations() {
+        if is_system_relation(&name) {
+            return Some(format!("system catalog {name}"));
+        }
+        // Views and policies reaching a volatile function (random(), clock_timestamp()).
+        if catalog.relation(&name).is_some_and(|v| {
+            super::reach::rank(v) >= super::reach::rank(Volatility::VolatileReadOnly)
+        }) {
+            return Some(format!("{name} reaches a volatile function"));
+        }
+    }
+    None
 }
 
 /// System catalogs and statistics views change without any write through the proxy.

@@ -6,6 +6,7 @@ mod fingerprints;
 mod lexing;
 mod reach;
 mod routes;
+mod write_reach;
 
 use std::sync::Arc;
 

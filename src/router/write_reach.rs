@@ -8,6 +8,12 @@
 
 use ahash::{AHashMap, AHashSet};
 use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use super::clock_reads::{
+    is_time_word, is_user_word, Marks, NAMED_FUNCTIONS_SQL, READS_SQL, READ_EDGES_SQL, TIME_WORDS,
+    USER_WORDS,
+};
 
 /// Directed (from, to): a write to `from` can change what reads of `to` return.
 const EDGES_SQL: &str = "
@@ -100,9 +106,10 @@ const FUNCTIONS_SQL: &str = "
       join pg_proc p on p.oid = u.fn
       join pg_namespace n on n.oid = p.pronamespace";
 
-/// User functions' bodies.
+/// User functions' bodies (a BEGIN ATOMIC body is in prosqlbody, prosrc is empty).
 const BODIES_SQL: &str = "
-    select lower(p.proname), l.lanname, coalesce(p.prosrc, '')
+    select lower(p.proname), l.lanname,
+           coalesce(nullif(p.prosrc, ''), pg_get_function_sqlbody(p.oid), '')
       from pg_proc p
       join pg_namespace n on n.oid = p.pronamespace
       join pg_language l on l.oid = p.prolang
@@ -134,6 +141,12 @@ pub struct WriteReach {
     /// Sequences: a standby shows them up to 32 values ahead (nextval logs ahead), so their
     /// reads go to the primary.
     sequences: AHashSet<Box<str>>,
+    /// Relations whose reads reach the clock (through views, policies, function bodies):
+    /// relation → what, for /stats.
+    time_reads: AHashMap<Box<str>, Arc<str>>,
+    /// Relations whose reads depend on the login user (row-level security, current_user in a
+    /// view): relation → what.
+    user_reads: AHashMap<Box<str>, Arc<str>>,
 }
 
 /// One user function's body, reduced to what reach needs.
@@ -142,12 +155,18 @@ struct Body {
     relations: BTreeSet<String>,
     calls: Vec<String>,
     opaque: bool,
+    /// The first word of TIME_WORDS the body (or what it calls) uses.
+    time: Option<String>,
+    /// The body (or what it calls) uses a word of USER_WORDS.
+    user: bool,
 }
 
 /// Catalog rows, as loaded (kept apart from the loading so the computation is testable).
 #[derive(Default)]
 pub(super) struct Rows {
     pub edges: Vec<(String, String)>,
+    /// (from, to): a read of `to` reads `from` (READ_EDGES_SQL).
+    pub read_edges: Vec<(String, String)>,
     pub truncate: Vec<(String, String)>,
     /// (relation, function, is user function, kind 'w' or 'r').
     pub functions: Vec<(String, String, bool, String)>,
@@ -155,6 +174,10 @@ pub(super) struct Rows {
     pub bodies: Vec<(String, String, String)>,
     pub relations: Vec<String>,
     pub sequences: Vec<String>,
+    /// (relation, kind 'v', 'p' or 's', node tree text): see READS_SQL.
+    pub reads: Vec<(String, String, String)>,
+    /// Built-in clock and user functions by oid (NAMED_FUNCTIONS_SQL).
+    pub named_functions: Vec<(u32, String)>,
 }
 
 impl WriteReach {
@@ -166,6 +189,7 @@ impl WriteReach {
         };
         let mut rows = Rows {
             edges: pairs(client.query(EDGES_SQL, &[]).await?)?,
+            read_edges: pairs(client.query(READ_EDGES_SQL, &[]).await?)?,
             truncate: pairs(client.query(TRUNCATE_SQL, &[]).await?)?,
             ..Rows::default()
         };
@@ -184,6 +208,14 @@ impl WriteReach {
             }
             rows.relations.push(name);
         }
+        for r in client.query(READS_SQL, &[]).await? {
+            rows.reads
+                .push((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?));
+        }
+        let words: Vec<&str> = TIME_WORDS.iter().chain(USER_WORDS).copied().collect();
+        for r in client.query(NAMED_FUNCTIONS_SQL, &[&words]).await? {
+            rows.named_functions.push((r.try_get(0)?, r.try_get(1)?));
+        }
         Ok(WriteReach::from_rows(rows))
     }
 
@@ -197,7 +229,12 @@ impl WriteReach {
                     for (word, call) in super::setters::words(text) {
                         if word == "execute" {
                             body.opaque = true;
-                        } else if call {
+                        } else if is_time_word(&word) {
+                            body.time.get_or_insert_with(|| word.clone());
+                        } else if is_user_word(&word) {
+                            body.user = true;
+                        }
+                        if call {
                             body.calls.push(word.clone());
                         }
                         if relations.contains(word.as_str()) {
@@ -215,7 +252,17 @@ impl WriteReach {
             ..WriteReach::default()
         };
         let mut edges = rows.edges.clone();
+        let mut read_edges = rows.read_edges.clone();
+        let mut marks = Marks::from_trees(&rows.reads, &rows.named_functions);
         for (relation, function, user, kind) in &rows.functions {
+            if kind == "r" {
+                let body = bodies.get(function.as_str()).filter(|_| *user);
+                marks.function(
+                    relation,
+                    function,
+                    body.map(|b| (b.time.as_deref(), b.user)),
+                );
+            }
             if !user {
                 continue;
             }
@@ -231,6 +278,7 @@ impl WriteReach {
                 if opaque {
                     reach.opaque_reads.insert(relation.as_str().into());
                 }
+                read_edges.extend(mentioned.iter().map(|t| (t.clone(), relation.clone())));
                 edges.extend(mentioned.into_iter().map(|t| (t, relation.clone())));
             }
         }
@@ -245,6 +293,7 @@ impl WriteReach {
         let mut truncate_edges = rows.truncate.clone();
         truncate_edges.extend(edges.iter().cloned());
         reach.truncate = closure(&truncate_edges);
+        (reach.time_reads, reach.user_reads) = marks.resolve(&read_edges);
         reach.writes = writes;
         for (name, body) in bodies {
             if body.opaque {
@@ -286,9 +335,11 @@ impl WriteReach {
         }
         a.tables_written.extend(added);
         let mut reads: Vec<String> = Vec::new();
+        let mut refusals: Vec<Arc<str>> = Vec::new();
+        let mut user: Option<Arc<str>> = None;
         for f in &a.functions {
             if self.opaque_functions.contains(f.as_str()) {
-                a.cacheable = false;
+                refusals.push(format!("function {f} runs SQL pgsplit cannot read").into());
             }
             for t in self.function_reads.get(f.as_str()).into_iter().flatten() {
                 if !a.tables_read.iter().any(|r| **r == **t) && !reads.iter().any(|r| **r == **t) {
@@ -296,11 +347,23 @@ impl WriteReach {
                 }
             }
         }
-        if a.tables_read
-            .iter()
-            .any(|r| self.opaque_reads.contains(&*super::relation_key(r)))
-        {
-            a.cacheable = false;
+        for r in &a.tables_read {
+            let key = super::relation_key(r);
+            if self.opaque_reads.contains(&*key) {
+                refusals.push(format!("{key} runs a function pgsplit cannot read").into());
+            }
+            if let Some(why) = self.time_reads.get(&*key) {
+                refusals.push(why.clone());
+            }
+            if let Some(why) = self.user_reads.get(&*key) {
+                user.get_or_insert_with(|| why.clone());
+            }
+        }
+        for why in refusals {
+            a.refuse_cache(why);
+        }
+        if let Some(why) = user {
+            a.user_dependent.get_or_insert(why);
         }
         if a.route == super::Route::Replica
             && a.tables_read
@@ -309,7 +372,7 @@ impl WriteReach {
         {
             a.route = super::Route::Primary;
             a.reason = "sequence";
-            a.cacheable = false;
+            a.not_cacheable = Some(Arc::from("sequence (read on the primary)"));
         }
         a.tables_read.extend(reads);
     }
@@ -324,19 +387,40 @@ fn close_bodies(mut bodies: AHashMap<String, Body>) -> AHashMap<String, Body> {
             let calls = bodies[&name].calls.clone();
             let mut relations = BTreeSet::new();
             let mut opaque = false;
+            let mut time = None;
+            let mut user = false;
             for c in &calls {
                 if let Some(b) = bodies.get(c) {
                     relations.extend(b.relations.iter().cloned());
                     opaque |= b.opaque;
+                    if time.is_none() {
+                        time = b.time.as_ref().map(|t| format!("{t} in {c}"));
+                    }
+                    user |= b.user;
                 }
             }
             let Some(body) = bodies.get_mut(&name) else {
                 continue;
             };
-            let before = (body.relations.len(), body.opaque);
+            let before = (
+                body.relations.len(),
+                body.opaque,
+                body.time.is_some(),
+                body.user,
+            );
             body.relations.extend(relations);
             body.opaque |= opaque;
-            changed |= before != (body.relations.len(), body.opaque);
+            if body.time.is_none() {
+                body.time = time;
+            }
+            body.user |= user;
+            changed |= before
+                != (
+                    body.relations.len(),
+                    body.opaque,
+                    body.time.is_some(),
+                    body.user,
+                );
         }
         if !changed {
             return bodies;
@@ -345,7 +429,7 @@ fn close_bodies(mut bodies: AHashMap<String, Body>) -> AHashMap<String, Body> {
 }
 
 /// For each relation with outgoing edges: every other relation it reaches.
-fn closure(pairs: &[(String, String)]) -> AHashMap<Box<str>, Vec<Box<str>>> {
+pub(super) fn closure(pairs: &[(String, String)]) -> AHashMap<Box<str>, Vec<Box<str>>> {
     let mut edges: AHashMap<&str, Vec<&str>> = AHashMap::new();
     for (from, to) in pairs {
         if from != to {
@@ -367,108 +451,4 @@ fn closure(pairs: &[(String, String)]) -> AHashMap<Box<str>, Vec<Box<str>>> {
             (Box::from(start), seen.into_iter().map(Box::from).collect())
         })
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn s(v: &str) -> String {
-        v.to_owned()
-    }
-
-    fn reach() -> WriteReach {
-        WriteReach::from_rows(Rows {
-            edges: vec![(s("events_2024"), s("events")), (s("events"), s("events_2024")), (s("orders"), s("orders_id_seq"))],
-            truncate: vec![(s("customers"), s("orders"))],
-            functions: vec![
-                (s("orders"), s("audit_order"), true, s("w")),
-                (s("payments"), s("dynamic_trigger"), true, s("w")),
-                (s("report"), s("stock_of"), true, s("r")),
-                (s("docs"), s("allowed"), true, s("r")),
-                (s("tsv"), s("tsvector_update_trigger"), false, s("w")),
-            ],
-            bodies: vec![
-                (s("audit_order"), s("plpgsql"), s("BEGIN INSERT INTO order_log VALUES (NEW.id); PERFORM touch(NEW.id); RETURN NEW; END")),
-                (s("touch"), s("sql"), s("UPDATE counters SET n = n + 1")),
-                (s("dynamic_trigger"), s("plpgsql"), s("BEGIN EXECUTE format('INSERT INTO %I VALUES (1)', TG_ARGV[0]); RETURN NEW; END")),
-                (s("stock_of"), s("sql"), s("SELECT sum(qty) FROM stock WHERE item = $1")),
-                (s("allowed"), s("sql"), s("SELECT exists (SELECT 1 FROM acl WHERE who = current_user)")),
-            ],
-            relations: ["events", "events_2024", "orders", "orders_id_seq", "order_log", "counters", "payments", "report", "stock", "docs", "acl", "customers", "tsv"]
-                .iter()
-                .map(|r| s(r))
-                .collect(),
-            sequences: vec![s("orders_id_seq")],
-        })
-    }
-
-    fn analysis(read: &[&str], written: &[&str], functions: &[&str]) -> crate::router::Analysis {
-        let mut a =
-            crate::router::analyze_uncached("SELECT 1", &crate::router::FunctionCatalog::builtin());
-        a.tables_read = read.iter().map(|r| s(r)).collect();
-        a.tables_written = written.iter().map(|r| s(r)).collect();
-        a.functions = functions.iter().map(|r| s(r)).collect();
-        a
-    }
-
-    #[test]
-    fn writes_reach_triggers_functions_sequences_and_partitions() {
-        let r = reach();
-        let mut a = analysis(&[], &["public.orders"], &[]);
-        r.expand(&mut a, false, false);
-        assert_eq!(
-            a.tables_written,
-            vec!["public.orders", "counters", "order_log", "orders_id_seq"]
-        );
-        assert!(!a.writes_unknown);
-        let mut a = analysis(&[], &["events"], &[]);
-        r.expand(&mut a, false, false);
-        assert_eq!(a.tables_written, vec!["events", "events_2024"]);
-        // Dynamic SQL in a trigger: anything.
-        let mut a = analysis(&[], &["payments"], &[]);
-        r.expand(&mut a, false, false);
-        assert!(a.writes_unknown);
-        // TRUNCATE CASCADE follows plain foreign keys, and then the reach of what it empties.
-        let mut a = analysis(&[], &["customers"], &[]);
-        r.expand(&mut a, false, false);
-        assert_eq!(a.tables_written, vec!["customers"]);
-        r.expand(&mut a, true, false);
-        assert!(
-            a.tables_written.contains(&s("orders")) && a.tables_written.contains(&s("order_log"))
-        );
-        // A stale catalog knows no reach.
-        let mut a = analysis(&[], &["stock"], &[]);
-        r.expand(&mut a, false, true);
-        assert!(a.writes_unknown);
-        // Built-in trigger functions reach nothing else.
-        let mut a = analysis(&[], &["tsv"], &[]);
-        r.expand(&mut a, false, false);
-        assert!(!a.writes_unknown && a.tables_written == vec!["tsv"]);
-    }
-
-    #[test]
-    fn reads_depend_on_views_policies_and_function_bodies() {
-        let r = reach();
-        // A write to what a view's function or a policy reads reaches the view / the table.
-        let mut a = analysis(&[], &["stock"], &[]);
-        r.expand(&mut a, false, false);
-        assert_eq!(a.tables_written, vec!["stock", "report"]);
-        let mut a = analysis(&[], &["acl"], &[]);
-        r.expand(&mut a, false, false);
-        assert_eq!(a.tables_written, vec!["acl", "docs"]);
-        // A function called by the query: its body's relations are read too.
-        let mut a = analysis(&["items"], &[], &["stock_of"]);
-        a.cacheable = true;
-        r.expand(&mut a, false, false);
-        assert_eq!(a.tables_read, vec!["items", "stock"]);
-        assert!(a.cacheable);
-        let mut a = analysis(&["orders_id_seq"], &[], &[]);
-        r.expand(&mut a, false, false);
-        assert_eq!(a.route, crate::router::Route::Primary);
-        let mut a = analysis(&[], &[], &["dynamic_trigger"]);
-        a.cacheable = true;
-        r.expand(&mut a, false, false);
-        assert!(!a.cacheable);
-    }
 }

@@ -29,6 +29,8 @@ pub struct Sample<'a> {
     pub pool_wait_us: u64,
     /// The result cache was asked and had no answer (the server's answer may fill it).
     pub cache_miss: bool,
+    /// Why the cache may not answer this statement (`Analysis::cache_refusal`), if it may not.
+    pub not_cacheable: Option<&'a str>,
 }
 
 #[derive(Clone)]
@@ -46,6 +48,8 @@ struct Entry {
     time_by_route_us: [u64; 3],
     pool_wait_us: u64,
     cache_misses: u64,
+    /// The last reason the cache could not answer it (a catalog change may alter it).
+    not_cacheable: Option<Arc<str>>,
     hist: LatencyHistogram,
     first_seen: f64,
     last_seen: f64,
@@ -70,6 +74,7 @@ impl Entry {
             time_by_route_us: [0; 3],
             pool_wait_us: 0,
             cache_misses: 0,
+            not_cacheable: None,
             hist: LatencyHistogram::new(),
             first_seen: now,
             last_seen: now,
@@ -89,6 +94,10 @@ impl Entry {
         self.time_by_route_us[r] += s.duration_us;
         self.pool_wait_us += s.pool_wait_us;
         self.cache_misses += u64::from(s.cache_miss);
+        // Allocates only when the reason changes, not per call.
+        if self.not_cacheable.as_deref() != s.not_cacheable {
+            self.not_cacheable = s.not_cacheable.map(Arc::from);
+        }
         self.hist.record_us(s.duration_us);
         self.last_seen = unix_now();
         self.tick = tick;
@@ -138,6 +147,10 @@ impl Entry {
             replica_ms: self.time_by_route_us[AnsweredBy::Replica as usize] as f64 / 1000.0,
             cache_ms: self.time_by_route_us[AnsweredBy::Cache as usize] as f64 / 1000.0,
             pool_wait_ms: self.pool_wait_us as f64 / 1000.0,
+            not_cacheable: self
+                .not_cacheable
+                .as_ref()
+                .map(|r| format!("not cacheable: {r}")),
             first_seen: self.first_seen,
             last_seen: self.last_seen,
         }
@@ -170,6 +183,8 @@ pub struct QuerySnapshot {
     pub replica_ms: f64,
     pub cache_ms: f64,
     pub pool_wait_ms: f64,
+    /// "not cacheable: <why>" when the result cache may not answer it, else null.
+    pub not_cacheable: Option<String>,
     /// Unix seconds.
     pub first_seen: f64,
     pub last_seen: f64,
@@ -325,6 +340,7 @@ mod tests {
             error: false,
             pool_wait_us: 10,
             cache_miss: false,
+            not_cacheable: None,
         }
     }
 

@@ -1,6 +1,6 @@
 //! Session effects, pins, DEALLOCATE/DISCARD, transaction control, tables, functions and cacheability.
 
-use super::super::{Deallocate, PinReason, SessionEffect};
+use super::super::{Deallocate, PinReason, Route, SessionEffect};
 use super::analyze;
 
 fn set(name: &str, statement: &str) -> SessionEffect {
@@ -136,6 +136,12 @@ fn catalog_changes_make_user_functions_suspect_until_reloaded() {
     );
     // Built-in functions stay trusted.
     assert_eq!(router.analyze("SELECT lower('A')").pin, None);
+    // A read that pins the session runs on the primary: the pinned session's writes follow
+    // it to that server (the differential test found an ALTER TABLE sent to a replica).
+    let pinning = router.analyze("SELECT immutable_user_fn()");
+    assert_eq!(pinning.pin, Some(PinReason::SessionState));
+    assert_eq!(pinning.route, Route::Primary);
+    assert_eq!(pinning.reason, "pins the session");
     // A load that started before the change is not trusted either.
     router.set_catalog_loaded(super::catalog(), changes);
     assert_eq!(
@@ -412,10 +418,12 @@ fn functions_are_lowercased_unqualified_and_unique() {
 #[test]
 fn time_literals_do_not_share_a_shape_with_constants() {
     let router = super::router();
-    assert!(router.analyze("SELECT 'epoch'::timestamptz").cacheable);
-    assert!(!router.analyze("SELECT 'now'::timestamptz").cacheable);
-    assert!(router.analyze("SELECT '2020-01-01'::timestamptz").cacheable);
-    assert!(!router.analyze("SELECT 'today'::date").cacheable);
+    assert!(router.analyze("SELECT 'epoch'::timestamptz").cacheable());
+    assert!(!router.analyze("SELECT 'now'::timestamptz").cacheable());
+    assert!(router
+        .analyze("SELECT '2020-01-01'::timestamptz")
+        .cacheable());
+    assert!(!router.analyze("SELECT 'today'::date").cacheable());
 }
 
 #[test]
@@ -482,10 +490,10 @@ fn cacheable() {
         "",
     ];
     for sql in cacheable {
-        assert!(analyze(sql).cacheable, "{sql:?} should be cacheable");
+        assert!(analyze(sql).cacheable(), "{sql:?} should be cacheable");
     }
     for sql in not_cacheable {
-        assert!(!analyze(sql).cacheable, "{sql:?} should not be cacheable");
+        assert!(!analyze(sql).cacheable(), "{sql:?} should not be cacheable");
     }
 }
 
