@@ -3,7 +3,7 @@
 use super::action::ReadyAction;
 use super::request::ClientStatement;
 use super::session::{End, Session};
-use crate::cache::{CacheKey, Fill, Lookup};
+use crate::cache::{CacheKey, Fill, Fresh, Lookup};
 use crate::protocol::build;
 use crate::protocol::frame::Frame;
 use crate::protocol::messages::{
@@ -30,6 +30,12 @@ pub(super) enum Outcome {
     Answered,
     /// Send to the server, capturing the reply when a fill is given.
     Server(Option<Box<Fill>>),
+}
+
+impl Probe {
+    pub(super) fn tables(&self) -> &[String] {
+        &self.analysis.tables_read
+    }
 }
 
 impl Session {
@@ -155,13 +161,34 @@ impl Session {
 
     /// Answers the request from the cache, waits for an identical one in flight, or returns
     /// the fill that will capture the server's reply.
-    pub(super) async fn consult_cache(&mut self, probe: Probe) -> Result<Outcome, End> {
+    /// Under `consistency = "global"`: the tables' generations, then the primary's position,
+    /// then how far the WAL follower has applied. The snapshot comes first so that a fill keeps
+    /// generations no newer than the position its server is made to replay.
+    pub(super) async fn global_fresh(&self, tables: &[String]) -> Fresh {
+        let snapshot = self.shared.cache.generations.snapshot(&self.db, tables);
+        let position = match self.global_need().await {
+            crate::pool::ReadNeed::Lsn(p) => Some(p),
+            _ => None,
+        };
+        Fresh {
+            position,
+            applied: self.shared.wal.followers.applied(&self.db),
+            snapshot,
+        }
+    }
+
+    /// Under `consistency = "global"`, `fresh` is what a hit must be proven to cover.
+    pub(super) async fn consult_cache(
+        &mut self,
+        probe: Probe,
+        fresh: Option<Fresh>,
+    ) -> Result<Outcome, End> {
         let cache = self.shared.cache.clone();
         let a = &probe.analysis;
         let deadline = tokio::time::Instant::now() + cache.live.load().coalesce_wait;
         let mut waited = false;
         loop {
-            match cache.lookup(&probe.key, a.fingerprint, &a.tables_read) {
+            match cache.lookup_at(&probe.key, a.fingerprint, &a.tables_read, fresh.as_ref()) {
                 Lookup::Hit(entry) => {
                     self.shared.stats.events.cache_hit();
                     if waited {
@@ -262,12 +289,14 @@ impl Session {
         if let Some(fill) = action.fill.take() {
             // Under table_lsn a replica answered only after replaying every tracked write to
             // the tables read, so its answer is as fresh as the primary's would have been.
-            let from_replica = self.shared.config.replication.consistency
-                != crate::config::Consistency::TableLsn
-                && self
-                    .server
-                    .as_ref()
-                    .is_some_and(|l| l.server.role() == crate::pool::Role::Replica);
+            // Under global, after replaying the primary's position read after the request came.
+            let from_replica = !matches!(
+                self.shared.config.replication.consistency,
+                crate::config::Consistency::TableLsn | crate::config::Consistency::Global
+            ) && self
+                .server
+                .as_ref()
+                .is_some_and(|l| l.server.role() == crate::pool::Role::Replica);
             self.shared.cache.finish(
                 fill,
                 !action.failed && self.tx == TxStatus::Idle,
