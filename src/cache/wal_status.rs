@@ -189,8 +189,7 @@ impl Followers {
                     database: db.to_string(),
                     running: s.running,
                     user: s.user,
-                    applied_lsn: (applied > 0)
-                        .then(|| format!("{:X}/{:X}", applied >> 32, applied & 0xffff_ffff)),
+                    applied_lsn: (applied > 0).then(|| crate::protocol::lsn::format(applied)),
                     sqlstate: s
                         .error
                         .as_ref()
