@@ -244,6 +244,49 @@ async fn global_reads_through_any_instance_see_every_acknowledged_write() {
     }
 }
 
+/// Reads arriving together share one position query: never more queries than reads, and with
+/// many readers at once, fewer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_reads_share_position_queries() {
+    let _turn = TURN.lock().await;
+    let c = cluster();
+    c.ensure_running();
+    set_replay(&c, false).await;
+    let p = proxy(&c, "global", false).await;
+    let t = common::unique("globc");
+    let admin = c.primary_superuser().await;
+    admin
+        .batch_execute(&format!(
+            "create table {t} (id int primary key, v bigint not null); \
+             insert into {t} values (1, 0); grant all on {t} to app"
+        ))
+        .await
+        .expect("create");
+    c.wait_for_replica().await;
+    let mut readers = Vec::new();
+    for _ in 0..16 {
+        let r = Reader::new(client(&p).await, &t, true).await;
+        let t = t.clone();
+        readers.push(tokio::spawn(async move {
+            for _ in 0..20 {
+                assert_eq!(read(&r, &t).await, 0);
+            }
+        }));
+    }
+    for r in readers {
+        r.await.expect("reader");
+    }
+    let g = &p.shared.pools.global;
+    let (queries, reads) = (
+        g.queries.load(Ordering::Relaxed),
+        g.reads.load(Ordering::Relaxed),
+    );
+    println!("16 readers: {queries} position queries for {reads} reads");
+    assert!(reads >= 320, "{reads}");
+    assert!(queries < reads, "{queries} queries for {reads} reads");
+    assert_eq!(g.failures.load(Ordering::Relaxed), 0);
+}
+
 #[tokio::test]
 async fn table_lsn_promises_read_your_writes_through_the_writing_instance_only() {
     let _turn = TURN.lock().await;
