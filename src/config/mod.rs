@@ -142,6 +142,11 @@ impl Consistency {
             Consistency::None => "none",
         }
     }
+
+    /// A replica answers a read only once it has replayed what the read needs.
+    pub fn routes_by_lsn(&self) -> bool {
+        matches!(self, Consistency::TableLsn | Consistency::Global)
+    }
 }
 
 #[derive(Clone, Debug)]

@@ -28,14 +28,9 @@ pub(super) struct Probe {
 /// What the cache did with a request.
 pub(super) enum Outcome {
     Answered,
-    /// Send to the server, capturing the reply when a fill is given.
-    Server(Option<Box<Fill>>),
-}
-
-impl Probe {
-    pub(super) fn tables(&self) -> &[String] {
-        &self.analysis.tables_read
-    }
+    /// Send to the server, capturing the reply when a fill is given; under global, with what
+    /// the lookup learned the read needs.
+    Server(Option<Box<Fill>>, Option<crate::pool::ReadNeed>),
 }
 
 impl Session {
@@ -177,12 +172,22 @@ impl Session {
         }
     }
 
-    /// Under `consistency = "global"`, `fresh` is what a hit must be proven to cover.
+    /// Under `consistency = "global"` (`global`), a hit must be proven to cover the primary's
+    /// position, which a miss hands on for its routing.
     pub(super) async fn consult_cache(
         &mut self,
         probe: Probe,
-        fresh: Option<Fresh>,
+        global: bool,
     ) -> Result<Outcome, End> {
+        let fresh = if global {
+            Some(self.global_fresh(&probe.analysis.tables_read).await)
+        } else {
+            None
+        };
+        let need = fresh.as_ref().map(|f| {
+            f.position
+                .map_or(crate::pool::ReadNeed::Primary, crate::pool::ReadNeed::Lsn)
+        });
         let cache = self.shared.cache.clone();
         let a = &probe.analysis;
         let deadline = tokio::time::Instant::now() + cache.live.load().coalesce_wait;
@@ -202,15 +207,15 @@ impl Session {
                 }
                 Lookup::Fill(fill) => {
                     self.shared.stats.events.cache_miss();
-                    return Ok(Outcome::Server(Some(fill)));
+                    return Ok(Outcome::Server(Some(fill), need));
                 }
-                Lookup::Bypass => return Ok(Outcome::Server(None)),
+                Lookup::Bypass => return Ok(Outcome::Server(None, need)),
                 Lookup::Wait(mut rx) => {
                     waited = true;
                     // The filler drops its sender when it stores the entry or gives up.
                     let done = tokio::time::timeout_at(deadline, rx.changed()).await;
                     if done.is_err() {
-                        return Ok(Outcome::Server(None));
+                        return Ok(Outcome::Server(None, need));
                     }
                 }
             }
@@ -290,13 +295,11 @@ impl Session {
             // Under table_lsn a replica answered only after replaying every tracked write to
             // the tables read, so its answer is as fresh as the primary's would have been.
             // Under global, after replaying the primary's position read after the request came.
-            let from_replica = !matches!(
-                self.shared.config.replication.consistency,
-                crate::config::Consistency::TableLsn | crate::config::Consistency::Global
-            ) && self
-                .server
-                .as_ref()
-                .is_some_and(|l| l.server.role() == crate::pool::Role::Replica);
+            let from_replica = !self.shared.config.replication.consistency.routes_by_lsn()
+                && self
+                    .server
+                    .as_ref()
+                    .is_some_and(|l| l.server.role() == crate::pool::Role::Replica);
             self.shared.cache.finish(
                 fill,
                 !action.failed && self.tx == TxStatus::Idle,

@@ -199,6 +199,21 @@ impl Session {
         }
     }
 
+    /// What a fresh read routed to a replica needs: under global the primary's position (the
+    /// one the cache lookup read, if it did), otherwise `read_need_settled`.
+    pub(super) async fn routed_need(
+        &self,
+        global: bool,
+        learned: Option<ReadNeed>,
+        analyses: &[Option<Arc<Analysis>>],
+    ) -> ReadNeed {
+        match learned {
+            Some(need) if global => need,
+            _ if global => self.global_need().await,
+            _ => self.read_need_settled(analyses).await,
+        }
+    }
+
     /// Whether the attached replica may take one more read (pipelined after the one it serves).
     pub(super) fn replica_serves(&self, lease: &Lease, analyses: &[Option<Arc<Analysis>>]) -> bool {
         match self.read_need(analyses) {

@@ -265,29 +265,18 @@ impl Session {
         if between && self.try_local_close() {
             return Ok(());
         }
-        let mut fill = None;
+        let (mut fill, mut global_need) = (None, None);
         let global = self.needs_global_position(role, &analyses);
-        let mut global_need = None;
         if let Some(probe) = self.cache_probe(&analyses) {
-            let fresh = if global {
-                let fresh = self.global_fresh(probe.tables()).await;
-                global_need = Some(fresh.position.map_or(ReadNeed::Primary, ReadNeed::Lsn));
-                Some(fresh)
-            } else {
-                None
-            };
-            match self.consult_cache(probe, fresh).await? {
+            match self.consult_cache(probe, global).await? {
                 Outcome::Answered => return Ok(()),
-                Outcome::Server(f) => fill = f,
+                Outcome::Server(f, need) => (fill, global_need) = (f, need),
             }
         }
         let cache_miss = fill.is_some();
         // With table_lsn or global routing a replica answers only once it has replayed what the
         // read needs, so its answer may fill the cache; the other modes keep the time guard.
-        let lsn_routed = matches!(
-            self.shared.config.replication.consistency,
-            crate::config::Consistency::TableLsn | crate::config::Consistency::Global
-        );
+        let lsn_routed = self.shared.config.replication.consistency.routes_by_lsn();
         if !lsn_routed
             && fill
                 .as_ref()
@@ -318,11 +307,7 @@ impl Session {
             self.retry_snapshot(role);
             self.refusal_snapshot(role, &analyses);
             let need = if role == Role::Replica {
-                match global_need {
-                    Some(need) => need,
-                    None if global => self.global_need().await,
-                    None => self.read_need_settled(&analyses).await,
-                }
+                self.routed_need(global, global_need, &analyses).await
             } else {
                 ReadNeed::Any
             };
