@@ -1,4 +1,4 @@
-//! WAL invalidation that cannot start says why: the pgsplit binary with `invalidation = "wal"` for a role without REPLICATION logs and shows in /stats the server's SQLSTATE and the missing attribute.
+//! WAL invalidation that cannot start says why: the pgsplit binary with `invalidation = "wal"` for a role without REPLICATION logs and shows in /stats (and SHOW CACHE) the server's SQLSTATE and the missing attribute.
 
 mod common;
 
@@ -53,17 +53,18 @@ async fn a_role_without_replication_is_named_in_the_log_and_in_stats() {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
                 if v["fields"]["message"] == "pgsplit is ready" {
-                    let _ = tx.send(v["fields"]["stats"].as_str().unwrap_or("").to_string());
+                    let field = |k: &str| v["fields"][k].as_str().unwrap_or("").to_string();
+                    let _ = tx.send((field("stats"), field("listen")));
                 }
             }
             sink.lock().unwrap_or_else(|p| p.into_inner()).push(line);
         }
     });
-    let stats: std::net::SocketAddr = rx
+    let (stats, listen) = rx
         .recv_timeout(Duration::from_secs(30))
-        .expect("pgsplit did not report ready")
-        .parse()
-        .expect("stats address");
+        .expect("pgsplit did not report ready");
+    let stats: std::net::SocketAddr = stats.parse().expect("stats address");
+    let listen: std::net::SocketAddr = listen.parse().expect("listen address");
 
     let deadline = Instant::now() + Duration::from_secs(20);
     let follower = loop {
@@ -116,6 +117,22 @@ async fn a_role_without_replication_is_named_in_the_log_and_in_stats() {
     assert!(
         logged_error.contains("REPLICATION attribute") && logged_error.contains("SQLSTATE 42501"),
         "{logged_error}"
+    );
+    // And the console's SHOW CACHE, per database.
+    let out = common::psql(
+        listen.port(),
+        "app",
+        "app",
+        "pgsplit",
+        &["-At", "-F", "|", "-c", "SHOW CACHE"],
+    )
+    .await;
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains("app: creating a temporary logical replication slot")
+            && shown.contains("SQLSTATE 42501"),
+        "{shown}{}",
+        String::from_utf8_lossy(&out.stderr)
     );
     drop(child);
     let _ = std::fs::remove_dir_all(&dir);
