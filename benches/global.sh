@@ -17,16 +17,12 @@
 # queries per 1,000 reads. Markdown table on stdout (also DIR/summary.md).
 set -euo pipefail
 
-REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-HOST=127.0.0.1
-PRIMARY_PORT=${PGSPLIT_PRIMARY_PORT:-15432}
-REPLICA_PORT=${PGSPLIT_REPLICA_PORT:-15433}
-export PATH=/usr/lib/postgresql/15/bin:$PATH
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source benches/lib.sh
+HOST=$BENCH_HOST
 DURATION=10
 CLIENTS=10
 PROTOCOLS="prepared simple"
-PROFILE=release
-BUILD=1
 RESULTS=
 
 while [ $# -gt 0 ]; do
@@ -34,8 +30,8 @@ while [ $# -gt 0 ]; do
         --duration) DURATION=$2; shift 2 ;;
         --clients) CLIENTS=$2; shift 2 ;;
         --protocols) PROTOCOLS=$2; shift 2 ;;
-        --debug) PROFILE=debug; shift ;;
-        --no-build) BUILD=0; shift ;;
+        --debug) BIN=${BIN:-$PWD/target/debug/pgsplit}; shift ;;
+        --no-build) NO_BUILD=1; shift ;;
         --results) RESULTS=$2; shift 2 ;;
         *) sed -n '2,18p' "${BASH_SOURCE[0]}" >&2; exit 2 ;;
     esac
@@ -44,14 +40,11 @@ RESULTS=${RESULTS:-$(mktemp -d /tmp/pgsplit-global-bench.XXXXXX)}
 mkdir -p "$RESULTS"
 log() { echo "[global-bench] $*" >&2; }
 
-if [ "$BUILD" = 1 ]; then
-    if [ "$PROFILE" = release ]; then
-        (cd "$REPO_ROOT" && cargo build --release --quiet)
-    else
-        (cd "$REPO_ROOT" && cargo build --quiet)
-    fi
+WORK=$RESULTS
+if [[ ${BIN:-} == */debug/pgsplit && ${NO_BUILD:-0} != 1 ]]; then
+    cargo build --quiet
 fi
-BIN=$REPO_ROOT/target/$PROFILE/pgsplit
+bench_binary
 
 export PGPASSWORD=postgres
 psql_on() { local port=$1; shift; psql -X -q -h $HOST -p "$port" -U postgres -d app -v ON_ERROR_STOP=1 "$@"; }
@@ -60,8 +53,7 @@ psql_on "$PRIMARY_PORT" -c "drop table if exists pgsplit_bench_rw;
   insert into pgsplit_bench_rw select i, 0 from generate_series(1, 1000) i;
   grant select, update on pgsplit_bench_rw to app;
   analyze pgsplit_bench_rw;"
-lsn=$(psql_on "$PRIMARY_PORT" -Atc "select pg_current_wal_insert_lsn()")
-until [ "$(psql_on "$REPLICA_PORT" -Atc "select pg_last_wal_replay_lsn() >= '$lsn'")" = t ]; do sleep 0.1; done
+wait_for_replica
 
 cat > "$RESULTS/read.sql" <<'SQL'
 \set id random(1, 1000)
@@ -72,46 +64,18 @@ cat > "$RESULTS/write.sql" <<'SQL'
 UPDATE pgsplit_bench_rw SET v = v + 1 WHERE id = :id;
 SQL
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
-trap cleanup EXIT
-
-start_pgsplit() { # name consistency -> PORT_<name>, STATS_<name>
-    local name=$1 consistency=$2 port stats
-    port=$(free_port); stats=$(free_port)
-    cat > "$RESULTS/$name.toml" <<TOML
-listen = "127.0.0.1:$port"
-[primary]
-host = "127.0.0.1"
-port = $PRIMARY_PORT
-[[replicas]]
-host = "127.0.0.1"
-port = $REPLICA_PORT
-[pool]
+start_instance() { # name consistency -> PORT_<name>, STATS_<name>
+    pgsplit_config "$1" "[pool]
 primary_size = 50
 replica_size = 100
-[[users]]
-name = "app"
-password = "app"
-[[databases]]
-name = "app"
-[stats]
-listen = "127.0.0.1:$stats"
 [replication]
-consistency = "$consistency"
-TOML
-    RUST_LOG=warn "$BIN" serve --config "$RESULTS/$name.toml" > "$RESULTS/$name.log" 2>&1 &
-    PIDS+=($!)
-    for _ in $(seq 100); do
-        pg_isready -q -h $HOST -p "$port" && break
-        sleep 0.1
-    done
-    eval "PORT_$name=$port; STATS_$name=$stats"
+consistency = \"$2\""
+    start_pgsplit "$1" "$WORK/$1.toml"
+    eval "PORT_$1=$PORT; STATS_$1=$STATS"
 }
-start_pgsplit ga global
-start_pgsplit gb global
-start_pgsplit tl table_lsn
+start_instance ga global
+start_instance gb global
+start_instance tl table_lsn
 
 calls_on() { # port pattern -> calls since the last reset
     psql_on "$1" -Atc "select coalesce(sum(calls), 0) from pg_stat_statements where query like '$2'"
