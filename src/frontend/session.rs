@@ -474,9 +474,11 @@ impl Session {
         self.copy = Default::default();
         self.unsynced = false;
         let mut cut: Vec<ReadyAction> = self.ready_actions.drain(..).collect();
+        // Only queued Syncs wait for a ReadyForQuery; the flushed statements hear of the loss
+        // through `unsynced` below, so they are counted before they join the cut.
+        let waiting: Vec<bool> = cut.iter().map(|a| a.failed).collect();
         cut.push(std::mem::take(&mut self.flushed));
         self.cache_writes_unknown_outcome(&cut);
-        let waiting: Vec<bool> = cut.iter().map(|a| a.failed).collect();
         tracing::debug!(
             ?waiting,
             plan = self.plan.len(),
