@@ -192,6 +192,13 @@ pub async fn start(config: Arc<Config>, listener: TcpListener) -> Result<ProxyHa
     let (tx, rx) = watch::channel(false);
     tokio::spawn(refresh_catalog(shared.clone(), rx.clone()));
     spawn_health_checks(&shared, &rx);
+    if shared.config.replication.consistency == crate::config::Consistency::Global {
+        let (shared, shutdown) = (shared.clone(), rx.clone());
+        tokio::spawn(async move {
+            let config = shared.config.clone();
+            crate::pool::global::run(&shared.pools, config, shutdown).await
+        });
+    }
     if shared.cache.enabled() {
         tokio::spawn(crate::cache::catalog::refresh_groups(
             shared.config.clone(),

@@ -413,6 +413,7 @@ fn show(shared: &Shared, what: &str) -> Result<Table, String> {
                     "invalidations_write",
                     "invalidations_unknown",
                     "invalidations_wal",
+                    "wal_followers",
                 ],
                 rows: vec![vec![
                     n(c.enabled),
@@ -432,6 +433,18 @@ fn show(shared: &Shared, what: &str) -> Result<Table, String> {
                     n(c.invalidations.write),
                     n(c.invalidations.unknown),
                     n(c.invalidations.wal),
+                    // Per database: running, or the error that names its fix.
+                    Some(
+                        c.wal
+                            .iter()
+                            .map(|f| match &f.error {
+                                _ if f.running => format!("{}: running", f.database),
+                                Some(e) => format!("{}: {e}", f.database),
+                                None => format!("{}: starting", f.database),
+                            })
+                            .collect::<Vec<_>>()
+                            .join("; "),
+                    ),
                 ]],
             })
         }

@@ -111,6 +111,12 @@ pub struct CacheSnapshot {
     /// Databases whose WAL is being followed now (with `invalidation = "wal"`).
     pub wal_followers: u64,
     pub wal_transactions: u64,
+    /// WAL invalidation per database: running, or why not (the server's error, SQLSTATE and
+    /// the fix); empty unless `invalidation = "wal"`.
+    pub wal: Vec<crate::cache::wal_status::FollowerSnapshot>,
+    /// `consistency = "global"`: entries found but not served because neither the WAL follower
+    /// nor the entry's own fill was known to cover the primary's position.
+    pub unproven: u64,
 }
 
 /// Invalidation events by cause.
@@ -159,6 +165,8 @@ pub fn cache(shared: &Shared) -> CacheSnapshot {
         },
         wal_followers: get(&shared.wal.attached),
         wal_transactions: get(&shared.wal.transactions),
+        wal: shared.wal.followers.snapshot(),
+        unproven: get(&k.unproven),
     }
 }
 
@@ -182,6 +190,34 @@ pub struct StatsSnapshot {
     pub primary_only: Vec<PrimaryOnlySnapshot>,
     /// Replica refusals hidden from clients and re-sent to the primary, since start.
     pub replica_refusals: u64,
+    pub consistency: ConsistencySnapshot,
+}
+
+/// `replication.consistency` and, in "global" mode, the primary position queries it costs.
+#[derive(Clone, Debug, Serialize)]
+pub struct ConsistencySnapshot {
+    pub mode: &'static str,
+    /// Reads that waited for the primary's WAL position.
+    pub position_reads: u64,
+    /// Position queries sent to the primary (one serves every read that arrived meanwhile).
+    pub position_queries: u64,
+    /// Position queries that failed or timed out (their reads went to the primary).
+    pub position_failures: u64,
+    /// position_queries per 1,000 position_reads; null before the first.
+    pub queries_per_1000_reads: Option<f64>,
+}
+
+pub fn consistency(shared: &Shared) -> ConsistencySnapshot {
+    let g = &shared.pools.global;
+    let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    let (reads, queries) = (get(&g.reads), get(&g.queries));
+    ConsistencySnapshot {
+        mode: shared.config.replication.consistency.as_str(),
+        position_reads: reads,
+        position_queries: queries,
+        position_failures: get(&g.failures),
+        queries_per_1000_reads: (reads > 0).then(|| queries as f64 * 1000.0 / reads as f64),
+    }
 }
 
 /// One fingerprint the safety net pinned to the primary.
@@ -346,6 +382,7 @@ pub fn snapshot(shared: &Shared) -> StatsSnapshot {
     StatsSnapshot {
         primary_only,
         replica_refusals,
+        consistency: consistency(shared),
         uptime_s: shared.stats.uptime_s(),
         queries: shared.stats.queries.snapshot(),
         queries_folded: shared.stats.queries.folded(),
@@ -371,4 +408,5 @@ pub fn reset(shared: &Shared) {
     for s in shared.pools.servers() {
         s.routing.reset();
     }
+    shared.pools.global.reset();
 }

@@ -13,6 +13,18 @@ pub async fn connect(
     user: &User,
     application: &str,
 ) -> Result<tokio_postgres::Client, String> {
+    connect_client(config, db, user, application)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// `connect`, keeping the server's error (its SQLSTATE and message) for the caller to report.
+pub async fn connect_client(
+    config: &Config,
+    db: &Database,
+    user: &User,
+    application: &str,
+) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
     let mut pg = tokio_postgres::Config::new();
     pg.host(&config.primary.host)
         .port(config.primary.port)
@@ -23,10 +35,7 @@ pub async fn connect(
     if let Some(pw) = user.server_password() {
         pg.password(pw);
     }
-    let (client, conn) = pg
-        .connect(tokio_postgres::NoTls)
-        .await
-        .map_err(|e| e.to_string())?;
+    let (client, conn) = pg.connect(tokio_postgres::NoTls).await?;
     tokio::spawn(async move {
         if let Err(e) = conn.await {
             tracing::debug!(error = %e, "cache control connection ended");

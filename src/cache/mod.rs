@@ -4,6 +4,7 @@ pub mod catalog;
 pub mod decoding;
 pub mod generations;
 pub mod wal;
+pub mod wal_status;
 
 use crate::protocol::messages::command_rows;
 use crate::router::relation_key;
@@ -98,6 +99,28 @@ pub struct Entry {
     snapshot: Snapshot,
     ttl: Duration,
     weight: u32,
+    /// `consistency = "global"`: the primary's WAL position its server had replayed (0: unknown).
+    position: u64,
+}
+
+/// What a hit must satisfy under `consistency = "global"`.
+pub struct Fresh {
+    /// The primary's WAL position read after the request arrived; None: not known.
+    pub position: Option<u64>,
+    /// Where the database's WAL follower has applied every commit (0: not following).
+    pub applied: u64,
+    /// Taken before `position` was read: a fill keeps it, so a write that the WAL follower
+    /// reported before the snapshot is at or below `position`, which the filling server replayed.
+    pub snapshot: Snapshot,
+}
+
+impl Fresh {
+    /// Whether `e` shows every commit up to `position`: the follower has applied that far (so
+    /// any later write to its tables changed their generations), or `e` was read at or after it.
+    fn admits(&self, e: &Entry) -> bool {
+        self.position
+            .is_some_and(|p| self.applied >= p || (e.position > 0 && e.position >= p))
+    }
 }
 
 /// What a lookup found.
@@ -115,6 +138,7 @@ pub enum Lookup {
 pub struct Fill {
     key: CacheKey,
     snapshot: Snapshot,
+    position: u64,
     ttl: Duration,
     buf: BytesMut,
     rows: u64,
@@ -205,6 +229,8 @@ pub struct Counters {
     pub fills_aborted: AtomicU64,
     pub fills_stale: AtomicU64,
     pub fills_lagging: AtomicU64,
+    /// `consistency = "global"`: entries found but not served, their freshness unproven.
+    pub unproven: AtomicU64,
     pub stale_dropped: AtomicU64,
     pub invalidations_write: AtomicU64,
     pub invalidations_unknown: AtomicU64,
@@ -290,18 +316,33 @@ impl ResultCache {
 
     /// Finds a valid entry, or registers the caller as the one filling it.
     pub fn lookup(self: &Arc<Self>, key: &CacheKey, fingerprint: u64, tables: &[String]) -> Lookup {
+        self.lookup_at(key, fingerprint, tables, None)
+    }
+
+    /// `lookup`, where under `consistency = "global"` a hit must also pass `fresh`.
+    pub fn lookup_at(
+        self: &Arc<Self>,
+        key: &CacheKey,
+        fingerprint: u64,
+        tables: &[String],
+        fresh: Option<&Fresh>,
+    ) -> Lookup {
         // Rules first: a `never` rule added by a reload also stops entries already held.
         let Some(ttl) = self.ttl_for(fingerprint, tables) else {
             self.counters.bypassed.fetch_add(1, Ordering::Relaxed);
             return Lookup::Bypass;
         };
         if let Some(e) = self.entries.get(key) {
-            if self.generations.unchanged(&e.snapshot) {
+            if !self.generations.unchanged(&e.snapshot) {
+                self.entries.invalidate(key);
+                self.counters.stale_dropped.fetch_add(1, Ordering::Relaxed);
+            } else if fresh.is_none_or(|f| f.admits(&e)) {
                 self.counters.hits.fetch_add(1, Ordering::Relaxed);
                 return Lookup::Hit(e);
+            } else {
+                // Kept: it may be proven fresh for a later read; this one fills it anew.
+                self.counters.unproven.fetch_add(1, Ordering::Relaxed);
             }
-            self.entries.invalidate(key);
-            self.counters.stale_dropped.fetch_add(1, Ordering::Relaxed);
         }
         let mut map = self.inflight.lock();
         if let Some((_, rx)) = map.get(key) {
@@ -314,7 +355,11 @@ impl ResultCache {
         self.counters.misses.fetch_add(1, Ordering::Relaxed);
         Lookup::Fill(Box::new(Fill {
             key: key.clone(),
-            snapshot: self.generations.snapshot(&key.db, tables),
+            snapshot: match fresh {
+                Some(f) => f.snapshot.clone(),
+                None => self.generations.snapshot(&key.db, tables),
+            },
+            position: fresh.and_then(|f| f.position).unwrap_or(0),
             ttl,
             buf: BytesMut::new(),
             rows: 0,
@@ -335,6 +380,7 @@ impl ResultCache {
         let Fill {
             key,
             snapshot,
+            position,
             ttl,
             buf,
             rows,
@@ -370,6 +416,7 @@ impl ResultCache {
                 snapshot,
                 ttl,
                 weight,
+                position,
             }),
         );
         c.fills.fetch_add(1, Ordering::Relaxed);

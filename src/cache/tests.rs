@@ -172,3 +172,37 @@ fn the_byte_bound_evicts() {
     assert!(c.entry_count() < 200);
     assert!(c.counters.evictions_size.load(Ordering::Relaxed) > 0);
 }
+
+#[test]
+fn under_global_a_hit_needs_the_follower_or_its_own_fill_at_the_position() {
+    let c = ResultCache::new(CacheSettings::default());
+    let k = key("select v from t");
+    let t = tables(&["t"]);
+    let db: Arc<str> = Arc::from("app");
+    let fresh = |position: Option<u64>, applied: u64| Fresh {
+        position,
+        applied,
+        snapshot: c.generations.snapshot(&db, &t),
+    };
+    // Filled by a server that replayed position 100.
+    let Lookup::Fill(mut f) = c.lookup_at(&k, 1, &t, Some(&fresh(Some(100), 0))) else {
+        panic!("expected a fill")
+    };
+    for (tag, m) in reply(2) {
+        f.feed(tag, &m);
+    }
+    c.finish(f, true, true);
+    let hit = |p, a| matches!(c.lookup_at(&k, 1, &t, Some(&fresh(p, a))), Lookup::Hit(_));
+    // No WAL since the fill: the entry itself covers the position.
+    assert!(hit(Some(100), 0));
+    // WAL moved on (another instance may have written t): unproven until the follower applied it.
+    assert!(!hit(Some(150), 120));
+    assert_eq!(c.counters.unproven.load(Ordering::Relaxed), 1);
+    assert!(hit(Some(150), 150));
+    // Position unknown: nothing can be proven.
+    assert!(!hit(None, 500));
+    // A write the follower reported after the fill's snapshot makes it stale as ever.
+    c.invalidate_from_wal(&db, &t);
+    assert!(!hit(Some(150), 200));
+    assert_eq!(c.counters.stale_dropped.load(Ordering::Relaxed), 1);
+}

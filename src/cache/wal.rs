@@ -1,6 +1,7 @@
 //! Follows the primary's WAL through a temporary logical replication slot (test_decoding) and invalidates by relation at every commit.
 
 use super::decoding::Decoder;
+use super::wal_status::{Follower, Followers, WalError};
 use super::ResultCache;
 use crate::config::{Config, Database, User};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,6 +18,8 @@ pub struct WalProgress {
     pub lsn: AtomicU64,
     /// Followers currently attached to their slot.
     pub attached: AtomicU64,
+    /// Per database: running or why not, and how far the WAL is applied.
+    pub followers: Followers,
 }
 
 /// One follower per database; reconnects with backoff until shutdown.
@@ -35,7 +38,11 @@ pub async fn follow(
             .or(config.users.first()),
     };
     let Some(user) = user.cloned() else {
-        tracing::error!("cache.invalidation = \"wal\" needs a configured user to read the WAL");
+        let e = WalError::NoUser;
+        tracing::error!(error = %e, "WAL invalidation cannot start");
+        for db in &config.databases {
+            progress.followers.get(&db.name).stopped("", e.clone());
+        }
         return;
     };
     let mut tasks = Vec::new();
@@ -63,14 +70,27 @@ async fn follow_database(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut backoff = Duration::from_millis(200);
+    let follower = progress.followers.get(&db.name);
     loop {
-        match run(&config, &cache, &progress, &db, &user, &mut shutdown).await {
+        match run(
+            &config,
+            &cache,
+            &progress,
+            &follower,
+            &db,
+            &user,
+            &mut shutdown,
+        )
+        .await
+        {
             Ok(()) => return,
             Err(e) => {
                 // Writes made while detached are not seen: drop everything once back.
                 cache.invalidate_all();
-                tracing::warn!(database = %db.name, error = %e, retry_ms = backoff.as_millis() as u64,
+                tracing::warn!(database = %db.name, user = %user.name, error = %e, sqlstate = e.sqlstate().unwrap_or(""),
+                    retry_ms = backoff.as_millis() as u64,
                     "WAL invalidation stopped; the cache is bounded by its TTL until it resumes");
+                follower.stopped(&user.name, e);
             }
         }
         tokio::select! {
@@ -81,15 +101,23 @@ async fn follow_database(
     }
 }
 
+/// Where the primary has flushed its WAL: a slot read that starts after this decodes every
+/// commit up to it (logical decoding reads up to the flush position at its start).
+const FLUSH_SQL: &str = "select pg_current_wal_flush_lsn()::text";
+
 async fn run(
     config: &Config,
     cache: &ResultCache,
     progress: &WalProgress,
+    follower: &Follower,
     db: &Database,
     user: &User,
     shutdown: &mut watch::Receiver<bool>,
-) -> Result<(), String> {
-    let client = super::catalog::connect(config, db, user, "pgsplit-cache-wal").await?;
+) -> Result<(), WalError> {
+    let pg = |step| move |e: tokio_postgres::Error| WalError::from_pg(step, &user.name, &e);
+    let client = super::catalog::connect_client(config, db, user, "pgsplit-cache-wal")
+        .await
+        .map_err(pg("connecting to the primary"))?;
     let slot = format!(
         "pgsplit_cache_{}_{:08x}",
         std::process::id(),
@@ -103,12 +131,13 @@ async fn run(
             &[&slot],
         )
         .await
-        .map_err(|e| format!("cannot create a logical replication slot: {e}"))?;
+        .map_err(pg("creating a temporary logical replication slot"))?;
     let name: Arc<str> = Arc::from(db.name.as_str());
     // Writes before the slot existed are not in it.
     cache.invalidate_all();
     progress.attached.fetch_add(1, Ordering::Relaxed);
-    let _detach = Detach(progress);
+    let _detach = Detach(progress, follower);
+    follower.running(&user.name);
     tracing::info!(database = %db.name, slot = %slot, "following the WAL for cache invalidation");
     let read = client
         .prepare(
@@ -116,17 +145,28 @@ async fn run(
              'include-xids', '0', 'skip-empty-xacts', '1')",
         )
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(pg("preparing the slot read"))?;
+    let flush = client
+        .prepare(FLUSH_SQL)
+        .await
+        .map_err(pg("preparing the flush position read"))?;
     let mut decoder = Decoder::default();
     loop {
+        let flushed: Option<String> = client
+            .query_one(&flush, &[])
+            .await
+            .and_then(|r| r.try_get(0))
+            .map_err(pg("reading the flush position"))?;
         let rows = client
             .query(&read, &[&slot])
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(pg("reading the slot"))?;
         let full = rows.len() >= 10000;
         for r in rows {
-            let lsn: &str = r.get(0);
-            let data: &str = r.get(1);
+            let (Ok(lsn), Ok(data)) = (r.try_get::<_, &str>(0), r.try_get::<_, &str>(1)) else {
+                cache.invalidate_all();
+                return Err(WalError::Decode("a slot row without lsn or data".into()));
+            };
             match decoder.feed(data) {
                 Ok(Some(tables)) => {
                     cache.invalidate_from_wal(&name, &tables);
@@ -138,12 +178,16 @@ async fn run(
                 Ok(None) => {}
                 Err(e) => {
                     cache.invalidate_all();
-                    return Err(e.to_string());
+                    return Err(WalError::Decode(e.to_string()));
                 }
             }
         }
         if full {
             continue;
+        }
+        // Every commit flushed before this read has now invalidated what it wrote.
+        if let Some(lsn) = flushed.as_deref().and_then(crate::protocol::lsn::parse) {
+            follower.applied_to(lsn);
         }
         tokio::select! {
             _ = tokio::time::sleep(cache.settings.wal_poll) => {}
@@ -152,10 +196,12 @@ async fn run(
     }
 }
 
-struct Detach<'a>(&'a WalProgress);
+struct Detach<'a>(&'a WalProgress, &'a Follower);
 
 impl Drop for Detach<'_> {
     fn drop(&mut self) {
         self.0.attached.fetch_sub(1, Ordering::Relaxed);
+        // Detached: commits from now on are not seen, so nothing is applied.
+        self.1.applied.store(0, Ordering::Release);
     }
 }

@@ -126,6 +126,9 @@ pub enum Consistency {
     TableLsn,
     /// A session's reads go to a replica only if it has replayed that session's last write.
     Session,
+    /// A read goes to a replica only if it has replayed the primary's WAL position read after
+    /// the read arrived: it sees every write acknowledged before it, through any instance.
+    Global,
     /// No tracking: reads may miss recent writes (replication lag).
     None,
 }
@@ -135,8 +138,14 @@ impl Consistency {
         match self {
             Consistency::TableLsn => "table_lsn",
             Consistency::Session => "session",
+            Consistency::Global => "global",
             Consistency::None => "none",
         }
+    }
+
+    /// A replica answers a read only once it has replayed what the read needs.
+    pub fn routes_by_lsn(&self) -> bool {
+        matches!(self, Consistency::TableLsn | Consistency::Global)
     }
 }
 
@@ -319,11 +328,12 @@ impl Config {
             consistency: match r.consistency.as_str() {
                 "table_lsn" => Consistency::TableLsn,
                 "session" => Consistency::Session,
+                "global" => Consistency::Global,
                 "none" => Consistency::None,
                 other => {
                     return Err(invalid(
                         "replication.consistency",
-                        format!("`{other}` is not one of table_lsn, session, none"),
+                        format!("`{other}` is not one of table_lsn, global, session, none"),
                     ))
                 }
             },

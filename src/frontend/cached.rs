@@ -3,7 +3,7 @@
 use super::action::ReadyAction;
 use super::request::ClientStatement;
 use super::session::{End, Session};
-use crate::cache::{CacheKey, Fill, Lookup};
+use crate::cache::{CacheKey, Fill, Fresh, Lookup};
 use crate::protocol::build;
 use crate::protocol::frame::Frame;
 use crate::protocol::messages::{
@@ -28,8 +28,9 @@ pub(super) struct Probe {
 /// What the cache did with a request.
 pub(super) enum Outcome {
     Answered,
-    /// Send to the server, capturing the reply when a fill is given.
-    Server(Option<Box<Fill>>),
+    /// Send to the server, capturing the reply when a fill is given; under global, with what
+    /// the lookup learned the read needs.
+    Server(Option<Box<Fill>>, Option<crate::pool::ReadNeed>),
 }
 
 impl Session {
@@ -156,13 +157,44 @@ impl Session {
 
     /// Answers the request from the cache, waits for an identical one in flight, or returns
     /// the fill that will capture the server's reply.
-    pub(super) async fn consult_cache(&mut self, probe: Probe) -> Result<Outcome, End> {
+    /// Under `consistency = "global"`: the tables' generations, then the primary's position,
+    /// then how far the WAL follower has applied. The snapshot comes first so that a fill keeps
+    /// generations no newer than the position its server is made to replay.
+    pub(super) async fn global_fresh(&self, tables: &[String]) -> Fresh {
+        let snapshot = self.shared.cache.generations.snapshot(&self.db, tables);
+        let position = match self.global_need().await {
+            crate::pool::ReadNeed::Lsn(p) => Some(p),
+            _ => None,
+        };
+        Fresh {
+            position,
+            applied: self.shared.wal.followers.applied(&self.db),
+            snapshot,
+        }
+    }
+
+    /// Under `consistency = "global"` (`global`), a hit must be proven to cover the primary's
+    /// position, which a miss hands on for its routing.
+    pub(super) async fn consult_cache(
+        &mut self,
+        probe: Probe,
+        global: bool,
+    ) -> Result<Outcome, End> {
+        let fresh = if global {
+            Some(self.global_fresh(&probe.analysis.tables_read).await)
+        } else {
+            None
+        };
+        let need = fresh.as_ref().map(|f| {
+            f.position
+                .map_or(crate::pool::ReadNeed::Primary, crate::pool::ReadNeed::Lsn)
+        });
         let cache = self.shared.cache.clone();
         let a = &probe.analysis;
         let deadline = tokio::time::Instant::now() + cache.live.load().coalesce_wait;
         let mut waited = false;
         loop {
-            match cache.lookup(&probe.key, a.fingerprint, &a.tables_read) {
+            match cache.lookup_at(&probe.key, a.fingerprint, &a.tables_read, fresh.as_ref()) {
                 Lookup::Hit(entry) => {
                     self.shared.stats.events.cache_hit();
                     if waited {
@@ -176,15 +208,15 @@ impl Session {
                 }
                 Lookup::Fill(fill) => {
                     self.shared.stats.events.cache_miss();
-                    return Ok(Outcome::Server(Some(fill)));
+                    return Ok(Outcome::Server(Some(fill), need));
                 }
-                Lookup::Bypass => return Ok(Outcome::Server(None)),
+                Lookup::Bypass => return Ok(Outcome::Server(None, need)),
                 Lookup::Wait(mut rx) => {
                     waited = true;
                     // The filler drops its sender when it stores the entry or gives up.
                     let done = tokio::time::timeout_at(deadline, rx.changed()).await;
                     if done.is_err() {
-                        return Ok(Outcome::Server(None));
+                        return Ok(Outcome::Server(None, need));
                     }
                 }
             }
@@ -263,8 +295,8 @@ impl Session {
         if let Some(fill) = action.fill.take() {
             // Under table_lsn a replica answered only after replaying every tracked write to
             // the tables read, so its answer is as fresh as the primary's would have been.
-            let from_replica = self.shared.config.replication.consistency
-                != crate::config::Consistency::TableLsn
+            // Under global, after replaying the primary's position read after the request came.
+            let from_replica = !self.shared.config.replication.consistency.routes_by_lsn()
                 && self
                     .server
                     .as_ref()

@@ -114,6 +114,9 @@ impl Session {
     pub(super) fn read_need(&self, analyses: &[Option<Arc<Analysis>>]) -> ReadNeed {
         match self.consistency() {
             Consistency::None => ReadNeed::Any,
+            // Known only from the primary, asked per request (`global_need`): a read that
+            // would join an attached replica waits for a fresh position instead.
+            Consistency::Global => ReadNeed::Primary,
             Consistency::Session => {
                 let r = &self.ryw;
                 if !r.written.is_empty() || r.probing.is_some() || r.session_lsn == u64::MAX {
@@ -169,6 +172,48 @@ impl Session {
         }
     }
 
+    /// `consistency = "global"`: this request is a read of tables or functions about to get a
+    /// server of its own, so it needs the primary's position first.
+    pub(super) fn needs_global_position(
+        &self,
+        role: Role,
+        analyses: &[Option<Arc<Analysis>>],
+    ) -> bool {
+        self.consistency() == Consistency::Global
+            && role == Role::Replica
+            && self.server.is_none()
+            && analyses
+                .iter()
+                .flatten()
+                .any(|a| !a.tables_read.is_empty() || !a.functions.is_empty())
+    }
+
+    /// The primary's WAL position, read after this request arrived (one query shared by every
+    /// read arriving meanwhile, on any session): a replica that has replayed it shows every
+    /// write acknowledged before, by this instance or any other. The primary when unknown.
+    pub(super) async fn global_need(&self) -> ReadNeed {
+        let wait = self.shared.config.health.check_timeout;
+        match self.shared.pools.global.position(wait).await {
+            Some(lsn) => ReadNeed::Lsn(lsn),
+            None => ReadNeed::Primary,
+        }
+    }
+
+    /// What a fresh read routed to a replica needs: under global the primary's position (the
+    /// one the cache lookup read, if it did), otherwise `read_need_settled`.
+    pub(super) async fn routed_need(
+        &self,
+        global: bool,
+        learned: Option<ReadNeed>,
+        analyses: &[Option<Arc<Analysis>>],
+    ) -> ReadNeed {
+        match learned {
+            Some(need) if global => need,
+            _ if global => self.global_need().await,
+            _ => self.read_need_settled(analyses).await,
+        }
+    }
+
     /// Whether the attached replica may take one more read (pipelined after the one it serves).
     pub(super) fn replica_serves(&self, lease: &Lease, analyses: &[Option<Arc<Analysis>>]) -> bool {
         match self.read_need(analyses) {
@@ -195,7 +240,8 @@ impl Session {
     /// not yet pending are fresh).
     pub(super) fn note_writes(&mut self, first_new: usize) {
         let mode = self.consistency();
-        if mode == Consistency::None {
+        // Global reads ask the primary for its position: nothing to track per write.
+        if mode == Consistency::None || mode == Consistency::Global {
             return;
         }
         let sets = self
@@ -279,7 +325,7 @@ impl Session {
                     self.ryw.session_lsn.max(lsn)
                 };
             }
-            Consistency::None => {}
+            Consistency::Global | Consistency::None => {}
         }
     }
 
@@ -289,7 +335,7 @@ impl Session {
         match self.consistency() {
             Consistency::TableLsn => self.shared.pools.lsns.defer(set),
             Consistency::Session => self.ryw.session_lsn = u64::MAX,
-            Consistency::None => {}
+            Consistency::Global | Consistency::None => {}
         }
     }
 

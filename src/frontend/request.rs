@@ -265,18 +265,18 @@ impl Session {
         if between && self.try_local_close() {
             return Ok(());
         }
-        let mut fill = None;
+        let (mut fill, mut global_need) = (None, None);
+        let global = self.needs_global_position(role, &analyses);
         if let Some(probe) = self.cache_probe(&analyses) {
-            match self.consult_cache(probe).await? {
+            match self.consult_cache(probe, global).await? {
                 Outcome::Answered => return Ok(()),
-                Outcome::Server(f) => fill = f,
+                Outcome::Server(f, need) => (fill, global_need) = (f, need),
             }
         }
         let cache_miss = fill.is_some();
-        // With table_lsn routing a replica answers only once it has replayed every write to the
-        // tables read, so its answer may fill the cache; the other modes keep the time guard.
-        let lsn_routed =
-            self.shared.config.replication.consistency == crate::config::Consistency::TableLsn;
+        // With table_lsn or global routing a replica answers only once it has replayed what the
+        // read needs, so its answer may fill the cache; the other modes keep the time guard.
+        let lsn_routed = self.shared.config.replication.consistency.routes_by_lsn();
         if !lsn_routed
             && fill
                 .as_ref()
@@ -307,7 +307,7 @@ impl Session {
             self.retry_snapshot(role);
             self.refusal_snapshot(role, &analyses);
             let need = if role == Role::Replica {
-                self.read_need_settled(&analyses).await
+                self.routed_need(global, global_need, &analyses).await
             } else {
                 ReadNeed::Any
             };

@@ -500,6 +500,38 @@ impl SnapshotCollector {
         )?;
         family(
             e,
+            "cache_wal_follower_running",
+            "1 while the database's WAL follower reads its slot, 0 when stopped (see /stats cache.wal for why).",
+            MetricType::Gauge,
+            s.cache.wal.iter().map(|f| {
+                (
+                    vec![("database", f.database.clone())],
+                    gauge(if f.running { 1.0 } else { 0.0 }),
+                )
+            }),
+        )?;
+        family(
+            e,
+            "global_position_queries",
+            "consistency = \"global\": WAL position queries sent to the primary, and reads that waited for one.",
+            MetricType::Counter,
+            [
+                (
+                    vec![("kind", "queries".to_string())],
+                    counter(s.consistency.position_queries),
+                ),
+                (
+                    vec![("kind", "reads".to_string())],
+                    counter(s.consistency.position_reads),
+                ),
+                (
+                    vec![("kind", "failures".to_string())],
+                    counter(s.consistency.position_failures),
+                ),
+            ],
+        )?;
+        family(
+            e,
             "n_plus_one_bursts",
             "Bursts found by the N+1 detector, by kind (n_plus_one, repeated_identical, batchable_writes).",
             MetricType::Counter,

@@ -2,6 +2,7 @@
 
 mod cap;
 pub mod checker;
+pub mod global;
 mod health;
 mod lsn;
 mod manager;

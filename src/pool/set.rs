@@ -369,6 +369,8 @@ impl PoolSet {
 pub struct Pools {
     /// Read-your-writes: the last write LSN per table, shared by every session.
     pub lsns: WriteLsns,
+    /// `consistency = "global"`: the primary's current WAL position, one query at a time.
+    pub global: super::global::GlobalPosition,
     /// The primary's recent WAL positions, for replica lag in time.
     pub wal_history: super::checker::WalHistory,
     /// The configuration new pool sets are built from; replaced on reload.
@@ -427,6 +429,7 @@ impl Pools {
             .collect();
         Pools {
             lsns: WriteLsns::new(config.replication.max_tracked_tables),
+            global: Default::default(),
             wal_history: Default::default(),
             settings: Arc::new(ArcSwap::from_pointee(server_settings(&config, tls))),
             config: ArcSwap::new(config),
