@@ -192,7 +192,9 @@ pub async fn start(config: Arc<Config>, listener: TcpListener) -> Result<ProxyHa
     let (tx, rx) = watch::channel(false);
     tokio::spawn(refresh_catalog(shared.clone(), rx.clone()));
     spawn_health_checks(&shared, &rx);
-    if shared.config.replication.consistency == crate::config::Consistency::Global {
+    // Global reads ask it for every read; table_lsn reads only when a pending write's
+    // position is slow to arrive. No demand, no query.
+    if shared.config.replication.consistency.routes_by_lsn() {
         let (shared, shutdown) = (shared.clone(), rx.clone());
         tokio::spawn(async move {
             let config = shared.config.clone();

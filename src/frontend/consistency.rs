@@ -140,6 +140,9 @@ impl Session {
     /// `read_need`, but a read that finds a table it reads with a write in flight (acknowledged,
     /// position not known yet) waits, up to `max_replica_wait_ms`, for the next position read
     /// of any session or poll, which covers that write, instead of going to the primary at once.
+    /// When none comes within a fifth of the bound it also asks the primary (the position query
+    /// shared by every read waiting at that moment, `pool::global`): any position read after the
+    /// read arrived covers every write acknowledged before.
     pub(super) async fn read_need_settled(&self, analyses: &[Option<Arc<Analysis>>]) -> ReadNeed {
         let need = self.read_need(analyses);
         let wait = self.shared.config.replication.max_replica_wait;
@@ -152,23 +155,34 @@ impl Session {
         let deadline = tokio::time::Instant::now() + wait;
         let lsns = &self.shared.pools.lsns;
         let since = lsns.now();
-        loop {
-            let settled = lsns.settled.notified();
-            tokio::pin!(settled);
-            // Registered before the look, so a position published in between wakes it.
-            settled.as_mut().enable();
-            if let Some(lsn) = lsns.fresh_since(since) {
-                return ReadNeed::Lsn(lsn);
+        let published = async {
+            loop {
+                let settled = lsns.settled.notified();
+                tokio::pin!(settled);
+                // Registered before the look, so a position published in between wakes it.
+                settled.as_mut().enable();
+                if let Some(lsn) = lsns.fresh_since(since) {
+                    return ReadNeed::Lsn(lsn);
+                }
+                if tokio::time::timeout_at(deadline, settled).await.is_err() {
+                    return ReadNeed::Primary;
+                }
+                // The pending writes' own positions may have arrived (their probes were sent
+                // before this read came, so they are not fresh, but each covers its write).
+                let now = self.read_need(analyses);
+                if now != ReadNeed::Primary {
+                    return now;
+                }
             }
-            if tokio::time::timeout_at(deadline, settled).await.is_err() {
-                return ReadNeed::Primary;
-            }
-            // The pending writes' own positions may have arrived (their probes were sent
-            // before this read came, so they are not fresh, but each covers its write).
-            let now = self.read_need(analyses);
-            if now != ReadNeed::Primary {
-                return now;
-            }
+        };
+        let asked = async {
+            tokio::time::sleep(wait / 5).await;
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            self.shared.pools.global.position(left).await
+        };
+        tokio::select! {
+            need = published => need,
+            Some(lsn) = asked => ReadNeed::Lsn(lsn),
         }
     }
 

@@ -1,4 +1,4 @@
-//! `consistency = "global"`: the primary's current WAL position, read on a control connection by one query at a time that every read arriving meanwhile shares.
+//! The primary's current WAL position, read on a control connection by one query at a time that every read arriving meanwhile shares: every read under `consistency = "global"`, and `table_lsn` reads whose tables have a write of unknown position.
 
 use super::set::{Pools, Role};
 use crate::config::Config;

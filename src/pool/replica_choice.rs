@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 /// What a read asks a replica when its polled position is behind.
 const REPLAY_POSITION_SQL: &str = "SELECT pg_last_wal_replay_lsn()::text";
 
+/// Position questions asked back to back before a read starts pausing between them.
+const IMMEDIATE_ASKS: u32 = 3;
+
 /// Why `h` could not take a read that its polled position alone did not allow (`behind`).
 fn reason_not_serving(h: &ServerHealth, behind: PrimaryReason) -> PrimaryReason {
     if h.is_banned() || h.is_suspect() {
@@ -73,6 +76,7 @@ impl PoolSet {
             .ok()?
             .ok()?;
         let routing = &pool.server.routing;
+        let mut asked_at_once = 0;
         loop {
             routing.position_checks.fetch_add(1, Ordering::Relaxed);
             let left = deadline.saturating_duration_since(Instant::now());
@@ -105,9 +109,13 @@ impl PoolSet {
                 routing.record_wait(started.elapsed().as_micros() as u64);
                 return None;
             }
-            // Ask again at once: replay on a local replica takes well under a millisecond, and
-            // a timer would round any pause up to the runtime's 1 ms tick. Each question is one
-            // round trip, which paces the loop.
+            // The first questions follow at once: replay on a local replica takes well under a
+            // millisecond, and a timer would round any pause up to the runtime's 1 ms tick.
+            // A replica still behind after that is lagging for real: ask once per tick.
+            asked_at_once += 1;
+            if asked_at_once > IMMEDIATE_ASKS {
+                tokio::time::sleep(Duration::from_millis(1).min(left)).await;
+            }
         }
     }
 
