@@ -59,6 +59,10 @@ pub struct Event {
     /// An ErrorResponse arrived with nothing pending: the server is ending the connection
     /// (terminated, shutting down); the client has nothing to hear about it.
     pub unsolicited_error: bool,
+    /// An extended-protocol error with no Sync sent after it (a request sent on with Flush):
+    /// the server now ignores every message up to the next Sync, so anything the client sends
+    /// before its Sync would be expected to answer and never would.
+    pub unsynced_error: bool,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -176,6 +180,7 @@ impl Plan {
                         forget.push(Forget { key, client_name });
                     }
                 }
+                ev.unsynced_error = self.queue.is_empty();
                 Ok((Step::Forward, ev))
             }
             tag::PARSE_COMPLETE => match self.queue.pop_front() {
@@ -368,10 +373,53 @@ mod tests {
         let (step, ev) = p.on_message(b'E', &mut f).unwrap();
         assert_eq!(step, Step::Forward);
         assert!(ev.error);
+        assert!(
+            !ev.unsynced_error,
+            "the queued Sync ends the server's skipping"
+        );
         assert_eq!(f.len(), 2);
         assert_eq!(f[0].key, Some(7));
         assert!(p.on_message(b'Z', &mut f).unwrap().1.ready);
         assert_eq!(p.len(), 2);
+    }
+
+    /// asyncpg prepares with Parse, Describe, Flush; psycopg's pipeline flushes between
+    /// statements. An error there leaves the server skipping to a Sync nobody has sent yet.
+    #[test]
+    fn error_without_a_sync_queued_is_reported_as_unsynced() {
+        let mut p = Plan::default();
+        p.push(Expect::Synthetic(Bytes::from_static(b"1\0\0\0\x04")));
+        p.push(Expect::Describe);
+        let mut out = BytesMut::new();
+        p.drain_synthetic(&mut out);
+        let mut f = Vec::new();
+        let (step, ev) = p.on_message(b'E', &mut f).unwrap();
+        assert_eq!(step, Step::Forward);
+        assert!(ev.error && ev.unsynced_error);
+        assert!(p.is_empty());
+        // What the session did before: plan the client's next Bind/Execute/Sync. The server,
+        // skipping, answers only the Sync, and the plan was out of step at its ReadyForQuery.
+        p.push(Expect::Bind);
+        p.push(Expect::Execute);
+        p.push(Expect::Sync);
+        assert_eq!(
+            p.on_message(b'Z', &mut f).unwrap_err(),
+            Desync {
+                got: b'Z',
+                expected: "Bind"
+            }
+        );
+        // What it does now: its own Sync, whose ReadyForQuery is swallowed.
+        let mut p = Plan::default();
+        p.push(Expect::Bind);
+        p.push(Expect::Execute);
+        let (_, ev) = p.on_message(b'E', &mut f).unwrap();
+        assert!(ev.unsynced_error);
+        p.push(Expect::Internal);
+        let (step, ev) = p.on_message(b'Z', &mut f).unwrap();
+        assert_eq!(step, Step::Swallow);
+        assert!(ev.internal_done && !ev.ready);
+        assert!(p.is_empty());
     }
 
     #[test]

@@ -1,14 +1,15 @@
 //! Handling what the server sends: forward, swallow or answer in order, track transactions, release when idle.
 
 use super::action::ReadyAction;
-use super::plan::{Forget, Step};
+use super::plan::{Expect, Forget, Step};
 use super::session::{End, Session};
 use super::settings::DIRTY;
 use crate::error::ClientError;
 use crate::pool::Role;
+use crate::protocol::build;
 use crate::protocol::frame::{peek_header, HEADER_LEN};
 use crate::protocol::messages::{command_rows, error_field, TxStatus};
-use crate::protocol::tags::backend as tag;
+use crate::protocol::tags::{backend as tag, frontend};
 use crate::router::{PinReason, SessionEffect};
 use crate::stats::{AnsweredBy, Sample};
 use bytes::Buf;
@@ -185,6 +186,9 @@ impl Session {
                     self.statements.remove(&n);
                 }
             }
+            if ev.unsynced_error {
+                self.server_skips_to_sync();
+            }
             if acknowledges {
                 self.announce_writes();
             }
@@ -231,6 +235,37 @@ impl Session {
         self.writes_orphaned();
         self.wbuf.extend_from_slice(&error);
         Err(End::ServerEnded)
+    }
+
+    /// An error ended a request sent on without Sync: PostgreSQL now ignores every message up
+    /// to a Sync. Whatever the client sends before its Sync must get no reply, so the proxy
+    /// sends the server that Sync itself (its ReadyForQuery swallowed), drops the client's
+    /// messages up to the client's Sync and answers that Sync, as the server would have. Left
+    /// to the server, those messages would wait in the plan for replies that never come (a
+    /// desync at the server's ReadyForQuery), or run on another server if the request moved.
+    fn server_skips_to_sync(&mut self) {
+        build::sync(&mut self.swbuf);
+        self.plan.push(Expect::Internal);
+        self.unsynced = false;
+        if self.tx == TxStatus::InTransaction {
+            self.tx = TxStatus::Failed;
+        }
+        // The statements sent before the Flush end here, failed: recorded, their writes
+        // counted, only their pins kept (as for any failed request); no ReadyForQuery of the
+        // server's will come for them. Every earlier Sync is answered, so none waits ahead.
+        let mut flushed = std::mem::take(&mut self.flushed);
+        if flushed.is_open() {
+            flushed.failed = true;
+            self.ready_actions.push_front(flushed);
+            self.on_ready();
+        }
+        let pending = std::mem::take(&mut self.pending);
+        if pending.terminator == Some(frontend::SYNC) {
+            build::ready_for_query(&mut self.wbuf, self.tx);
+        } else {
+            self.skip_until_sync = true;
+        }
+        self.recycle_frames(pending.frames);
     }
 
     /// A Sync, Query or FunctionCall finished: record its statements and apply its session effects.
