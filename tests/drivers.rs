@@ -73,6 +73,7 @@ fn drivers() -> Vec<Driver> {
             "psycopg_checks.py",
             &[
                 "pipeline",
+                "pipeline_error_after_flush",
                 "binary_copy",
                 "named_cursors_in_transaction",
                 "prepare_threshold",
