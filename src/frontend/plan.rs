@@ -17,7 +17,11 @@ pub enum Expect {
     },
     Bind,
     /// Describe of a statement answers ParameterDescription then RowDescription/NoData.
-    Describe,
+    /// `statement`: the client's statement described (its name, "" for the unnamed one) and
+    /// its key, so the parameter types the server inferred can be kept with it.
+    Describe {
+        statement: Option<(Bytes, u64)>,
+    },
     Execute,
     /// A Close of a portal, or of the unnamed statement, forwarded to the server.
     Close,
@@ -59,6 +63,8 @@ pub struct Event {
     /// An ErrorResponse arrived with nothing pending: the server is ending the connection
     /// (terminated, shutting down); the client has nothing to hear about it.
     pub unsolicited_error: bool,
+    /// A ParameterDescription answers a Describe of this client statement (name, key).
+    pub described: Option<(Bytes, u64)>,
     /// An extended-protocol error with no Sync sent after it (a request sent on with Flush):
     /// the server now ignores every message up to the next Sync, so anything the client sends
     /// before its Sync would be expected to answer and never would.
@@ -201,7 +207,10 @@ impl Plan {
                 other => Err(self.desync(t, other)),
             },
             tag::PARAMETER_DESCRIPTION => match front {
-                Expect::Describe => Ok((Step::Forward, ev)),
+                Expect::Describe { statement } => {
+                    ev.described = statement.clone();
+                    Ok((Step::Forward, ev))
+                }
                 _ => Err(Desync {
                     got: t,
                     expected: name(front),
@@ -209,7 +218,7 @@ impl Plan {
             },
             tag::ROW_DESCRIPTION | tag::NO_DATA => match front {
                 Expect::Query | Expect::FunctionCall => Ok((Step::Forward, ev)),
-                Expect::Describe => {
+                Expect::Describe { .. } => {
                     self.queue.pop_front();
                     Ok((Step::Forward, ev))
                 }
@@ -276,7 +285,7 @@ fn name(e: &Expect) -> &'static str {
     match e {
         Expect::Parse { .. } => "Parse",
         Expect::Bind => "Bind",
-        Expect::Describe => "Describe",
+        Expect::Describe { .. } => "Describe",
         Expect::Execute => "Execute",
         Expect::Close | Expect::CloseInjected => "Close",
         Expect::Synthetic(_) => "a proxy reply",
@@ -389,7 +398,7 @@ mod tests {
     fn error_without_a_sync_queued_is_reported_as_unsynced() {
         let mut p = Plan::default();
         p.push(Expect::Synthetic(Bytes::from_static(b"1\0\0\0\x04")));
-        p.push(Expect::Describe);
+        p.push(Expect::Describe { statement: None });
         let mut out = BytesMut::new();
         p.drain_synthetic(&mut out);
         let mut f = Vec::new();
@@ -484,9 +493,19 @@ mod tests {
     #[test]
     fn describe_statement() {
         let mut p = Plan::default();
-        p.push(Expect::Describe);
+        p.push(Expect::Describe { statement: None });
         p.push(Expect::Sync);
         assert_eq!(run(&mut p, b"tTZ"), vec![Step::Forward; 3]);
+        assert!(p.is_empty());
+        // A client statement's ParameterDescription names it, for the types to be kept.
+        let s1 = (Bytes::from_static(b"s1"), 9);
+        p.push(Expect::Describe {
+            statement: Some(s1.clone()),
+        });
+        let (_, ev) = p.on_message(b't', &mut Vec::new()).unwrap();
+        assert_eq!(ev.described, Some(s1));
+        let (_, ev) = p.on_message(b'n', &mut Vec::new()).unwrap();
+        assert_eq!(ev.described, None);
         assert!(p.is_empty());
     }
 

@@ -82,6 +82,11 @@ impl Session {
                 return self.server_ended_idle(error);
             }
             let body = &conn.rbuf[HEADER_LEN..end];
+            // ParameterDescription's body is laid out as Parse's parameter types.
+            let described_types = ev
+                .described
+                .is_some()
+                .then(|| bytes::Bytes::copy_from_slice(body));
             if ev.probe {
                 self.ryw.on_probe_message(t, body);
             }
@@ -186,6 +191,9 @@ impl Session {
                     self.statements.remove(&n);
                 }
             }
+            if let (Some((name, key)), Some(types)) = (&ev.described, described_types) {
+                self.keep_described_types(name, *key, types);
+            }
             if ev.unsynced_error {
                 self.server_skips_to_sync();
             }
@@ -266,6 +274,31 @@ impl Session {
             self.skip_until_sync = true;
         }
         self.recycle_frames(pending.frames);
+    }
+
+    /// The server told the client the parameter types of its statement: a server connection
+    /// that must prepare the statement again gets them spelled out, so it does not infer
+    /// others from a schema changed since (the client encodes binary parameters by them).
+    fn keep_described_types(&mut self, name: &[u8], key: u64, types: bytes::Bytes) {
+        let slot = if name.is_empty() {
+            self.unnamed.as_mut()
+        } else {
+            self.statements.get_mut(name)
+        };
+        let Some(stmt) = slot else {
+            return;
+        };
+        // The client may have closed or replaced the statement since it sent the Describe.
+        if stmt.key != key || stmt.param_types == types {
+            return;
+        }
+        *stmt = std::sync::Arc::new(super::request::ClientStatement {
+            key: stmt.key,
+            sql: stmt.sql.clone(),
+            param_types: types,
+            analysis: stmt.analysis.clone(),
+            trace: stmt.trace,
+        });
     }
 
     /// A Sync, Query or FunctionCall finished: record its statements and apply its session effects.
@@ -359,7 +392,8 @@ impl Session {
 
     /// Function, privilege or policy DDL: the router stops trusting its catalog before this
     /// ReadyForQuery reaches the client, and again when the transaction holding it ends (a
-    /// reload made before the commit saw the old catalog).
+    /// reload made before the commit saw the old catalog). Any DDL, and the end of its
+    /// transaction, starts a new schema epoch before the client can send its next Parse.
     fn catalog_on_ready(&mut self, action: &ReadyAction) {
         let now = action.executed.iter().any(|(a, _)| a.reloads_catalog);
         // Defaults: now, so no connection opened before reaches a new session, and again at
@@ -373,7 +407,11 @@ impl Session {
         if defaults && self.tx != TxStatus::Idle {
             self.defaults_changed_in_tx = true;
         }
+        let ddl = action.executed.iter().any(|(a, _)| a.reason == "ddl");
         let ended = self.tx == TxStatus::Idle && std::mem::take(&mut self.catalog_changed_in_tx);
+        if now || ddl || ended {
+            self.shared.router.bump_schema_epoch();
+        }
         if now || ended {
             self.shared.router.catalog_changed();
             self.shared.router_catalog_changed.notify_one();
