@@ -201,3 +201,116 @@ async fn a_write_flushed_before_its_sync_invalidates_the_cache() {
         .await
         .unwrap();
 }
+
+/// Parse of `sql` as `name` with no parameter types.
+fn parse(name: &str, sql: &str, out: &mut BytesMut) {
+    frontend::parse(name, sql, std::iter::empty(), out).unwrap();
+}
+
+/// asyncpg prepares with Parse, Describe, Flush; psycopg's pipeline flushes between
+/// statements. After an error there PostgreSQL ignores every message up to a Sync, so the
+/// client's next Bind/Execute/Sync get only ReadyForQuery. The proxy planned replies for them
+/// and failed at that ReadyForQuery ("server sent 'Z' where the proxy expected a reply to
+/// Bind"), or, when the next statement was a write and the server a replica, ran the write on
+/// the primary although the client's server would have skipped it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_after_an_unsynced_error_are_skipped_to_the_sync() {
+    for cache in [false, true] {
+        let mut extra = String::from("[pool]\nprimary_size = 2\nreplica_size = 2\n");
+        if cache {
+            extra.push_str("[cache]\nenabled = true\n");
+        }
+        let proxy = TestProxy::start_with(&extra).await;
+        let t = unique("drv_skip");
+        let admin = proxy.connect().await;
+        admin
+            .batch_execute(&format!("create table {t} (id int)"))
+            .await
+            .unwrap();
+        let mut s = raw_authenticated(proxy.port(), "app", "app").await;
+        let mut buf = BytesMut::new();
+        let mut out = BytesMut::new();
+        parse("ok", "select 42", &mut out);
+        parse("w", &format!("insert into {t} values (7)"), &mut out);
+        frontend::sync(&mut out);
+        s.write_all(&out).await.unwrap();
+        let r = read_until(&mut s, &mut buf, b'Z').await;
+        assert_eq!(tags(&r), "11Z", "{}", show(&r));
+        for round in 0..6 {
+            // A read that fails at Parse (on a replica), sent on with Flush.
+            out.clear();
+            parse("", &format!("select * from {t}_missing"), &mut out);
+            frontend::describe(b'S', "", &mut out).unwrap();
+            frontend::flush(&mut out);
+            s.write_all(&out).await.unwrap();
+            let r = read_until(&mut s, &mut buf, b'E').await;
+            assert_eq!(tags(&r), "E", "round {round}: {}", show(&r));
+            assert!(show(&r).contains("42P01"), "{}", show(&r));
+            // Before the client's Sync: a read, then a write; both are skipped.
+            out.clear();
+            let stmt = if round % 2 == 0 { "ok" } else { "w" };
+            bind("", stmt, &mut out);
+            frontend::execute("", 0, &mut out).unwrap();
+            if round >= 4 {
+                // The Sync in the same write as the skipped messages.
+                frontend::sync(&mut out);
+            } else {
+                frontend::flush(&mut out);
+                s.write_all(&out).await.unwrap();
+                out.clear();
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                frontend::sync(&mut out);
+            }
+            s.write_all(&out).await.unwrap();
+            let r = read_until(&mut s, &mut buf, b'Z').await;
+            assert_eq!(tags(&r), "Z", "round {round} ({stmt}): {}", show(&r));
+            assert_eq!(r[0].1, b"I");
+            // The connection goes on in step.
+            out.clear();
+            bind("", "ok", &mut out);
+            frontend::execute("", 0, &mut out).unwrap();
+            frontend::sync(&mut out);
+            s.write_all(&out).await.unwrap();
+            let r = read_until(&mut s, &mut buf, b'Z').await;
+            assert_eq!(tags(&r), "2DCZ", "round {round}: {}", show(&r));
+            assert_eq!(first_column(&r), ["42"]);
+        }
+        // In a transaction block the error fails the transaction, as it would directly.
+        out.clear();
+        query("begin", &mut out);
+        s.write_all(&out).await.unwrap();
+        let r = read_until(&mut s, &mut buf, b'Z').await;
+        assert_eq!(tags(&r), "CZ", "{}", show(&r));
+        out.clear();
+        parse("", &format!("select * from {t}_missing"), &mut out);
+        frontend::describe(b'S', "", &mut out).unwrap();
+        frontend::flush(&mut out);
+        s.write_all(&out).await.unwrap();
+        let r = read_until(&mut s, &mut buf, b'E').await;
+        assert_eq!(tags(&r), "E", "{}", show(&r));
+        out.clear();
+        bind("", "w", &mut out);
+        frontend::execute("", 0, &mut out).unwrap();
+        frontend::sync(&mut out);
+        s.write_all(&out).await.unwrap();
+        let r = read_until(&mut s, &mut buf, b'Z').await;
+        assert_eq!(tags(&r), "Z", "{}", show(&r));
+        assert_eq!(r[0].1, b"E", "the transaction is failed");
+        out.clear();
+        query("rollback", &mut out);
+        s.write_all(&out).await.unwrap();
+        let r = read_until(&mut s, &mut buf, b'Z').await;
+        assert_eq!(tags(&r), "CZ", "{}", show(&r));
+        let n: i64 = admin
+            .query_one(&format!("select count(*) from {t}"), &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 0, "no skipped write ran (cache {cache})");
+        admin
+            .batch_execute(&format!("drop table {t}"))
+            .await
+            .unwrap();
+        proxy.handle.shutdown().await;
+    }
+}

@@ -59,6 +59,7 @@ fn drivers() -> Vec<Driver> {
                 "errors_sqlstate",
                 "transactions",
                 "statement_cache_pooled",
+                "statement_cache_after_ddl",
                 "copy_records_1_to_100000",
                 "copy_to_table_after_prepare",
                 "copy_in_transaction",
@@ -73,6 +74,7 @@ fn drivers() -> Vec<Driver> {
             "psycopg_checks.py",
             &[
                 "pipeline",
+                "pipeline_error_after_flush",
                 "binary_copy",
                 "named_cursors_in_transaction",
                 "prepare_threshold",

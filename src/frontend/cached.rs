@@ -274,7 +274,8 @@ impl Session {
         } else {
             0
         };
-        let stmt = Arc::new(ClientStatement::new(&p, analysis, trace));
+        let epoch = self.shared.router.schema_epoch();
+        let stmt = Arc::new(ClientStatement::new(&p, analysis, trace, epoch));
         if p.name.is_empty() {
             // No server holds this unnamed statement: the next Bind of it must re-parse.
             self.next_unnamed_id();

@@ -17,7 +17,11 @@ pub enum Expect {
     },
     Bind,
     /// Describe of a statement answers ParameterDescription then RowDescription/NoData.
-    Describe,
+    /// `statement`: the client's statement described (its name, "" for the unnamed one) and
+    /// its key, so the parameter types the server inferred can be kept with it.
+    Describe {
+        statement: Option<(Bytes, u64)>,
+    },
     Execute,
     /// A Close of a portal, or of the unnamed statement, forwarded to the server.
     Close,
@@ -59,6 +63,12 @@ pub struct Event {
     /// An ErrorResponse arrived with nothing pending: the server is ending the connection
     /// (terminated, shutting down); the client has nothing to hear about it.
     pub unsolicited_error: bool,
+    /// A ParameterDescription answers a Describe of this client statement (name, key).
+    pub described: Option<(Bytes, u64)>,
+    /// An extended-protocol error with no Sync sent after it (a request sent on with Flush):
+    /// the server now ignores every message up to the next Sync, so anything the client sends
+    /// before its Sync would be expected to answer and never would.
+    pub unsynced_error: bool,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -176,6 +186,7 @@ impl Plan {
                         forget.push(Forget { key, client_name });
                     }
                 }
+                ev.unsynced_error = self.queue.is_empty();
                 Ok((Step::Forward, ev))
             }
             tag::PARSE_COMPLETE => match self.queue.pop_front() {
@@ -196,7 +207,10 @@ impl Plan {
                 other => Err(self.desync(t, other)),
             },
             tag::PARAMETER_DESCRIPTION => match front {
-                Expect::Describe => Ok((Step::Forward, ev)),
+                Expect::Describe { statement } => {
+                    ev.described = statement.clone();
+                    Ok((Step::Forward, ev))
+                }
                 _ => Err(Desync {
                     got: t,
                     expected: name(front),
@@ -204,7 +218,7 @@ impl Plan {
             },
             tag::ROW_DESCRIPTION | tag::NO_DATA => match front {
                 Expect::Query | Expect::FunctionCall => Ok((Step::Forward, ev)),
-                Expect::Describe => {
+                Expect::Describe { .. } => {
                     self.queue.pop_front();
                     Ok((Step::Forward, ev))
                 }
@@ -271,7 +285,7 @@ fn name(e: &Expect) -> &'static str {
     match e {
         Expect::Parse { .. } => "Parse",
         Expect::Bind => "Bind",
-        Expect::Describe => "Describe",
+        Expect::Describe { .. } => "Describe",
         Expect::Execute => "Execute",
         Expect::Close | Expect::CloseInjected => "Close",
         Expect::Synthetic(_) => "a proxy reply",
@@ -368,10 +382,53 @@ mod tests {
         let (step, ev) = p.on_message(b'E', &mut f).unwrap();
         assert_eq!(step, Step::Forward);
         assert!(ev.error);
+        assert!(
+            !ev.unsynced_error,
+            "the queued Sync ends the server's skipping"
+        );
         assert_eq!(f.len(), 2);
         assert_eq!(f[0].key, Some(7));
         assert!(p.on_message(b'Z', &mut f).unwrap().1.ready);
         assert_eq!(p.len(), 2);
+    }
+
+    /// asyncpg prepares with Parse, Describe, Flush; psycopg's pipeline flushes between
+    /// statements. An error there leaves the server skipping to a Sync nobody has sent yet.
+    #[test]
+    fn error_without_a_sync_queued_is_reported_as_unsynced() {
+        let mut p = Plan::default();
+        p.push(Expect::Synthetic(Bytes::from_static(b"1\0\0\0\x04")));
+        p.push(Expect::Describe { statement: None });
+        let mut out = BytesMut::new();
+        p.drain_synthetic(&mut out);
+        let mut f = Vec::new();
+        let (step, ev) = p.on_message(b'E', &mut f).unwrap();
+        assert_eq!(step, Step::Forward);
+        assert!(ev.error && ev.unsynced_error);
+        assert!(p.is_empty());
+        // What the session did before: plan the client's next Bind/Execute/Sync. The server,
+        // skipping, answers only the Sync, and the plan was out of step at its ReadyForQuery.
+        p.push(Expect::Bind);
+        p.push(Expect::Execute);
+        p.push(Expect::Sync);
+        assert_eq!(
+            p.on_message(b'Z', &mut f).unwrap_err(),
+            Desync {
+                got: b'Z',
+                expected: "Bind"
+            }
+        );
+        // What it does now: its own Sync, whose ReadyForQuery is swallowed.
+        let mut p = Plan::default();
+        p.push(Expect::Bind);
+        p.push(Expect::Execute);
+        let (_, ev) = p.on_message(b'E', &mut f).unwrap();
+        assert!(ev.unsynced_error);
+        p.push(Expect::Internal);
+        let (step, ev) = p.on_message(b'Z', &mut f).unwrap();
+        assert_eq!(step, Step::Swallow);
+        assert!(ev.internal_done && !ev.ready);
+        assert!(p.is_empty());
     }
 
     #[test]
@@ -436,9 +493,19 @@ mod tests {
     #[test]
     fn describe_statement() {
         let mut p = Plan::default();
-        p.push(Expect::Describe);
+        p.push(Expect::Describe { statement: None });
         p.push(Expect::Sync);
         assert_eq!(run(&mut p, b"tTZ"), vec![Step::Forward; 3]);
+        assert!(p.is_empty());
+        // A client statement's ParameterDescription names it, for the types to be kept.
+        let s1 = (Bytes::from_static(b"s1"), 9);
+        p.push(Expect::Describe {
+            statement: Some(s1.clone()),
+        });
+        let (_, ev) = p.on_message(b't', &mut Vec::new()).unwrap();
+        assert_eq!(ev.described, Some(s1));
+        let (_, ev) = p.on_message(b'n', &mut Vec::new()).unwrap();
+        assert_eq!(ev.described, None);
         assert!(p.is_empty());
     }
 

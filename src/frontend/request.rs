@@ -29,9 +29,18 @@ pub struct ClientStatement {
 }
 
 impl ClientStatement {
-    pub fn new(p: &Parse<'_>, analysis: Arc<Analysis>, trace: u128) -> ClientStatement {
+    /// `schema_epoch`: the router's when the client parsed it. The server statement is named
+    /// for it, so a text parsed after DDL never reuses a server statement parsed before, whose
+    /// inferred parameter types and result columns may differ (PostgreSQL keeps the types a
+    /// statement was parsed with and fails it with 0A000 when its result columns change).
+    pub fn new(
+        p: &Parse<'_>,
+        analysis: Arc<Analysis>,
+        trace: u128,
+        schema_epoch: u64,
+    ) -> ClientStatement {
         ClientStatement {
-            key: statement_key(p.sql, p.param_types),
+            key: statement_key(p.sql, p.param_types, schema_epoch),
             sql: Bytes::copy_from_slice(p.sql),
             param_types: Bytes::copy_from_slice(p.param_types),
             analysis,
@@ -56,11 +65,12 @@ pub struct Pending {
 /// A request with no Sync this large is sent on as if the client had sent Flush.
 const MAX_PENDING_BYTES: usize = 1 << 20;
 
-fn statement_key(sql: &[u8], param_types: &[u8]) -> u64 {
+fn statement_key(sql: &[u8], param_types: &[u8], schema_epoch: u64) -> u64 {
     let mut h = ahash::RandomState::with_seeds(11, 22, 33, 44).build_hasher();
     h.write(sql);
     h.write_u8(0);
     h.write(param_types);
+    h.write_u64(schema_epoch);
     h.finish()
 }
 
@@ -466,10 +476,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn statement_keys_depend_on_text_and_types() {
-        let a = statement_key(b"select $1", b"\x00\x00");
-        assert_eq!(a, statement_key(b"select $1", b"\x00\x00"));
-        assert_ne!(a, statement_key(b"select $2", b"\x00\x00"));
-        assert_ne!(a, statement_key(b"select $1", b"\x00\x01\x00\x00\x00\x17"));
+    fn statement_keys_depend_on_text_types_and_schema_epoch() {
+        let a = statement_key(b"select $1", b"\x00\x00", 0);
+        assert_eq!(a, statement_key(b"select $1", b"\x00\x00", 0));
+        assert_ne!(a, statement_key(b"select $2", b"\x00\x00", 0));
+        assert_ne!(
+            a,
+            statement_key(b"select $1", b"\x00\x01\x00\x00\x00\x17", 0)
+        );
+        assert_ne!(a, statement_key(b"select $1", b"\x00\x00", 1));
     }
 }

@@ -1,14 +1,15 @@
 //! Handling what the server sends: forward, swallow or answer in order, track transactions, release when idle.
 
 use super::action::ReadyAction;
-use super::plan::{Forget, Step};
+use super::plan::{Expect, Forget, Step};
 use super::session::{End, Session};
 use super::settings::DIRTY;
 use crate::error::ClientError;
 use crate::pool::Role;
+use crate::protocol::build;
 use crate::protocol::frame::{peek_header, HEADER_LEN};
 use crate::protocol::messages::{command_rows, error_field, TxStatus};
-use crate::protocol::tags::backend as tag;
+use crate::protocol::tags::{backend as tag, frontend};
 use crate::router::{PinReason, SessionEffect};
 use crate::stats::{AnsweredBy, Sample};
 use bytes::Buf;
@@ -81,6 +82,11 @@ impl Session {
                 return self.server_ended_idle(error);
             }
             let body = &conn.rbuf[HEADER_LEN..end];
+            // ParameterDescription's body is laid out as Parse's parameter types.
+            let described_types = ev
+                .described
+                .is_some()
+                .then(|| bytes::Bytes::copy_from_slice(body));
             if ev.probe {
                 self.ryw.on_probe_message(t, body);
             }
@@ -185,6 +191,12 @@ impl Session {
                     self.statements.remove(&n);
                 }
             }
+            if let (Some((name, key)), Some(types)) = (&ev.described, described_types) {
+                self.keep_described_types(name, *key, types);
+            }
+            if ev.unsynced_error {
+                self.server_skips_to_sync();
+            }
             if acknowledges {
                 self.announce_writes();
             }
@@ -231,6 +243,62 @@ impl Session {
         self.writes_orphaned();
         self.wbuf.extend_from_slice(&error);
         Err(End::ServerEnded)
+    }
+
+    /// An error ended a request sent on without Sync: PostgreSQL now ignores every message up
+    /// to a Sync. Whatever the client sends before its Sync must get no reply, so the proxy
+    /// sends the server that Sync itself (its ReadyForQuery swallowed), drops the client's
+    /// messages up to the client's Sync and answers that Sync, as the server would have. Left
+    /// to the server, those messages would wait in the plan for replies that never come (a
+    /// desync at the server's ReadyForQuery), or run on another server if the request moved.
+    fn server_skips_to_sync(&mut self) {
+        build::sync(&mut self.swbuf);
+        self.plan.push(Expect::Internal);
+        self.unsynced = false;
+        if self.tx == TxStatus::InTransaction {
+            self.tx = TxStatus::Failed;
+        }
+        // The statements sent before the Flush end here, failed: recorded, their writes
+        // counted, only their pins kept (as for any failed request); no ReadyForQuery of the
+        // server's will come for them. Every earlier Sync is answered, so none waits ahead.
+        let mut flushed = std::mem::take(&mut self.flushed);
+        if flushed.is_open() {
+            flushed.failed = true;
+            self.ready_actions.push_front(flushed);
+            self.on_ready();
+        }
+        let pending = std::mem::take(&mut self.pending);
+        if pending.terminator == Some(frontend::SYNC) {
+            build::ready_for_query(&mut self.wbuf, self.tx);
+        } else {
+            self.skip_until_sync = true;
+        }
+        self.recycle_frames(pending.frames);
+    }
+
+    /// The server told the client the parameter types of its statement: a server connection
+    /// that must prepare the statement again gets them spelled out, so it does not infer
+    /// others from a schema changed since (the client encodes binary parameters by them).
+    fn keep_described_types(&mut self, name: &[u8], key: u64, types: bytes::Bytes) {
+        let slot = if name.is_empty() {
+            self.unnamed.as_mut()
+        } else {
+            self.statements.get_mut(name)
+        };
+        let Some(stmt) = slot else {
+            return;
+        };
+        // The client may have closed or replaced the statement since it sent the Describe.
+        if stmt.key != key || stmt.param_types == types {
+            return;
+        }
+        *stmt = std::sync::Arc::new(super::request::ClientStatement {
+            key: stmt.key,
+            sql: stmt.sql.clone(),
+            param_types: types,
+            analysis: stmt.analysis.clone(),
+            trace: stmt.trace,
+        });
     }
 
     /// A Sync, Query or FunctionCall finished: record its statements and apply its session effects.
@@ -324,7 +392,8 @@ impl Session {
 
     /// Function, privilege or policy DDL: the router stops trusting its catalog before this
     /// ReadyForQuery reaches the client, and again when the transaction holding it ends (a
-    /// reload made before the commit saw the old catalog).
+    /// reload made before the commit saw the old catalog). Any DDL, and the end of its
+    /// transaction, starts a new schema epoch before the client can send its next Parse.
     fn catalog_on_ready(&mut self, action: &ReadyAction) {
         let now = action.executed.iter().any(|(a, _)| a.reloads_catalog);
         // Defaults: now, so no connection opened before reaches a new session, and again at
@@ -338,7 +407,11 @@ impl Session {
         if defaults && self.tx != TxStatus::Idle {
             self.defaults_changed_in_tx = true;
         }
+        let ddl = action.executed.iter().any(|(a, _)| a.reason == "ddl");
         let ended = self.tx == TxStatus::Idle && std::mem::take(&mut self.catalog_changed_in_tx);
+        if now || ddl || ended {
+            self.shared.router.bump_schema_epoch();
+        }
         if now || ended {
             self.shared.router.catalog_changed();
             self.shared.router_catalog_changed.notify_one();

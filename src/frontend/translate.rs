@@ -105,7 +105,8 @@ impl Session {
                     } else {
                         0
                     };
-                    let stmt = Arc::new(ClientStatement::new(&p, a, trace));
+                    let epoch = self.shared.router.schema_epoch();
+                    let stmt = Arc::new(ClientStatement::new(&p, a, trace, epoch));
                     if p.name.is_empty() {
                         out.extend_from_slice(f.raw());
                         plan.push(Expect::Parse {
@@ -170,9 +171,11 @@ impl Session {
                 }
                 tag::DESCRIBE => {
                     let d = Target::decode(f.body(), "Describe")?;
+                    let mut statement = None;
                     if d.kind == TARGET_STATEMENT && d.name.is_empty() {
                         reparse_unnamed(conn, out, plan, &self.unnamed, parsed_unnamed, unnamed_id);
                         out.extend_from_slice(f.raw());
+                        statement = self.unnamed.as_ref().map(|s| (Bytes::new(), s.key));
                     } else if d.kind == TARGET_STATEMENT {
                         match self.statements.get(d.name) {
                             Some(stmt) => {
@@ -183,13 +186,14 @@ impl Session {
                                     TARGET_STATEMENT,
                                     &server_name(stmt.key),
                                 );
+                                statement = Some((Bytes::copy_from_slice(d.name), stmt.key));
                             }
                             None => out.extend_from_slice(f.raw()),
                         }
                     } else {
                         out.extend_from_slice(f.raw());
                     }
-                    plan.push(Expect::Describe);
+                    plan.push(Expect::Describe { statement });
                 }
                 tag::CLOSE => {
                     let c = Target::decode(f.body(), "Close")?;

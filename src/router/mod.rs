@@ -189,6 +189,8 @@ pub struct Router {
     /// DDL ran through the proxy: the catalog loader should look again now.
     ddl: tokio::sync::Notify,
     catalog_loads: AtomicU64,
+    /// Bumped when DDL through the proxy ends (its statement, or the transaction holding it).
+    schema_epoch: AtomicU64,
 }
 
 struct CatalogState {
@@ -229,6 +231,7 @@ impl Router {
             forced: forced::Forced::default(),
             ddl: tokio::sync::Notify::new(),
             catalog_loads: AtomicU64::new(0),
+            schema_epoch: AtomicU64::new(0),
         }
     }
 
@@ -254,6 +257,18 @@ impl Router {
     /// changed, so the loader should read the catalog again without waiting for its period.
     pub fn note_ddl(&self) {
         self.ddl.notify_one();
+    }
+
+    /// DDL through the proxy finished, or the transaction holding it ended: a statement text
+    /// parsed from now on may infer other parameter types or return other columns than the
+    /// same text parsed before, so server statements are named per epoch (frontend/request.rs).
+    pub fn bump_schema_epoch(&self) {
+        self.schema_epoch.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The current schema epoch (see [`Router::bump_schema_epoch`]).
+    pub fn schema_epoch(&self) -> u64 {
+        self.schema_epoch.load(Ordering::Acquire)
     }
 
     /// Resolves after [`Router::note_ddl`] (one wake-up for any number of calls before it).

@@ -114,6 +114,41 @@ async def statement_cache(c, t):
     ok("statement_cache_pooled")
 
 
+async def statement_cache_after_ddl(c, t):
+    # A table dropped and created again with another key type between uses: each client's
+    # cached statement keeps the parameter type it was prepared with (int4 on the first
+    # round), as PostgreSQL keeps it. A server connection that has to prepare it again must
+    # not infer int8 from the new table: the client encodes its binary parameter as int4.
+    d = f"{t}_ddl"
+    conns = [await asyncpg.connect(URL) for _ in range(6)]
+    try:
+        for ty in ("int", "bigint", "int", "bigint"):
+            await c.execute(f"drop table if exists {d}")
+            await c.execute(f"create table {d} (id {ty} primary key, v text)")
+            await c.execute(f"insert into {d} select g, 'v' || g from generate_series(1, 20) g")
+
+            async def worker(k, conn):
+                for i in range(1, 21):
+                    v = await conn.fetchval(f"select v from {d} where id = $1", i)
+                    assert v == f"v{i}", (k, i, v)
+
+            await asyncio.gather(*(worker(k, cc) for k, cc in enumerate(conns)))
+        # Dropped: the cached statement fails with 42P01, and works again once it is back.
+        await c.execute(f"drop table {d}")
+        await expect_error(
+            asyncpg.UndefinedTableError,
+            "42P01",
+            conns[0].fetchval(f"select v from {d} where id = $1", 1),
+        )
+        await c.execute(f"create table {d} (id int primary key, v text)")
+        await c.execute(f"insert into {d} values (1, 'back')")
+        assert await conns[0].fetchval(f"select v from {d} where id = $1", 1) == "back"
+    finally:
+        await asyncio.gather(*(cc.close() for cc in conns))
+        await c.execute(f"drop table if exists {d}")
+    ok("statement_cache_after_ddl")
+
+
 async def copy_in(c, t):
     dst = f"{t}_copy"
     await c.execute(
@@ -258,6 +293,7 @@ async def main():
         await basics(c, t)
         await transactions(c, t)
         await statement_cache(c, t)
+        await statement_cache_after_ddl(c, t)
         await copy_in(c, t)
         await listen_notify(c)
         await binary_codecs(c)

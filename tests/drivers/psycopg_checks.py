@@ -1,5 +1,6 @@
-"""psycopg 3 through pgsplit: pipeline mode, binary COPY, server-side (named) cursors in a
-transaction, prepare_threshold and its DEALLOCATEs. Prints "ok <check>" per check."""
+"""psycopg 3 through pgsplit: pipeline mode (and an error fetched before its Sync), binary
+COPY, server-side (named) cursors in a transaction, prepare_threshold and its DEALLOCATEs.
+Prints "ok <check>" per check."""
 
 import datetime
 import decimal
@@ -52,6 +53,29 @@ def pipeline(c):
             c.execute(f"update {T} set name = 'piped' where id = 1")
     assert c.execute(f"select name from {T} where id = 1").fetchone() == ("piped",)
     ok("pipeline")
+
+
+def pipeline_error_after_flush(c):
+    # Fetching a result inside a pipeline sends Flush, not Sync: after that error the server
+    # skips everything up to the pipeline's Sync, and psycopg reports the statements sent
+    # meanwhile as aborted. The proxy expected replies to them and broke the connection at
+    # the Sync's ReadyForQuery ("server sent 'Z' where the proxy expected a reply to ...").
+    for _ in range(3):
+        with c.pipeline():
+            c.execute(f"insert into {T} (id, name) values (2000, 'rolled back')")
+            bad = c.execute(f"select * from {T}_missing where id = %s", (1,))
+            expect_error(errors.UndefinedTable, "42P01", bad.fetchall)
+            try:
+                after = c.execute("select %s::int + 1", (1,))
+                c.execute(f"insert into {T} (id, name) values (2001, 'skipped')")
+                after.fetchall()
+                raise AssertionError("a statement after the error ran")
+            except errors.PipelineAborted:
+                pass
+        assert c.execute("select %s::text", ("after",)).fetchone() == ("after",)
+        got = c.execute(f"select id from {T} where id >= 2000").fetchall()
+        assert got == [], got
+    ok("pipeline_error_after_flush")
 
 
 def binary_copy(c):
@@ -159,6 +183,7 @@ def main():
         c.execute(f"create table {T} (id int primary key, name text)")
         try:
             pipeline(c)
+            pipeline_error_after_flush(c)
             binary_copy(c)
             named_cursors()
             prepare_threshold()
