@@ -221,7 +221,13 @@ fn fresh_literal(text: &str) -> &'static str {
 /// NCHAR folded into its string, and unquoted identifiers lowercased as the scanner does.
 fn pg_tokens(sql: &str) -> Result<Vec<(i32, String)>, String> {
     use pg_query::protobuf::Token as T;
-    let tokens = pg_query::scan_tokens(sql).map_err(|e| e.to_string())?;
+    // A text of scanner whitespace has no tokens, and pg_query 18.1's scan_tokens then builds a
+    // slice from a null pointer (UB; debug assertions abort on it): the protobuf scan is safe.
+    let tokens = if sql.bytes().all(|b| b" \t\n\r\x0b\x0c".contains(&b)) {
+        pg_query::scan(sql).map_err(|e| e.to_string())?.tokens
+    } else {
+        pg_query::scan_tokens(sql).map_err(|e| e.to_string())?
+    };
     let mut out = Vec::with_capacity(tokens.len());
     for (i, t) in tokens.iter().enumerate() {
         let kind = T::try_from(t.token).unwrap_or(T::Nul);
