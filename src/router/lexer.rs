@@ -54,6 +54,9 @@ pub(crate) struct Lexer<'a> {
     /// the end, or a number or parameter runs into an identifier (`1abc`, `$1a`), or a quoted
     /// identifier is empty. It must not share a shape with the valid text it resembles.
     pub unterminated: bool,
+    /// How many such rejections were seen so far: the shape marks the token after which each
+    /// appeared, so `1x ... $1a` and `1 x ... $1a` (one rejection fewer) differ.
+    pub rejections: u32,
 }
 
 const HINT: &[u8] = b"pgsplit:primary";
@@ -70,7 +73,14 @@ impl<'a> Lexer<'a> {
             strings,
             hint: false,
             unterminated: false,
+            rejections: 0,
         }
+    }
+
+    /// The server's scanner fails on the text here.
+    fn reject(&mut self) {
+        self.unterminated = true;
+        self.rejections += 1;
     }
 
     fn at(&self, i: usize) -> u8 {
@@ -122,7 +132,7 @@ impl<'a> Lexer<'a> {
                 _ => self.pos += 1,
             }
         }
-        self.unterminated = true;
+        self.reject();
     }
 
     fn note_comment(&mut self, start: usize, end: usize) {
@@ -134,17 +144,19 @@ impl<'a> Lexer<'a> {
         }
     }
 
-    /// Ends a quoted run opened just before `self.pos`, where a doubled quote is an escaped one.
-    fn skip_quoted(&mut self, quote: u8) {
+    /// Ends a quoted run opened just before `self.pos`, where a doubled quote is an escaped one;
+    /// false if it ran to the end.
+    fn skip_quoted(&mut self, quote: u8) -> bool {
         while let Some(n) = self.src[self.pos..].iter().position(|&b| b == quote) {
             self.pos += n + 1;
             if self.at(self.pos) != quote {
-                return;
+                return true;
             }
             self.pos += 1;
         }
         self.pos = self.src.len();
-        self.unterminated = true;
+        self.reject();
+        false
     }
 
     /// A string constant opened just before `self.pos`; `escapes`: backslash escapes as well as
@@ -153,12 +165,12 @@ impl<'a> Lexer<'a> {
     /// `quotecontinue`), with the same escaping.
     fn skip_string(&mut self, escapes: bool) {
         loop {
-            if escapes {
-                self.skip_escaped();
+            let closed = if escapes {
+                self.skip_escaped()
             } else {
-                self.skip_quoted(b'\'');
-            }
-            if self.unterminated {
+                self.skip_quoted(b'\'')
+            };
+            if !closed {
                 return;
             }
             match quote_continues(self.src, self.pos) {
@@ -168,20 +180,21 @@ impl<'a> Lexer<'a> {
         }
     }
 
-    fn skip_escaped(&mut self) {
+    fn skip_escaped(&mut self) -> bool {
         while self.pos < self.src.len() {
             match self.src[self.pos] {
                 b'\\' => self.pos += 2,
                 b'\'' if self.at(self.pos + 1) == b'\'' => self.pos += 2,
                 b'\'' => {
                     self.pos += 1;
-                    return;
+                    return true;
                 }
                 _ => self.pos += 1,
             }
         }
         self.pos = self.src.len();
-        self.unterminated = true;
+        self.reject();
+        false
     }
 
     /// At a `$` that is not a parameter: a dollar-quoted string if a valid `$tag$` opens here.
@@ -206,7 +219,7 @@ impl<'a> Lexer<'a> {
             Some(n) => self.pos = body + n + delim.len(),
             None => {
                 self.pos = self.src.len();
-                self.unterminated = true;
+                self.reject();
             }
         }
         true
@@ -247,7 +260,7 @@ impl<'a> Lexer<'a> {
                 i = digits_run(s, i + 1 + sign, 10, false);
             } else if sign == 1 {
                 // `1e+` is "trailing junk" (realfail), not `1e` and `+`.
-                self.unterminated = true;
+                self.reject();
             }
         }
         self.pos = i;
@@ -256,7 +269,7 @@ impl<'a> Lexer<'a> {
 
     fn junk_after_number(&mut self) {
         if is(self.at(self.pos), IDENT_START) {
-            self.unterminated = true;
+            self.reject();
         }
     }
 
@@ -285,10 +298,10 @@ impl<'a> Lexer<'a> {
     }
 
     /// `""` (and `U&""`) is "zero-length delimited identifier", an error: `end` is where the
-    /// closing quote ends when the identifier is empty.
-    fn empty_identifier(&mut self, end: usize) {
-        if self.pos == end && !self.unterminated {
-            self.unterminated = true;
+    /// closing quote ends when the identifier is empty; `closed`: the quote was closed at all.
+    fn empty_identifier(&mut self, closed: bool, end: usize) {
+        if closed && self.pos == end {
+            self.reject();
         }
     }
 
@@ -340,8 +353,8 @@ impl Iterator for Lexer<'_> {
             }
             b'"' => {
                 self.pos += 1;
-                self.skip_quoted(b'"');
-                self.empty_identifier(start + 2);
+                let closed = self.skip_quoted(b'"');
+                self.empty_identifier(closed, start + 2);
                 TokenKind::QuotedIdent
             }
             b'e' | b'E' if next == b'\'' => {
@@ -368,8 +381,8 @@ impl Iterator for Lexer<'_> {
                     self.skip_string(false);
                     TokenKind::Literal
                 } else {
-                    self.skip_quoted(quote);
-                    self.empty_identifier(start + 4);
+                    let closed = self.skip_quoted(quote);
+                    self.empty_identifier(closed, start + 4);
                     TokenKind::QuotedIdent
                 }
             }

@@ -121,6 +121,8 @@ const LITERAL: u64 = 3;
 const PARAM: u64 = 4;
 const OPERATOR: u64 = 5;
 const OTHER: u64 = 6;
+/// Marks the place of text the scanner rejects (a word of its own, with no bytes).
+const JUNK: u64 = 7 << 59;
 
 impl TokenHasher {
     #[inline(always)]
@@ -219,7 +221,13 @@ pub fn shape_with(sql: &str, strings: Strings) -> Shape {
     let mut statements = 0u32;
     let mut in_statement = false;
     let mut literals = 0u32;
-    for tok in lexer.by_ref() {
+    let mut rejections = 0u32;
+    while let Some(tok) = lexer.next() {
+        // Where the scanner would fail is part of the shape, not only whether it fails anywhere.
+        if lexer.rejections != rejections {
+            rejections = lexer.rejections;
+            h.mix(JUNK);
+        }
         let first = src[tok.start];
         match tok.kind {
             TokenKind::Word => h.token(WORD, src, tok.start, tok.end, true),

@@ -285,6 +285,18 @@ fn text_the_scanner_rejects_never_shares_a_valid_shape() {
 }
 
 #[test]
+fn where_the_scanner_fails_is_part_of_the_shape() {
+    // lexer_diff's first finding: with one flag for the whole text, a second rejection later
+    // on made `1abel` (an error) and `1 abel` (valid) share a shape. PostgreSQL 18 reads `$1a`
+    // as `$1` and `a`, earlier versions reject it; either way it is flagged where it is.
+    differ("SELECT 1abel, $1a", "SELECT 1 abel, $1a");
+    differ("SELECT 'a' \"\", 1x", "SELECT 'a' \"b\", 1x");
+    same("SELECT 1abel, $1a", "SELECT 2ABEL , $1A");
+    // A rejection earlier on does not stop a string's continuation across a newline.
+    differ("SELECT 1x, 'a'\n'b'", "SELECT 1x, 'a' 'b'");
+}
+
+#[test]
 fn standard_conforming_strings_off_takes_backslash_escapes() {
     use super::super::shape::{escape_form, shape_with};
     use super::super::Strings;
