@@ -260,6 +260,10 @@ pub fn shape_with(sql: &str, strings: Strings) -> Shape {
             statements += 1;
         }
     }
+    // A comment left open at the end is rejected after the last token.
+    if lexer.rejections != rejections {
+        h.mix(JUNK);
+    }
     let mut hash = fold(h.0 ^ u64::from(statements));
     // Flags go in after the tokens, whose words never have a zero top byte.
     if lexer.hint {

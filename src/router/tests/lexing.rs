@@ -292,6 +292,7 @@ fn where_the_scanner_fails_is_part_of_the_shape() {
     differ("SELECT 1abel, $1a", "SELECT 1 abel, $1a");
     differ("SELECT 'a' \"\", 1x", "SELECT 'a' \"b\", 1x");
     same("SELECT 1abel, $1a", "SELECT 2ABEL , $1A");
+    differ("SELECT $1a /* open", "SELECT $1a");
     // A rejection earlier on does not stop a string's continuation across a newline.
     differ("SELECT 1x, 'a'\n'b'", "SELECT 1x, 'a' 'b'");
 }
