@@ -43,6 +43,17 @@ pub enum Strings {
     Backslash,
 }
 
+/// How a string constant's quotes and backslashes are read.
+#[derive(Clone, Copy)]
+enum Quoting {
+    /// `'...'` (standard_conforming_strings on), `U&'...'`: `''` is a quote.
+    Doubled,
+    /// `E'...'`, or `'...'` with standard_conforming_strings off: `\'` and `''` are quotes.
+    Escapes,
+    /// `B'...'`, `X'...'`: the first quote ends it.
+    Bits,
+}
+
 /// Splits a text into tokens, skipping whitespace and comments and noticing the routing hint.
 pub(crate) struct Lexer<'a> {
     src: &'a [u8],
@@ -74,6 +85,13 @@ impl<'a> Lexer<'a> {
             hint: false,
             unterminated: false,
             rejections: 0,
+        }
+    }
+
+    fn plain_quoting(&self) -> Quoting {
+        match self.strings {
+            Strings::Standard => Quoting::Doubled,
+            Strings::Backslash => Quoting::Escapes,
         }
     }
 
@@ -159,16 +177,15 @@ impl<'a> Lexer<'a> {
         false
     }
 
-    /// A string constant opened just before `self.pos`; `escapes`: backslash escapes as well as
-    /// doubled quotes (`E'...'`, or any string with `standard_conforming_strings = off`).
-    /// A quote after whitespace holding a newline continues the same constant (scan.l's
-    /// `quotecontinue`), with the same escaping.
-    fn skip_string(&mut self, escapes: bool) {
+    /// A string constant opened just before `self.pos`, quoted as `quoting` says. A quote after
+    /// whitespace holding a newline continues the same constant (scan.l's `quotecontinue`),
+    /// with the same quoting.
+    fn skip_string(&mut self, quoting: Quoting) {
         loop {
-            let closed = if escapes {
-                self.skip_escaped()
-            } else {
-                self.skip_quoted(b'\'')
+            let closed = match quoting {
+                Quoting::Escapes => self.skip_escaped(),
+                Quoting::Doubled => self.skip_quoted(b'\''),
+                Quoting::Bits => self.skip_bits(),
             };
             if !closed {
                 return;
@@ -176,6 +193,22 @@ impl<'a> Lexer<'a> {
             match quote_continues(self.src, self.pos) {
                 Some(next) => self.pos = next,
                 None => return,
+            }
+        }
+    }
+
+    /// scan.l's `xbinside`/`xhinside`: a bit or hex string ends at its first quote (`B'1''0'`
+    /// is `B'1'` and then `'0'`).
+    fn skip_bits(&mut self) -> bool {
+        match self.src[self.pos..].iter().position(|&b| b == b'\'') {
+            Some(n) => {
+                self.pos += n + 1;
+                true
+            }
+            None => {
+                self.pos = self.src.len();
+                self.reject();
+                false
             }
         }
     }
@@ -230,7 +263,8 @@ impl<'a> Lexer<'a> {
     /// an identifier is the scanner's "trailing junk" error, as is an exponent with no digits.
     fn skip_number(&mut self) {
         let s = self.src;
-        let mut i = self.pos;
+        let start = self.pos;
+        let mut i = start;
         if s[i] == b'0' {
             let radix = match self.at(i + 1) {
                 b'x' | b'X' => Some(16),
@@ -242,7 +276,7 @@ impl<'a> Lexer<'a> {
                 let digits = digits_run(s, i + 2, radix, true);
                 if digits > i + 2 {
                     self.pos = digits;
-                    self.junk_after_number();
+                    self.junk_after_number(i);
                     return;
                 }
             }
@@ -264,11 +298,28 @@ impl<'a> Lexer<'a> {
             }
         }
         self.pos = i;
-        self.junk_after_number();
+        self.junk_after_number(start);
     }
 
-    fn junk_after_number(&mut self) {
-        if is(self.at(self.pos), IDENT_START) {
+    /// scan.l's `integer_junk` (and numeric_, real_, param_junk): a number and then an
+    /// identifier, when that is a longer match than the number. The identifier may also start
+    /// inside the number, at a `_`, the `x` of `0x1` or the `e` of `1e5`, and run on past its
+    /// end: `1_0$`, `0x1$`, `0b12` and `1e5$` are errors, `10$` and `1e-5$` are not.
+    fn junk_after_number(&mut self, start: usize) {
+        let end = self.pos;
+        let next = self.at(end);
+        if is(next, IDENT_START) {
+            self.reject();
+            return;
+        }
+        if !is(next, IDENT) {
+            return;
+        }
+        let mut run = end;
+        while run > start && is(self.src[run - 1], IDENT) {
+            run -= 1;
+        }
+        if self.src[run..end].iter().any(|&b| is(b, IDENT_START)) {
             self.reject();
         }
     }
@@ -348,7 +399,7 @@ impl Iterator for Lexer<'_> {
         let kind = match b {
             b'\'' => {
                 self.pos += 1;
-                self.skip_string(self.strings == Strings::Backslash);
+                self.skip_string(self.plain_quoting());
                 TokenKind::Literal
             }
             b'"' => {
@@ -359,26 +410,27 @@ impl Iterator for Lexer<'_> {
             }
             b'e' | b'E' if next == b'\'' => {
                 self.pos += 2;
-                self.skip_string(true);
+                self.skip_string(Quoting::Escapes);
                 TokenKind::Literal
             }
-            // Bit and hex strings never take backslash escapes; `N'...'` is NCHAR and then a
-            // plain string, which does when standard_conforming_strings is off.
+            // Bit and hex strings take neither backslash escapes nor doubled quotes; `N'...'`
+            // is NCHAR and then a plain string, which takes backslash escapes when
+            // standard_conforming_strings is off.
             b'b' | b'B' | b'x' | b'X' if next == b'\'' => {
                 self.pos += 2;
-                self.skip_string(false);
+                self.skip_string(Quoting::Bits);
                 TokenKind::Literal
             }
             b'n' | b'N' if next == b'\'' => {
                 self.pos += 2;
-                self.skip_string(self.strings == Strings::Backslash);
+                self.skip_string(self.plain_quoting());
                 TokenKind::Literal
             }
             b'u' | b'U' if next == b'&' && matches!(self.at(start + 2), b'\'' | b'"') => {
                 let quote = self.at(start + 2);
                 self.pos += 3;
                 if quote == b'\'' {
-                    self.skip_string(false);
+                    self.skip_string(Quoting::Doubled);
                     TokenKind::Literal
                 } else {
                     let closed = self.skip_quoted(quote);
@@ -392,7 +444,7 @@ impl Iterator for Lexer<'_> {
                     self.pos += 1;
                 }
                 // `$1a` is the scanner's "trailing junk after parameter".
-                self.junk_after_number();
+                self.junk_after_number(start + 1);
                 TokenKind::Param
             }
             // `::`, `..` and `:=` are one token each in scan.l (typecast, dot_dot, colon_equals).

@@ -260,6 +260,11 @@ fn string_constants_continue_across_newlines() {
     differ("SELECT 'a' 'b'", "SELECT 'ab'");
     differ("SELECT 'a' /* c */\n'b'", "SELECT 'ab'");
     differ("SELECT 'a'\n/* c */ 'b'", "SELECT 'ab'");
+    // Bit and hex strings end at their first quote: `X''''` is two constants.
+    same("SELECT X'1''2'", "SELECT 1 2");
+    same("SELECT b''''", "SELECT 1 2");
+    differ("SELECT X'1''2'", "SELECT X'12'");
+    same("SELECT X'1'\n'2'", "SELECT X'12'");
     // The continuation keeps E'' escaping: `\'` does not end it.
     same("SELECT E'x'\n'\\' FOR UPDATE --'", "SELECT 1");
 }
@@ -293,6 +298,14 @@ fn where_the_scanner_fails_is_part_of_the_shape() {
     differ("SELECT 'a' \"\", 1x", "SELECT 'a' \"b\", 1x");
     same("SELECT 1abel, $1a", "SELECT 2ABEL , $1A");
     differ("SELECT $1a /* open", "SELECT $1a");
+    // An identifier starting inside the number runs past it: `0` + `_0$`, `0` + `x1$`.
+    differ("SELECT 0_0$", "SELECT 0_0 $");
+    differ("SELECT 0x1$", "SELECT 0x1 $");
+    differ("SELECT 0b12", "SELECT 0b1 2");
+    differ("SELECT 1e5$", "SELECT 1e5 $");
+    differ("SELECT 1.5_0$", "SELECT 1.5_0 $");
+    same("SELECT 10$", "SELECT 7 $");
+    same("SELECT 1e-5$", "SELECT 7 $");
     // A rejection earlier on does not stop a string's continuation across a newline.
     differ("SELECT 1x, 'a'\n'b'", "SELECT 1x, 'a' 'b'");
 }
