@@ -1,11 +1,10 @@
-//! Routing sees what PostgreSQL will execute: an adversarial corpus in four protocol modes with no misroute, the replica-refusal safety net, currval/lastval under pooling, and standard_conforming_strings = off.
+//! Routing sees what PostgreSQL will execute: an adversarial corpus in four protocol modes with no misroute, currval/lastval under pooling, and standard_conforming_strings = off.
 
 mod common;
 use common::*;
 
 use futures_util::future::join_all;
 use pgsplit::router::Route;
-use std::time::Duration;
 use tokio_postgres::{Client, SimpleQueryMessage};
 
 /// The corpus's objects, in a schema of its own: writers reached through views, aggregates,
@@ -234,26 +233,6 @@ async fn direct(c: &Client, mode: Mode, sql: &str) -> bool {
     ok
 }
 
-async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    for _ in 0..400 {
-        if done() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
-
-async fn value(c: &Client, sql: &str) -> String {
-    let rows = c.simple_query(sql).await.expect(sql);
-    rows.iter()
-        .find_map(|m| match m {
-            SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
-            _ => None,
-        })
-        .unwrap_or_default()
-}
-
 #[tokio::test]
 async fn the_corpus_has_no_misroutes_in_any_mode() {
     let proxy = TestProxy::start().await;
@@ -373,110 +352,6 @@ async fn replica_answers(proxy: &TestProxy) -> u64 {
         .as_array()
         .map(|q| q.iter().filter_map(|r| r["replica_calls"].as_u64()).sum())
         .unwrap_or(0)
-}
-
-#[tokio::test]
-async fn a_function_turned_writer_behind_pgsplits_back_is_re_sent_to_the_primary() {
-    let proxy = TestProxy::start().await;
-    let router = proxy.handle.shared.router.clone();
-    let s = unique("rs");
-    let c = proxy.connect().await;
-    let loads = router.catalog_loads();
-    // Volatility is known by name across schemas: a name of its own, so that no other
-    // function (or a run that failed before its cleanup) decides what pgsplit thinks of it.
-    let quiet = format!("quiet_{s}");
-    c.batch_execute(&format!(
-        "CREATE SCHEMA {s};
-         CREATE TABLE {s}.log (x int);
-         CREATE FUNCTION {s}.{quiet}() RETURNS int STABLE LANGUAGE sql AS 'SELECT 1';"
-    ))
-    .await
-    .unwrap();
-    wait_until("the catalog load after the DDL", || {
-        router.catalog_loads() > loads && router.catalog().is_read_only(&quiet)
-    })
-    .await;
-    wait_for_replica().await;
-    let sql = format!("SELECT {s}.{quiet}() AS one, pg_is_in_recovery() AS replica");
-    assert_eq!(value(&c, &sql).await, "1");
-    let row = c.query_one(&sql, &[]).await.unwrap();
-    assert!(
-        row.get::<_, bool>("replica"),
-        "a stable function's read uses the replica"
-    );
-
-    // Behind pgsplit's back: the same function now writes, and the replica has it too.
-    let primary = superuser().await;
-    primary
-        .batch_execute(&format!(
-            "CREATE OR REPLACE FUNCTION {s}.{quiet}() RETURNS int VOLATILE LANGUAGE sql
-               AS 'SELECT pg_sleep(0.1); INSERT INTO {s}.log VALUES (1); SELECT 1';"
-        ))
-        .await
-        .unwrap();
-    wait_for_replica().await;
-    assert!(
-        router.catalog().is_read_only(&quiet),
-        "pgsplit must not know yet"
-    );
-
-    // Simple and extended: the client's statement succeeds, on the primary.
-    let row = c
-        .query_one(&sql, &[])
-        .await
-        .expect("re-sent to the primary");
-    assert!(!row.get::<_, bool>("replica"));
-    assert_eq!(value(&c, &sql).await, "1");
-    // A refusal at row 600, after the replica flushed its first 8 KiB of rows and slept:
-    // those rows must not have reached the client either.
-    let late = format!(
-        "SELECT CASE WHEN g = 600 THEN {s}.{quiet}() ELSE g END AS n, pg_is_in_recovery() AS replica
-           FROM generate_series(1, 700) g"
-    );
-    let rows = c.query(&late, &[]).await.expect("re-sent after 599 rows");
-    assert_eq!(rows.len(), 700);
-    assert!(rows.iter().all(|r| !r.get::<_, bool>("replica")));
-    let written: i64 = primary
-        .query_one(&format!("SELECT count(*) FROM {s}.log"), &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(written, 3, "each statement ran once, on the primary");
-
-    let (forced, refusals) = router.forced_primary();
-    assert_eq!(
-        refusals, 2,
-        "one refusal each; a fingerprint stays on the primary after it"
-    );
-    assert_eq!(forced.len(), 2);
-    assert!(forced[0].reason.contains("25006"), "{}", forced[0].reason);
-    let (_, stats) = http(proxy.handle.stats_addr, "GET", "/stats", None).await;
-    let v: serde_json::Value = serde_json::from_str(&stats).unwrap();
-    let row = &v["primary_only"][0];
-    assert_eq!(
-        row["fingerprint"],
-        format!("{:016x}", forced[0].fingerprint)
-    );
-    assert!(row["reason"]
-        .as_str()
-        .unwrap_or("")
-        .contains("read-only transaction"));
-    let (_, metrics) = http(proxy.handle.stats_addr, "GET", "/metrics", None).await;
-    assert!(
-        metrics.contains("pgsplit_replica_refusals_total 2"),
-        "{}",
-        metrics
-            .lines()
-            .filter(|l| l.contains("refusal"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
-    assert!(metrics.contains("pgsplit_primary_only_fingerprints 2"));
-    primary
-        .batch_execute(&format!("DROP SCHEMA {s} CASCADE"))
-        .await
-        .unwrap();
-    proxy.handle.shutdown().await;
 }
 
 #[tokio::test]

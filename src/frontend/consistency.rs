@@ -65,6 +65,14 @@ impl Ryw {
         }
     }
 
+    /// The attempt in flight is abandoned (the safety net re-sends it to the primary): what it
+    /// held is not the client's to see, and it is not retried.
+    pub(super) fn drop_attempt(&mut self) {
+        self.retry_armed = false;
+        self.held.clear();
+        self.retry_frames.clear();
+    }
+
     /// Where the answer of an armed read goes until the attempt is decided.
     pub(super) fn held_mut(&mut self) -> &mut bytes::BytesMut {
         &mut self.held

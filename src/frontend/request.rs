@@ -208,6 +208,8 @@ impl Session {
         let mut any_statement = false;
         let mut analyses = Vec::with_capacity(self.pending.frames.len());
         let mut unnamed = self.unnamed.as_ref().map(|s| s.analysis.clone());
+        // Statements named by a Parse of this request (pgjdbc prepares and binds in one batch).
+        let mut parsed: Vec<(&[u8], Arc<Analysis>)> = Vec::new();
         for f in &self.pending.frames {
             let a = match f.tag() {
                 tag::QUERY => Query::decode(f.body()).ok().map(|q| self.analyze(q.sql)),
@@ -215,12 +217,18 @@ impl Session {
                     let a = self.analyze(p.sql);
                     if p.name.is_empty() {
                         unnamed = Some(a.clone());
+                    } else {
+                        parsed.push((p.name, a.clone()));
                     }
                     a
                 }),
                 tag::BIND => Bind::decode(f.body()).ok().and_then(|b| {
                     if b.statement.is_empty() {
                         unnamed.clone()
+                    } else if let Some((_, a)) =
+                        parsed.iter().rev().find(|(n, _)| *n == b.statement)
+                    {
+                        Some(a.clone())
                     } else {
                         self.statements.get(b.statement).map(|s| s.analysis.clone())
                     }
@@ -256,6 +264,8 @@ impl Session {
 
     /// Sends the pending request to a server, acquiring one first if needed.
     async fn dispatch(&mut self) -> Result<(), End> {
+        // Reads in flight stay protected only if this request joins them (refusal_join).
+        let refusal_armed = self.refusal.pause();
         let (mut role, analyses) = self.route();
         if self.refusal_resend() {
             role = Role::Primary;
@@ -359,12 +369,13 @@ impl Session {
         }
         self.note_sequences(&analyses);
         let wbuf_before = self.wbuf.len();
+        if !fresh {
+            self.refusal_join(refusal_armed, &analyses);
+        }
         self.translate(analyses, pool_wait_us, fill, cache_miss)?;
         self.arm_retry(wbuf_before);
         if fresh {
             self.refusal_arm(wbuf_before);
-        } else {
-            self.refusal.disarm();
         }
         Ok(())
     }

@@ -2,6 +2,7 @@
 
 use super::action::ReadyAction;
 use super::plan::{Expect, Forget, Step};
+use super::refusal::Seen;
 use super::session::{End, Session};
 use super::settings::DIRTY;
 use crate::error::ClientError;
@@ -42,19 +43,6 @@ impl Session {
             {
                 return self.server_lost("server ended the connection");
             }
-            // Only a request alone on its connection, with nothing queued behind it, is re-sent.
-            let alone = self.ready_actions.len() == 1 && self.pending.frames.is_empty();
-            let refusal = match alone {
-                true => self
-                    .refusal
-                    .watch(t, &conn.rbuf[HEADER_LEN..HEADER_LEN + len]),
-                false => self.refusal.disarm(),
-            };
-            if let Some(reason) = refusal {
-                // The read goes to the primary instead; this replica's reply is dropped.
-                self.refused(reason);
-                return Ok(());
-            }
             // Replies the proxy makes itself, due before this message, wait with the rest of an
             // armed read's answer: a retry would make them again.
             if armed {
@@ -70,6 +58,28 @@ impl Session {
                     return Err(End::Fatal(ClientError::Internal(desync.to_string())));
                 }
             };
+            // The safety net watches what the client would see (not the proxy's own settings
+            // replay or position probes), request by request (frontend/refusal.rs).
+            let mut pin = None;
+            if step == Step::Forward && self.refusal.in_flight() > 0 {
+                let seen = if self.ready_actions.len() == self.refusal.in_flight() {
+                    let idle = self.tx == TxStatus::Idle && self.pin.is_none();
+                    let body = &conn.rbuf[HEADER_LEN..HEADER_LEN + len];
+                    self.refusal.watch(t, body, self.wbuf.len(), idle)
+                } else {
+                    self.refusal.disarm();
+                    Seen::Nothing
+                };
+                match seen {
+                    Seen::Nothing => {}
+                    Seen::Pin(reason) => pin = Some(reason),
+                    Seen::Hide(reason) => {
+                        // The reads go to the primary instead; this replica's reply is dropped.
+                        self.refused(reason);
+                        return Ok(());
+                    }
+                }
+            }
             let end = HEADER_LEN + len;
             // Swallowed messages (the proxy's own) and the start of the answer keep the read
             // retryable; the first message the client must see now ends that.
@@ -196,6 +206,9 @@ impl Session {
             }
             if ev.unsynced_error {
                 self.server_skips_to_sync();
+            }
+            if let Some(reason) = pin {
+                self.pin_refused(reason);
             }
             if acknowledges {
                 self.announce_writes();

@@ -263,13 +263,21 @@ impl Session {
             if let Err(end) = self.pump_client().await {
                 return end;
             }
-            if !self.wbuf.is_empty() && !self.refusal_holds() {
-                self.refusal_flushing();
-                if self.client.write_all_buf(&mut self.wbuf).await.is_err() {
+            let flushable = self.refusal_flushable();
+            if flushable > 0 {
+                self.refusal_flushing(flushable);
+                let written = if flushable == self.wbuf.len() {
+                    self.client.write_all_buf(&mut self.wbuf).await
+                } else {
+                    // The answers before a read the safety net may still take back go out now.
+                    let mut out = self.wbuf.split_to(flushable);
+                    self.client.write_all_buf(&mut out).await
+                };
+                if written.is_err() {
                     return End::ClientGone;
                 }
                 // Keep the buffer small between requests: most clients sit idle most of the time.
-                if self.wbuf.capacity() > 64 * 1024 {
+                if self.wbuf.is_empty() && self.wbuf.capacity() > 64 * 1024 {
                     self.wbuf = BytesMut::new();
                 }
                 // A request the pump left for the budget may go now that its answers are out;

@@ -310,3 +310,25 @@ fn dechunk(mut body: &str) -> String {
     }
     out
 }
+
+/// Polls `done` every 25 ms, for up to 10 s.
+pub async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    for _ in 0..400 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// The first column of the first row of a simple query.
+pub async fn value(c: &Client, sql: &str) -> String {
+    let rows = c.simple_query(sql).await.expect(sql);
+    rows.iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
