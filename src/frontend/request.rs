@@ -173,17 +173,21 @@ impl Session {
         self.tx != TxStatus::Idle || self.pin.is_some()
     }
 
-    /// A request may join the attached server unless it needs the primary and that server is a replica.
+    /// A request may join the attached server unless it needs the primary and that server is a
+    /// replica, or it is a read and that server, a primary, is held only for a position probe.
     fn can_dispatch(&self) -> bool {
         match &self.server {
             None => true,
             Some(_) if self.server_dying => false,
             Some(lease) => {
-                if self.in_server_transaction()
-                    || lease.server.role() == Role::Primary
-                    || self.continues_portals()
-                {
+                if self.in_server_transaction() || self.continues_portals() {
                     return true;
+                }
+                if lease.server.role() == Role::Primary {
+                    // A primary held only for a write's position probe: a read waits for the
+                    // answer (one round trip) and is routed afresh, to a replica if it can,
+                    // instead of riding along to the primary.
+                    return !self.server_held_only_for_probe() || self.route().0 == Role::Primary;
                 }
                 let (role, analyses) = self.route();
                 role == Role::Replica && self.replica_serves(lease, &analyses)
