@@ -151,9 +151,11 @@ async fn commit_after_a_terminated_backend_never_succeeds() {
     let _ = s.write_all(&out).await;
     let reply = common::read_until_closed(&mut s).await;
     let text = String::from_utf8_lossy(&reply);
+    // The server's own error, or 08006 when the proxy's write to the dead socket fails before
+    // it has read the server's FATAL: either way the transaction is reported lost.
     assert!(
-        text.contains("57P01"),
-        "the server's error reaches the client: {text:?}"
+        text.contains("57P01") || text.contains("08006"),
+        "the loss reaches the client as an error: {text:?}"
     );
     assert!(
         !text.contains("COMMIT"),

@@ -64,7 +64,14 @@ async fn auto_roles_follow_the_servers() {
         .await
         .unwrap()
         .get(0);
-    assert!(in_recovery);
+    assert!(
+        in_recovery,
+        "the read of no table ran on the primary; servers {:?}",
+        pgsplit::admin::snapshot::servers(&proxy.shared)
+            .iter()
+            .map(|s| format!("{s:?}"))
+            .collect::<Vec<_>>()
+    );
     c.batch_execute(&format!("drop table {t}")).await.unwrap();
     proxy.shutdown().await;
 }

@@ -3,7 +3,7 @@
 use super::health::ServerHealth;
 use super::lsn::ReadNeed;
 use super::routing::PrimaryReason;
-use super::set::{AcquireError, Lease, PoolSet};
+use super::set::{AcquireError, Lease, PoolSet, Role};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -54,7 +54,9 @@ impl PoolSet {
     }
 
     fn count_primary_reads(&self, why: impl Fn(&ServerHealth) -> PrimaryReason) {
-        for p in &self.replicas {
+        // By the role each server has now: with role = "auto" the configured primary may be
+        // the one in recovery.
+        for p in self.all().filter(|p| p.server.role() == Role::Replica) {
             p.server.routing.to_primary(why(&p.server.health));
         }
     }
@@ -65,16 +67,14 @@ impl PoolSet {
     /// table written more often than that would go to the primary.
     async fn wait_for_replica(&self, min_lsn: u64, wait: Duration) -> Option<Lease> {
         let pool = self
-            .replicas
-            .iter()
+            .all()
             .filter(|p| p.server.health.can_read(0))
             .max_by_key(|p| p.server.health.lsn())?;
+        // The connection is taken as any replica read takes one (a cold pool logs in first,
+        // which alone can exceed the bound); the bound is on waiting for replay.
+        let mut lease = self.acquire_from(pool).await.ok()?;
         let started = Instant::now();
         let deadline = started + wait;
-        let mut lease = tokio::time::timeout(wait, self.acquire_from(pool))
-            .await
-            .ok()?
-            .ok()?;
         let routing = &pool.server.routing;
         let mut asked_at_once = 0;
         loop {
