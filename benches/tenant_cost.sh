@@ -81,7 +81,7 @@ for name in base current; do
         read -r tps cpu < <(pgbench_cpu "$PORT" "$PID" -S -M "$mode" -c "$CLIENTS" -j 2 -T "$DURATION")
         tx=$(awk -v t="$tps" -v d="$DURATION" 'BEGIN{printf "%.0f", t * d}')
         calls=$(($(statements "$PRIMARY_PORT") + $(statements "$REPLICA_PORT")))
-        per=$(awk -v c="$calls" -v t="$tx" 'BEGIN{printf "%.3f", t > 0 ? c / t : 0}')
+        per=$(awk -v c="$calls" -v t="$tx" 'BEGIN{printf "%.3f", (t > 0 ? c / t : 0)}')
         extra=$(awk -v p="$per" 'BEGIN{printf "%.3f", p - 1}')
         if [ "$mode" = prepared ] && [ "$DEMO" != 0 ]; then
             kill "$PID" 2>/dev/null || true
