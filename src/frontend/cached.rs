@@ -275,7 +275,8 @@ impl Session {
             0
         };
         let epoch = self.shared.router.schema_epoch();
-        let stmt = Arc::new(ClientStatement::new(&p, analysis, trace, epoch));
+        let salt = self.shared.router.catalog_salt();
+        let stmt = Arc::new(ClientStatement::new(&p, analysis, trace, epoch, salt));
         if p.name.is_empty() {
             // No server holds this unnamed statement: the next Bind of it must re-parse.
             self.next_unnamed_id();

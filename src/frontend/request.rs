@@ -24,6 +24,10 @@ pub struct ClientStatement {
     pub sql: Bytes,
     pub param_types: Bytes,
     pub analysis: Arc<Analysis>,
+    /// The router's catalog salt `analysis` was made under: a catalog loaded since (the first
+    /// one, after a statement prepared at start-up with every write's reach unknown) makes the
+    /// next Bind analyze the text again.
+    pub catalog_salt: u64,
     /// W3C trace id of a `traceparent` in the text (0: none), found once at Parse.
     pub trace: u128,
 }
@@ -38,12 +42,14 @@ impl ClientStatement {
         analysis: Arc<Analysis>,
         trace: u128,
         schema_epoch: u64,
+        catalog_salt: u64,
     ) -> ClientStatement {
         ClientStatement {
             key: statement_key(p.sql, p.param_types, schema_epoch),
             sql: Bytes::copy_from_slice(p.sql),
             param_types: Bytes::copy_from_slice(p.param_types),
             analysis,
+            catalog_salt,
             trace,
         }
     }
@@ -75,6 +81,16 @@ fn statement_key(sql: &[u8], param_types: &[u8], schema_epoch: u64) -> u64 {
 }
 
 impl Session {
+    /// A statement's analysis under the current catalog: its own when none was loaded since it
+    /// was parsed, else the text's again (one analysis-cache lookup).
+    fn current_analysis(&self, s: &ClientStatement) -> Arc<Analysis> {
+        if s.catalog_salt == self.shared.router.catalog_salt() {
+            s.analysis.clone()
+        } else {
+            self.analyze(&s.sql)
+        }
+    }
+
     fn analyze(&self, sql: &[u8]) -> Arc<Analysis> {
         // Text that is not UTF-8 (a LATIN1 client) cannot be parsed: it goes to the primary.
         match std::str::from_utf8(sql) {
@@ -211,7 +227,7 @@ impl Session {
         let mut role = Role::Replica;
         let mut any_statement = false;
         let mut analyses = Vec::with_capacity(self.pending.frames.len());
-        let mut unnamed = self.unnamed.as_ref().map(|s| s.analysis.clone());
+        let mut unnamed = self.unnamed.as_ref().map(|s| self.current_analysis(s));
         // Statements named by a Parse of this request (pgjdbc prepares and binds in one batch).
         let mut parsed: Vec<(&[u8], Arc<Analysis>)> = Vec::new();
         for f in &self.pending.frames {
@@ -234,7 +250,9 @@ impl Session {
                     {
                         Some(a.clone())
                     } else {
-                        self.statements.get(b.statement).map(|s| s.analysis.clone())
+                        self.statements
+                            .get(b.statement)
+                            .map(|s| self.current_analysis(s))
                     }
                 }),
                 tag::FUNCTION_CALL => {

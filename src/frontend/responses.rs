@@ -310,6 +310,7 @@ impl Session {
             sql: stmt.sql.clone(),
             param_types: types,
             analysis: stmt.analysis.clone(),
+            catalog_salt: stmt.catalog_salt,
             trace: stmt.trace,
         });
     }

@@ -106,7 +106,8 @@ impl Session {
                         0
                     };
                     let epoch = self.shared.router.schema_epoch();
-                    let stmt = Arc::new(ClientStatement::new(&p, a, trace, epoch));
+                    let salt = self.shared.router.catalog_salt();
+                    let stmt = Arc::new(ClientStatement::new(&p, a, trace, epoch, salt));
                     if p.name.is_empty() {
                         out.extend_from_slice(f.raw());
                         plan.push(Expect::Parse {

@@ -248,6 +248,12 @@ impl Router {
         self.catalog_loads.fetch_add(1, Ordering::Release);
     }
 
+    /// Changes whenever the catalog analyses are made with changes (a load, a catalog-changing
+    /// statement): an analysis kept from before, a prepared statement's, is out of date.
+    pub fn catalog_salt(&self) -> u64 {
+        self.salt.load(Ordering::Acquire)
+    }
+
     /// Catalogs loaded so far (tests wait for the load that follows their DDL).
     pub fn catalog_loads(&self) -> u64 {
         self.catalog_loads.load(Ordering::Acquire)
