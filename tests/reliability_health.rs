@@ -59,11 +59,21 @@ async fn auto_roles_follow_the_servers() {
     ))
     .await
     .expect("write through the promoted-by-config server");
-    let in_recovery: bool = c
-        .query_one("select pg_is_in_recovery()", &[])
-        .await
-        .unwrap()
-        .get(0);
+    // The session's read waits for its own write at most max_replica_wait_ms (5 ms), and a
+    // loaded CI machine can take longer to replay a CREATE TABLE: let the replica catch up
+    // first, so the read tests routing by role, not replay speed.
+    wait_for_replica().await;
+    let mut in_recovery = false;
+    for _ in 0..3 {
+        in_recovery = c
+            .query_one("select pg_is_in_recovery()", &[])
+            .await
+            .unwrap()
+            .get(0);
+        if in_recovery {
+            break;
+        }
+    }
     assert!(
         in_recovery,
         "the read of no table ran on the primary; servers {:?}",
