@@ -33,8 +33,6 @@ pub struct Shared {
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     pub stats: Arc<crate::stats::Stats>,
     pub cache: Arc<crate::cache::ResultCache>,
-    /// Notified after DDL through the proxy: views and partitions may have changed.
-    pub cache_catalog_changed: Arc<tokio::sync::Notify>,
     /// Notified after DDL that changes functions, privileges or policies: the router's
     /// catalog is reloaded at once instead of at the next periodic refresh.
     pub router_catalog_changed: Arc<tokio::sync::Notify>,
@@ -110,7 +108,6 @@ impl Shared {
             tls,
             stats: Arc::new(crate::stats::Stats::new(config.stats.settings.clone())),
             cache: crate::cache::ResultCache::new(config.cache.clone()),
-            cache_catalog_changed: Arc::new(tokio::sync::Notify::new()),
             router_catalog_changed: Arc::new(tokio::sync::Notify::new()),
             wal: Arc::new(Default::default()),
             n_plus_one: Arc::new(crate::nplusone::Detector::new(config.n_plus_one.clone())),
@@ -201,21 +198,19 @@ pub async fn start(config: Arc<Config>, listener: TcpListener) -> Result<ProxyHa
             crate::pool::global::run(&shared.pools, config, shutdown).await
         });
     }
-    if shared.cache.enabled() {
-        tokio::spawn(crate::cache::catalog::refresh_groups(
+    if shared.cache.enabled()
+        && shared.cache.settings.invalidation == crate::cache::Invalidation::Wal
+    {
+        let sink = crate::cache::wal::Sink {
+            cache: shared.cache.clone(),
+            router: shared.router.clone(),
+        };
+        tokio::spawn(crate::cache::wal::follow(
             shared.config.clone(),
-            shared.cache.clone(),
-            shared.cache_catalog_changed.clone(),
+            sink,
+            shared.wal.clone(),
             rx.clone(),
         ));
-        if shared.cache.settings.invalidation == crate::cache::Invalidation::Wal {
-            tokio::spawn(crate::cache::wal::follow(
-                shared.config.clone(),
-                shared.cache.clone(),
-                shared.wal.clone(),
-                rx.clone(),
-            ));
-        }
     }
     tokio::spawn(crate::http::serve(
         shared.clone(),
@@ -269,39 +264,27 @@ async fn load_catalog(shared: &Shared) -> Result<FunctionCatalog, String> {
     let (Some(user), Some(db)) = (c.users.first(), c.databases.first()) else {
         return Err("no user or database configured".into());
     };
-    let mut pg = tokio_postgres::Config::new();
-    pg.host(&c.primary.host)
-        .port(c.primary.port)
-        .user(&user.name)
-        .dbname(&db.server_database)
-        .application_name("pgsplit-catalog")
-        .connect_timeout(c.pool.connect_timeout);
-    if let Some(pw) = user.server_password() {
-        pg.password(pw);
-    }
-    let (client, conn) = pg
-        .connect(tokio_postgres::NoTls)
+    let client = crate::cache::control::connect(c, db, user, "pgsplit-catalog")
         .await
         .map_err(|e| e.to_string())?;
-    let task = tokio::spawn(conn);
     let mut catalog = FunctionCatalog::load(&client)
         .await
         .map_err(|e| e.to_string());
-    if let Ok(c) = catalog.as_mut() {
-        match crate::router::write_reach::WriteReach::load(&client).await {
-            Ok(reach) => c.set_write_reach(reach),
+    if let Ok(cat) = catalog.as_mut() {
+        match load_write_reach(c, user, &client).await {
+            Ok(reach) => cat.set_write_reach(reach),
             // Without it no write's reach is known: every write counts as a write to all.
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read triggers, rules and defaults; every write invalidates everything");
-                c.mark_stale();
+                cat.mark_stale();
             }
         }
         match crate::router::setters::load(&client).await {
-            Ok(setters) => c.set_session_setters(setters),
+            Ok(setters) => cat.set_session_setters(setters),
             // Without bodies every user function is taken to set: correct, but it pins.
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read function bodies; calls of user functions pin the session");
-                c.mark_stale();
+                cat.mark_stale();
             }
         }
     }
@@ -312,7 +295,23 @@ async fn load_catalog(shared: &Shared) -> Result<FunctionCatalog, String> {
             tracing::warn!(error = %e, "cannot list tables; reads after writes lean on the primary")
         }
     }
-    drop(client);
-    let _ = task.await;
     catalog
+}
+
+/// Write reach from every configured database, in one: routing and the cache share it, and a
+/// relation's name means the same to both (router/write_reach.rs).
+async fn load_write_reach(
+    c: &Config,
+    user: &crate::config::User,
+    first: &tokio_postgres::Client,
+) -> Result<crate::router::write_reach::WriteReach, String> {
+    use crate::router::write_reach::WriteReach;
+    let mut reach = WriteReach::load(first).await.map_err(|e| e.to_string())?;
+    for db in c.databases.iter().skip(1) {
+        let client = crate::cache::control::connect(c, db, user, "pgsplit-catalog")
+            .await
+            .map_err(|e| format!("database {}: {e}", db.name))?;
+        reach = reach.merge(WriteReach::load(&client).await.map_err(|e| e.to_string())?);
+    }
+    Ok(reach)
 }

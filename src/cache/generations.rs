@@ -42,11 +42,6 @@ pub struct Generations {
     /// Milliseconds since start at the last bump of everything (0: never).
     global_bumped_ms: AtomicU64,
     tables: RwLock<AHashMap<TableKey, Arc<TableGen>>>,
-    /// Relation name → every relation a write to it changes (itself, views over it, partitions,
-    /// inheritance relatives, tables its deletes cascade into), from the catalog.
-    reach: RwLock<AHashMap<TableKey, Arc<[Box<str>]>>>,
-    /// Tables with user triggers, whose writes may reach any table.
-    triggered: RwLock<ahash::AHashSet<TableKey>>,
 }
 
 impl Default for Generations {
@@ -56,8 +51,6 @@ impl Default for Generations {
             global: AtomicU64::new(1),
             global_bumped_ms: AtomicU64::new(0),
             tables: RwLock::new(AHashMap::new()),
-            reach: RwLock::new(AHashMap::new()),
-            triggered: RwLock::new(ahash::AHashSet::new()),
         }
     }
 }
@@ -110,37 +103,16 @@ impl Generations {
                 .any(|(g, _)| recent(g.bumped_ms.load(Ordering::Acquire)))
     }
 
-    /// A write to `tables` (names as the parser or the WAL report them) is about to be
-    /// acknowledged: every entry that read them, or a relation sharing their rows, is now stale.
-    pub fn bump<T: AsRef<str>>(&self, db: &Arc<str>, tables: &[T]) -> usize {
+    /// A write to `tables` is about to be acknowledged: every entry that read one is now stale.
+    /// The names are the write's whole reach (the router's analysis, or `Router::logged_reach`
+    /// for the WAL), so views, parents and cascades are among them already.
+    pub fn bump<T: AsRef<str>>(&self, db: &Arc<str>, tables: &[T]) {
         let now = (self.started.elapsed().as_millis() as u64).max(1);
-        let mut bumped = 0;
         for t in tables {
-            let name = relation_key(t.as_ref());
-            if self
-                .triggered
-                .read()
-                .contains(&(db.clone(), Box::from(&*name)))
-            {
-                self.bump_all();
-            }
-            let group = self
-                .reach
-                .read()
-                .get(&(db.clone(), Box::from(&*name)))
-                .cloned();
-            let mut one = |n: &str| {
-                let g = self.table(db, n);
-                g.gen.fetch_add(1, Ordering::AcqRel);
-                g.bumped_ms.store(now, Ordering::Release);
-                bumped += 1;
-            };
-            match group {
-                Some(members) => members.iter().for_each(|m| one(m)),
-                None => one(&name),
-            }
+            let g = self.table(db, &relation_key(t.as_ref()));
+            g.gen.fetch_add(1, Ordering::AcqRel);
+            g.bumped_ms.store(now, Ordering::Release);
         }
-        bumped
     }
 
     /// A write whose tables are unknown: every entry is stale.
@@ -148,30 +120,6 @@ impl Generations {
         self.global.fetch_add(1, Ordering::AcqRel);
         let now = (self.started.elapsed().as_millis() as u64).max(1);
         self.global_bumped_ms.store(now, Ordering::Release);
-    }
-
-    /// Replaces one database's reach map and triggered tables (from `catalog::load`).
-    pub fn set_relations(&self, db: &Arc<str>, r: super::catalog::Relations) {
-        {
-            let mut t = self.triggered.write();
-            t.retain(|(d, _)| d != db);
-            t.extend(
-                r.triggered
-                    .into_iter()
-                    .map(|n| (db.clone(), n.into_boxed_str())),
-            );
-        }
-        self.set_reach(db, r.reach);
-    }
-
-    /// Replaces one database's reach map: relation → every relation a write to it changes.
-    pub fn set_reach(&self, db: &Arc<str>, reach: Vec<(String, Vec<String>)>) {
-        let mut map = self.reach.write();
-        map.retain(|(d, _), _| d != db);
-        for (from, to) in reach {
-            let members: Arc<[Box<str>]> = to.iter().map(|m| Box::from(m.as_str())).collect();
-            map.insert((db.clone(), from.into_boxed_str()), members);
-        }
     }
 
     pub fn tables_tracked(&self) -> usize {
@@ -201,49 +149,6 @@ mod tests {
         let other_db = g.snapshot(&Arc::from("other"), &["leads".into()]);
         g.bump(&db(), &["leads"]);
         assert!(g.unchanged(&other_db));
-    }
-
-    #[test]
-    fn a_write_reaches_what_it_changes_and_nothing_else() {
-        let g = Generations::default();
-        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<String>>();
-        g.set_reach(
-            &db(),
-            vec![
-                (
-                    "events_2024".into(),
-                    s(&["events_2024", "events", "recent_events"]),
-                ),
-                ("leads".into(), s(&["leads", "showings"])),
-            ],
-        );
-        let view = g.snapshot(&db(), &["recent_events".into()]);
-        let parent = g.snapshot(&db(), &["events".into()]);
-        let leads = g.snapshot(&db(), &["leads".into()]);
-        g.bump(&db(), &["events_2024"]);
-        assert!(!g.unchanged(&view));
-        assert!(!g.unchanged(&parent));
-        assert!(g.unchanged(&leads));
-        // A write to the referencing table does not reach the referenced one.
-        g.bump(&db(), &["showings"]);
-        assert!(g.unchanged(&leads));
-    }
-
-    #[test]
-    fn writes_to_tables_with_triggers_invalidate_everything() {
-        let g = Generations::default();
-        g.set_relations(
-            &db(),
-            crate::cache::catalog::Relations {
-                reach: vec![],
-                triggered: vec!["audited".into()],
-            },
-        );
-        let other = g.snapshot(&db(), &["elsewhere".into()]);
-        g.bump(&db(), &["plain"]);
-        assert!(g.unchanged(&other));
-        g.bump(&db(), &["public.audited"]);
-        assert!(!g.unchanged(&other));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The result cache: raw server replies to cacheable reads, keyed by everything that changes them and invalidated by table generations.
 
-pub mod catalog;
+pub mod control;
 pub mod decoding;
 pub mod generations;
 pub mod wal;
@@ -442,7 +442,8 @@ impl ResultCache {
             .fetch_add(1, Ordering::Relaxed);
     }
 
-    /// A transaction committed on the primary touched these relations (from the WAL).
+    /// A transaction committed on the primary changed what reads of these relations return
+    /// (from the WAL, with the relations they show through: `Router::logged_reach`).
     pub fn invalidate_from_wal<T: AsRef<str>>(&self, db: &Arc<str>, tables: &[T]) {
         self.generations.bump(db, tables);
         self.counters

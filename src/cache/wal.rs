@@ -4,6 +4,7 @@ use super::decoding::Decoder;
 use super::wal_status::{Follower, Followers, WalError};
 use super::ResultCache;
 use crate::config::{Config, Database, User};
+use crate::router::Router;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,14 +23,32 @@ pub struct WalProgress {
     pub followers: Followers,
 }
 
+/// Where decoded commits go: the cache, through the write reach routing uses.
+#[derive(Clone)]
+pub struct Sink {
+    pub cache: Arc<ResultCache>,
+    pub router: Arc<Router>,
+}
+
+impl Sink {
+    /// A commit changed `tables`: entries that read them, or a relation their rows show
+    /// through, are stale; all are when a write to one of them has unknown reach.
+    fn commit<T: AsRef<str>>(&self, db: &Arc<str>, tables: &[T]) {
+        match self.router.logged_reach(tables) {
+            Some(reach) => self.cache.invalidate_from_wal(db, &reach),
+            None => self.cache.invalidate_all(),
+        }
+    }
+}
+
 /// One follower per database; reconnects with backoff until shutdown.
 pub async fn follow(
     config: Arc<Config>,
-    cache: Arc<ResultCache>,
+    sink: Sink,
     progress: Arc<WalProgress>,
     shutdown: watch::Receiver<bool>,
 ) {
-    let user = match &cache.settings.wal_user {
+    let user = match &sink.cache.settings.wal_user {
         Some(name) => config.user(name),
         None => config
             .users
@@ -49,7 +68,7 @@ pub async fn follow(
     for db in config.databases.clone() {
         tasks.push(tokio::spawn(follow_database(
             config.clone(),
-            cache.clone(),
+            sink.clone(),
             progress.clone(),
             db,
             user.clone(),
@@ -63,7 +82,7 @@ pub async fn follow(
 
 async fn follow_database(
     config: Arc<Config>,
-    cache: Arc<ResultCache>,
+    sink: Sink,
     progress: Arc<WalProgress>,
     db: Database,
     user: User,
@@ -74,7 +93,7 @@ async fn follow_database(
     loop {
         match run(
             &config,
-            &cache,
+            &sink,
             &progress,
             &follower,
             &db,
@@ -86,7 +105,7 @@ async fn follow_database(
             Ok(()) => return,
             Err(e) => {
                 // Writes made while detached are not seen: drop everything once back.
-                cache.invalidate_all();
+                sink.cache.invalidate_all();
                 tracing::warn!(database = %db.name, user = %user.name, error = %e, sqlstate = e.sqlstate().unwrap_or(""),
                     retry_ms = backoff.as_millis() as u64,
                     "WAL invalidation stopped; the cache is bounded by its TTL until it resumes");
@@ -107,7 +126,7 @@ const FLUSH_SQL: &str = "select pg_current_wal_flush_lsn()::text";
 
 async fn run(
     config: &Config,
-    cache: &ResultCache,
+    sink: &Sink,
     progress: &WalProgress,
     follower: &Follower,
     db: &Database,
@@ -115,7 +134,7 @@ async fn run(
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(), WalError> {
     let pg = |step| move |e: tokio_postgres::Error| WalError::from_pg(step, &user.name, &e);
-    let client = super::catalog::connect_client(config, db, user, "pgsplit-cache-wal")
+    let client = super::control::connect(config, db, user, "pgsplit-cache-wal")
         .await
         .map_err(pg("connecting to the primary"))?;
     let slot = format!(
@@ -134,7 +153,7 @@ async fn run(
         .map_err(pg("creating a temporary logical replication slot"))?;
     let name: Arc<str> = Arc::from(db.name.as_str());
     // Writes before the slot existed are not in it.
-    cache.invalidate_all();
+    sink.cache.invalidate_all();
     progress.attached.fetch_add(1, Ordering::Relaxed);
     let _detach = Detach(progress, follower);
     follower.running(&user.name);
@@ -164,12 +183,12 @@ async fn run(
         let full = rows.len() >= 10000;
         for r in rows {
             let (Ok(lsn), Ok(data)) = (r.try_get::<_, &str>(0), r.try_get::<_, &str>(1)) else {
-                cache.invalidate_all();
+                sink.cache.invalidate_all();
                 return Err(WalError::Decode("a slot row without lsn or data".into()));
             };
             match decoder.feed(data) {
                 Ok(Some(tables)) => {
-                    cache.invalidate_from_wal(&name, &tables);
+                    sink.commit(&name, &tables);
                     progress.transactions.fetch_add(1, Ordering::Relaxed);
                     if let Some(lsn) = crate::protocol::lsn::parse(lsn) {
                         progress.lsn.fetch_max(lsn, Ordering::Relaxed);
@@ -177,7 +196,7 @@ async fn run(
                 }
                 Ok(None) => {}
                 Err(e) => {
-                    cache.invalidate_all();
+                    sink.cache.invalidate_all();
                     return Err(WalError::Decode(e.to_string()));
                 }
             }
@@ -190,7 +209,7 @@ async fn run(
             follower.applied_to(lsn);
         }
         tokio::select! {
-            _ = tokio::time::sleep(cache.settings.wal_poll) => {}
+            _ = tokio::time::sleep(sink.cache.settings.wal_poll) => {}
             _ = shutdown.changed() => return Ok(()),
         }
     }

@@ -310,11 +310,6 @@ impl Session {
             );
         }
         let now = std::mem::take(&mut action.writes);
-        for (a, _) in action.executed.iter() {
-            if a.reason == "ddl" || a.reason == "create table as" || a.reason == "privileges" {
-                self.shared.cache_catalog_changed.notify_one();
-            }
-        }
         if self.tx != TxStatus::Idle && action.ended_transaction {
             // COMMIT/ROLLBACK AND CHAIN: the earlier transaction is over. This request's own
             // writes count now and again when the chained transaction ends.

@@ -81,8 +81,39 @@ fn statement_key(sql: &[u8], param_types: &[u8], schema_epoch: u64) -> u64 {
 }
 
 impl Session {
+    /// After a catalog change, analyzes every statement the client prepared again, once, so
+    /// that Binds after it use the stored analysis instead of analyzing the text each time.
+    fn refresh_statements(&mut self) {
+        let salt = self.shared.router.catalog_salt();
+        if self.statements_salt == salt {
+            return;
+        }
+        self.statements_salt = salt;
+        let fresh = |session: &Session, s: &Arc<ClientStatement>| {
+            Arc::new(ClientStatement {
+                key: s.key,
+                sql: s.sql.clone(),
+                param_types: s.param_types.clone(),
+                analysis: session.analyze(&s.sql),
+                catalog_salt: salt,
+                trace: s.trace,
+            })
+        };
+        let refreshed: Vec<(Bytes, Arc<ClientStatement>)> = self
+            .statements
+            .iter()
+            .filter(|(_, s)| s.catalog_salt != salt)
+            .map(|(name, s)| (name.clone(), fresh(self, s)))
+            .collect();
+        self.statements.extend(refreshed);
+        if let Some(s) = self.unnamed.as_ref().filter(|s| s.catalog_salt != salt) {
+            self.unnamed = Some(fresh(self, s));
+        }
+    }
+
     /// A statement's analysis under the current catalog: its own when none was loaded since it
-    /// was parsed, else the text's again (one analysis-cache lookup).
+    /// was parsed, else the text's again (one analysis-cache lookup; only between a change and
+    /// the next `refresh_statements`).
     fn current_analysis(&self, s: &ClientStatement) -> Arc<Analysis> {
         if s.catalog_salt == self.shared.router.catalog_salt() {
             s.analysis.clone()
@@ -288,6 +319,7 @@ impl Session {
     async fn dispatch(&mut self) -> Result<(), End> {
         // Reads in flight stay protected only if this request joins them (refusal_join).
         let refusal_armed = self.refusal.pause();
+        self.refresh_statements();
         let (mut role, analyses) = self.route();
         if self.refusal_resend() {
             role = Role::Primary;

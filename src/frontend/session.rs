@@ -72,6 +72,8 @@ pub struct Session {
     pub(super) statements: HashMap<Bytes, Arc<ClientStatement>>,
     /// The client's last unnamed statement, re-parsed when a later request binds it elsewhere.
     pub(super) unnamed: Option<Arc<ClientStatement>>,
+    /// The router's catalog salt every statement above was last analyzed under.
+    pub(super) statements_salt: u64,
     pub(super) pending: Pending,
     pub(super) server: Option<Lease>,
     pub(super) plan: Plan,
@@ -148,6 +150,7 @@ impl Session {
         shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> Session {
         let capture = super::n_plus_one::Capture::new(&shared.n_plus_one.settings.load());
+        let statements_salt = shared.router.catalog_salt();
         Session {
             shared,
             client,
@@ -165,6 +168,7 @@ impl Session {
             settings,
             statements: HashMap::new(),
             unnamed: None,
+            statements_salt,
             pending: Pending::default(),
             server: None,
             plan: Plan::default(),

@@ -35,7 +35,7 @@ impl Volatility {
 }
 
 /// Function and operator volatility by lowercased name.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct FunctionCatalog {
     functions: AHashMap<Box<str>, Volatility>,
     operators: AHashMap<Box<str>, Volatility>,

@@ -9,29 +9,6 @@ use ahash::AHashMap;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-/// Directed (from, to): a read of `to` also reads `from` (a view over it, a policy reading it,
-/// a parent of it). Only what changes what a read returns; writes go the other way too.
-pub(super) const READ_EDGES_SQL: &str = "
-    select lower(t.relname), lower(v.relname)
-      from pg_rewrite r
-      join pg_class v on v.oid = r.ev_class and v.relkind = 'v'
-      join pg_depend d on d.classid = 'pg_rewrite'::regclass and d.objid = r.oid
-                      and d.refclassid = 'pg_class'::regclass
-      join pg_class t on t.oid = d.refobjid and t.oid <> v.oid
-     where r.rulename = '_RETURN'
-    union
-    select lower(c.relname), lower(p.relname)
-      from pg_inherits i
-      join pg_class c on c.oid = i.inhrelid
-      join pg_class p on p.oid = i.inhparent
-    union
-    select lower(t.relname), lower(c.relname)
-      from pg_policy pol
-      join pg_class c on c.oid = pol.polrelid
-      join pg_depend d on d.classid = 'pg_policy'::regclass and d.objid = pol.oid
-                      and d.refclassid = 'pg_class'::regclass
-      join pg_class t on t.oid = d.refobjid and t.oid <> c.oid";
-
 /// What a read of a relation evaluates beyond the functions pg_depend lists: (relation, kind,
 /// node tree as text) for views ('v') and read policies ('p'), and 's' for each relation with
 /// row-level security on. The node text is read for SQLValueFunction (CURRENT_TIMESTAMP, ...
@@ -199,7 +176,7 @@ impl Marks {
         }
     }
 
-    /// Spreads the marks to every relation whose reads read a marked one (READ_EDGES_SQL and
+    /// Spreads the marks to every relation whose reads read a marked one (write_reach's EDGES_SQL and
     /// the relations read functions mention), and words them for /stats: (clock, user).
     #[allow(clippy::type_complexity)]
     pub fn resolve(

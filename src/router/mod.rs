@@ -254,6 +254,16 @@ impl Router {
         self.salt.load(Ordering::Acquire)
     }
 
+    /// What a change the WAL logged to `tables` changes for readers (the cache's WAL follower):
+    /// the tables and the relations their rows show through, from the same reach routing
+    /// uses. None while a write to one of them has unknown reach, or DDL made reach unknown.
+    pub fn logged_reach<T: AsRef<str>>(&self, tables: &[T]) -> Option<Vec<String>> {
+        let catalog = self.catalog.read().catalog.clone();
+        let mut out = Vec::with_capacity(tables.len());
+        let known = catalog.write_reach().logged_reach(tables, &mut out);
+        (known && !catalog.is_stale()).then_some(out)
+    }
+
     /// Catalogs loaded so far (tests wait for the load that follows their DDL).
     pub fn catalog_loads(&self) -> u64 {
         self.catalog_loads.load(Ordering::Acquire)
@@ -306,9 +316,20 @@ impl Router {
 
     /// A catalog loaded after `changes` catalog-changing statements: it replaces the current
     /// one, but stays pessimistic if more such statements went through during the load.
+    ///
+    /// A load equal to the current catalog (the periodic one, with nothing changed) keeps the
+    /// salt and the analysis cache: bumping them would make every prepared statement's next
+    /// Bind analyze its text again, and every shape miss once, for nothing.
     pub fn set_catalog_loaded(&self, mut catalog: FunctionCatalog, changes: u64) {
-        if self.catalog.read().changes != changes {
-            catalog.mark_stale();
+        {
+            let state = self.catalog.read();
+            if state.changes != changes {
+                catalog.mark_stale();
+            } else if *state.catalog == catalog {
+                drop(state);
+                self.catalog_loads.fetch_add(1, Ordering::Release);
+                return;
+            }
         }
         self.set_catalog(catalog);
     }

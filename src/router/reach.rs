@@ -14,7 +14,7 @@ use super::catalog::Volatility;
 
 /// Relations, types and attribute-notation calls with their reach, by lowercased name (bare and
 /// schema-qualified). Only objects that reach something not immutable are listed.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub(super) struct Reach {
     relations: AHashMap<Box<str>, Volatility>,
     types: AHashMap<Box<str>, Volatility>,

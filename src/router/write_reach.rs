@@ -11,30 +11,33 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use super::clock_reads::{
-    is_time_word, is_user_word, Marks, NAMED_FUNCTIONS_SQL, READS_SQL, READ_EDGES_SQL, TIME_WORDS,
-    USER_WORDS,
+    is_time_word, is_user_word, Marks, NAMED_FUNCTIONS_SQL, READS_SQL, TIME_WORDS, USER_WORDS,
 };
 
-/// Directed (from, to): a write to `from` can change what reads of `to` return.
+/// Directed (from, to, reads): a write to `from` can change what reads of `to` return; `reads`
+/// when a read of `to` also reads `from` (a view's query, a parent's child, a policy's table),
+/// the edges clock and user marks spread along. Writes go the other way too: through an
+/// updatable view or a rule into its tables, from a parent into its children, along cascading
+/// foreign keys, and from a table into the sequences its defaults and identity columns use.
 const EDGES_SQL: &str = "
-    select lower(c.relname), lower(p.relname)
+    select lower(c.relname), lower(p.relname), true
       from pg_inherits i
       join pg_class c on c.oid = i.inhrelid
       join pg_class p on p.oid = i.inhparent
     union
-    select lower(p.relname), lower(c.relname)
+    select lower(p.relname), lower(c.relname), false
       from pg_inherits i
       join pg_class c on c.oid = i.inhrelid
       join pg_class p on p.oid = i.inhparent
     union
-    select lower(t.relname), lower(v.relname)
+    select lower(t.relname), lower(v.relname), r.rulename = '_RETURN'
       from pg_rewrite r
       join pg_class v on v.oid = r.ev_class and v.relkind = 'v'
       join pg_depend d on d.classid = 'pg_rewrite'::regclass and d.objid = r.oid
                       and d.refclassid = 'pg_class'::regclass
       join pg_class t on t.oid = d.refobjid and t.oid <> v.oid
     union
-    select lower(v.relname), lower(t.relname)
+    select lower(v.relname), lower(t.relname), false
       from pg_rewrite r
       join pg_class v on v.oid = r.ev_class
       join pg_depend d on d.classid = 'pg_rewrite'::regclass and d.objid = r.oid
@@ -42,28 +45,28 @@ const EDGES_SQL: &str = "
       join pg_class t on t.oid = d.refobjid and t.oid <> v.oid
      where v.relkind = 'v' or r.rulename <> '_RETURN'
     union
-    select lower(p.relname), lower(c.relname)
+    select lower(p.relname), lower(c.relname), false
       from pg_constraint k
       join pg_class c on c.oid = k.conrelid
       join pg_class p on p.oid = k.confrelid
      where k.contype = 'f'
        and (k.confdeltype in ('c', 'n', 'd') or k.confupdtype in ('c', 'n', 'd'))
     union
-    select lower(t.relname), lower(c.relname)
+    select lower(t.relname), lower(c.relname), true
       from pg_policy pol
       join pg_class c on c.oid = pol.polrelid
       join pg_depend d on d.classid = 'pg_policy'::regclass and d.objid = pol.oid
                       and d.refclassid = 'pg_class'::regclass
       join pg_class t on t.oid = d.refobjid and t.oid <> c.oid
     union
-    select lower(c.relname), lower(s.relname)
+    select lower(c.relname), lower(s.relname), false
       from pg_attrdef ad
       join pg_class c on c.oid = ad.adrelid
       join pg_depend d on d.classid = 'pg_attrdef'::regclass and d.objid = ad.oid
                       and d.refclassid = 'pg_class'::regclass
       join pg_class s on s.oid = d.refobjid and s.relkind = 'S'
     union
-    select lower(c.relname), lower(s.relname)
+    select lower(c.relname), lower(s.relname), false
       from pg_depend d
       join pg_class s on s.oid = d.objid and s.relkind = 'S'
       join pg_class c on c.oid = d.refobjid
@@ -124,7 +127,7 @@ const RELATIONS_SQL: &str = "
        and n.nspname not in ('pg_catalog', 'information_schema', 'pg_toast')";
 
 /// What the catalog says about reach and dependencies.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct WriteReach {
     /// Relation → every other relation a write to it reaches, transitively.
     writes: AHashMap<Box<str>, Vec<Box<str>>>,
@@ -165,7 +168,7 @@ struct Body {
 #[derive(Default)]
 pub(super) struct Rows {
     pub edges: Vec<(String, String)>,
-    /// (from, to): a read of `to` reads `from` (READ_EDGES_SQL).
+    /// (from, to): a read of `to` reads `from` (EDGES_SQL's `reads`).
     pub read_edges: Vec<(String, String)>,
     pub truncate: Vec<(String, String)>,
     /// (relation, function, is user function, kind 'w' or 'r').
@@ -188,11 +191,16 @@ impl WriteReach {
             rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
         };
         let mut rows = Rows {
-            edges: pairs(client.query(EDGES_SQL, &[]).await?)?,
-            read_edges: pairs(client.query(READ_EDGES_SQL, &[]).await?)?,
             truncate: pairs(client.query(TRUNCATE_SQL, &[]).await?)?,
             ..Rows::default()
         };
+        for r in client.query(EDGES_SQL, &[]).await? {
+            let edge: (String, String) = (r.try_get(0)?, r.try_get(1)?);
+            if r.try_get(2)? {
+                rows.read_edges.push(edge.clone());
+            }
+            rows.edges.push(edge);
+        }
         for r in client.query(FUNCTIONS_SQL, &[]).await? {
             rows.functions
                 .push((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?));
@@ -307,6 +315,57 @@ impl WriteReach {
             }
         }
         reach
+    }
+
+    /// What a change the WAL logged to `tables` changes for readers: each table and every
+    /// relation its rows show through (views, parents, policies over it), appended to `out`.
+    /// The WAL lists what triggers and cascades wrote as changes of their own. False when a
+    /// write to one of them has unknown reach.
+    pub(super) fn logged_reach<T: AsRef<str>>(&self, tables: &[T], out: &mut Vec<String>) -> bool {
+        let mut known = true;
+        for t in tables {
+            let key = super::relation_key(t.as_ref());
+            known &= !self.unknown.contains(&*key);
+            for r in std::iter::once(&*key)
+                .chain(self.writes.get(&*key).into_iter().flatten().map(|b| &**b))
+            {
+                if !out.iter().any(|o| o == r) {
+                    out.push(r.to_string());
+                }
+            }
+        }
+        known
+    }
+
+    /// The reach of several databases' catalogs in one: a name in any of them reaches what it
+    /// reaches in each. Relations of different databases that share a name then invalidate
+    /// each other: more misses, never a stale read.
+    pub fn merge(mut self, other: WriteReach) -> WriteReach {
+        fn union(
+            into: &mut AHashMap<Box<str>, Vec<Box<str>>>,
+            from: AHashMap<Box<str>, Vec<Box<str>>>,
+        ) {
+            for (k, v) in from {
+                let e = into.entry(k).or_default();
+                e.extend(v);
+                e.sort();
+                e.dedup();
+            }
+        }
+        union(&mut self.writes, other.writes);
+        union(&mut self.truncate, other.truncate);
+        union(&mut self.function_reads, other.function_reads);
+        self.unknown.extend(other.unknown);
+        self.opaque_functions.extend(other.opaque_functions);
+        self.opaque_reads.extend(other.opaque_reads);
+        self.sequences.extend(other.sequences);
+        for (k, v) in other.time_reads {
+            self.time_reads.entry(k).or_insert(v);
+        }
+        for (k, v) in other.user_reads {
+            self.user_reads.entry(k).or_insert(v);
+        }
+        self
     }
 
     /// Adds to a statement what its writes reach and what its reads depend on.

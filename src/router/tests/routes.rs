@@ -420,6 +420,21 @@ fn set_catalog_takes_effect_for_cached_shapes() {
 }
 
 #[test]
+fn a_reload_that_changes_nothing_keeps_the_salt_prepared_statements_were_analyzed_under() {
+    let router = super::super::Router::new(super::FunctionCatalog::builtin(), 100);
+    let salt = router.catalog_salt();
+    let loads = router.catalog_loads();
+    router.set_catalog_loaded(super::FunctionCatalog::builtin(), router.catalog_changes());
+    assert_eq!(router.catalog_salt(), salt);
+    assert_eq!(router.catalog_loads(), loads + 1);
+    let mut catalog = super::FunctionCatalog::builtin();
+    catalog.insert_function("my_fn", super::Volatility::Stable);
+    router.set_catalog_loaded(catalog, router.catalog_changes());
+    assert_ne!(router.catalog_salt(), salt);
+    assert_eq!(router.analyze("SELECT my_fn(1)").route, Route::Replica);
+}
+
+#[test]
 fn texts_that_may_run_but_are_not_understood_pin_and_count_as_writes() {
     // Deeper than pg_query's protobuf decoder allows, yet valid SQL for the server.
     let deep = format!("BEGIN; SELECT {}", vec!["a"; 300].join(" + "));

@@ -150,3 +150,36 @@ fn reads_reaching_the_clock_or_the_user_are_refused() {
         .to_owned();
     assert!(why.contains("current_setting"), "{why}");
 }
+
+#[test]
+fn a_logged_change_reaches_what_reads_its_rows_through_and_dynamic_triggers_reach_anything() {
+    let r = reach();
+    let mut out = Vec::new();
+    // The WAL names the partition; readers of its parent see the change too.
+    assert!(r.logged_reach(&["public.events_2024"], &mut out));
+    out.sort();
+    assert_eq!(out, ["events", "events_2024"]);
+    // report's reads call stock_of, whose body reads stock.
+    let mut out = Vec::new();
+    assert!(r.logged_reach(&["stock"], &mut out));
+    assert_eq!(out, ["stock", "report"]);
+    // A trigger that runs SQL pgsplit cannot read: its reach is unknown.
+    assert!(!r.logged_reach(&["payments"], &mut Vec::new()));
+}
+
+#[test]
+fn merged_catalogs_reach_what_either_reaches() {
+    let other = WriteReach::from_rows(Rows {
+        edges: vec![(s("stock"), s("stock_v"))],
+        relations: vec![s("stock"), s("stock_v")],
+        ..Default::default()
+    });
+    let merged = reach().merge(other);
+    let mut out = Vec::new();
+    assert!(merged.logged_reach(&["stock"], &mut out));
+    assert_eq!(out, ["stock", "report", "stock_v"]);
+    let mut out = Vec::new();
+    merged.logged_reach(&["events"], &mut out);
+    assert_eq!(out, ["events", "events_2024"]);
+    assert!(!merged.logged_reach(&["payments"], &mut Vec::new()));
+}
