@@ -13,19 +13,9 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 DURATION=10 REPEAT=3 CLIENTS=10 BURST=100 BIN=
-while (($#)); do
-    case $1 in
-        --duration) DURATION=$2; shift 2 ;;
-        --repeat) REPEAT=$2; shift 2 ;;
-        --clients) CLIENTS=$2; shift 2 ;;
-        --burst) BURST=$2; shift 2 ;;
-        --bin) BIN=$2; shift 2 ;;
-        *) echo "usage: $0 [--duration S] [--repeat N] [--clients C] [--burst B] [--bin PATH]" >&2; exit 2 ;;
-    esac
-done
-
 export PGPASSWORD=app
 source benches/lib.sh
+bench_options "duration repeat clients burst" "$@"
 bench_binary
 PRIMARY=${PGSPLIT_PRIMARY:-127.0.0.1:15432}
 if ! psql -X -q -h "${PRIMARY%:*}" -p "${PRIMARY##*:}" -U app -d app -c 'select 1 from pgbench_accounts limit 1' >/dev/null 2>&1; then

@@ -19,26 +19,15 @@ HOST=$BENCH_HOST
 DURATION=15
 REPEAT=2
 CLIENTS=10
-BUILD=1
 RESULTS=
 
-while [ $# -gt 0 ]; do
-    case $1 in
-        --duration) DURATION=$2; shift 2 ;;
-        --repeat) REPEAT=$2; shift 2 ;;
-        --clients) CLIENTS=$2; shift 2 ;;
-        --no-build) BUILD=0; shift ;;
-        --results) RESULTS=$2; shift 2 ;;
-        *) sed -n '2,15p' "${BASH_SOURCE[0]}" >&2; exit 2 ;;
-    esac
-done
+bench_options "duration repeat clients" "$@"
 RESULTS=${RESULTS:-$(mktemp -d /tmp/pgsplit-cache-bench.XXXXXX)}
 mkdir -p "$RESULTS"
 log() { echo "[cache-bench] $*" >&2; }
 
 WORK=$RESULTS
-[ "$BUILD" = 1 ] || NO_BUILD=1
-bench_binary
+[ "$BUILD" = 1 ] || NO_bench_binary
 
 export PGPASSWORD=app
 psql_app() { psql -X -q -h $HOST -p "$PRIMARY_PORT" -U app -d app -v ON_ERROR_STOP=1 "$@"; }

@@ -25,17 +25,8 @@ CLIENTS=10
 PROTOCOLS="prepared simple"
 RESULTS=
 
-while [ $# -gt 0 ]; do
-    case $1 in
-        --duration) DURATION=$2; shift 2 ;;
-        --clients) CLIENTS=$2; shift 2 ;;
-        --protocols) PROTOCOLS=$2; shift 2 ;;
-        --debug) BIN=${BIN:-$PWD/target/debug/pgsplit}; shift ;;
-        --no-build) NO_BUILD=1; shift ;;
-        --results) RESULTS=$2; shift 2 ;;
-        *) sed -n '2,18p' "${BASH_SOURCE[0]}" >&2; exit 2 ;;
-    esac
-done
+bench_options "duration clients protocols debug!" "$@"
+[[ ${DEBUG:-0} != 1 ]] || BIN=${BIN:-$PWD/target/debug/pgsplit}
 RESULTS=${RESULTS:-$(mktemp -d /tmp/pgsplit-global-bench.XXXXXX)}
 mkdir -p "$RESULTS"
 log() { echo "[global-bench] $*" >&2; }

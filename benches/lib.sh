@@ -88,3 +88,33 @@ wait_for_replica() {
         sleep 0.1
     done
 }
+
+# bench_options "duration clients ..." "$@": each `--NAME VALUE` (a name of the list, dashes for
+# underscores) sets the upper-case variable; a name ending in `!` is a flag that sets it to 1.
+# --no-build (NO_BUILD=1), --bin PATH and --results DIR are always accepted. Anything else
+# prints the script's header comment and exits 2. Callers set the defaults first.
+bench_options() {
+    local names=" ${1//!/! } no_build! bin results "
+    shift
+    while (($#)); do
+        local name=${1#--}
+        name=${name//-/_}
+        if [[ $1 != --* ]]; then
+            bench_usage
+        elif [[ $names == *" $name! "* ]]; then
+            printf -v "${name^^}" 1
+            shift
+        elif [[ $names == *" $name "* && $# -ge 2 ]]; then
+            printf -v "${name^^}" '%s' "$2"
+            shift 2
+        else
+            bench_usage
+        fi
+    done
+}
+
+# The calling script's header comment (its lines 2 up to the first line not a comment).
+bench_usage() {
+    awk 'NR > 1 && !/^#/ { exit } NR > 1 { print }' "$0" >&2
+    exit 2
+}

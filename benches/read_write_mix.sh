@@ -17,25 +17,15 @@ source benches/lib.sh
 HOST=$BENCH_HOST
 DURATION=10
 CLIENTS="10 100"
-BUILD=1
 RESULTS=
 
-while [ $# -gt 0 ]; do
-    case $1 in
-        --duration) DURATION=$2; shift 2 ;;
-        --clients) CLIENTS=$2; shift 2 ;;
-        --no-build) BUILD=0; shift ;;
-        --results) RESULTS=$2; shift 2 ;;
-        *) sed -n '2,12p' "${BASH_SOURCE[0]}" >&2; exit 2 ;;
-    esac
-done
+bench_options "duration clients" "$@"
 RESULTS=${RESULTS:-$(mktemp -d /tmp/pgsplit-rw-bench.XXXXXX)}
 mkdir -p "$RESULTS"
 log() { echo "[rw-bench] $*" >&2; }
 
 WORK=$RESULTS
-[ "$BUILD" = 1 ] || NO_BUILD=1
-bench_binary
+[ "$BUILD" = 1 ] || NO_bench_binary
 
 export PGPASSWORD=postgres
 psql_on() { local port=$1; shift; psql -X -q -h $HOST -p "$port" -U postgres -d app -v ON_ERROR_STOP=1 "$@"; }

@@ -11,19 +11,9 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 DURATION=10 REPEAT=3 CLIENTS=10 MODE=prepared SECTION=stats
-while (($#)); do
-    case $1 in
-        --duration) DURATION=$2; shift 2 ;;
-        --repeat) REPEAT=$2; shift 2 ;;
-        --clients) CLIENTS=$2; shift 2 ;;
-        --mode) MODE=$2; shift 2 ;;
-        --section) SECTION=$2; shift 2 ;;
-        *) echo "usage: $0 [--duration S] [--repeat N] [--clients C] [--mode prepared|simple] [--section stats|n_plus_one]" >&2; exit 2 ;;
-    esac
-done
-
 export PGPASSWORD=app
 source benches/lib.sh
+bench_options "duration repeat clients mode section" "$@"
 bench_binary
 WORK=$(mktemp -d)
 trap 'bench_cleanup; rm -rf "$WORK"' EXIT

@@ -24,17 +24,7 @@ DURATION=10
 CLIENTS=10
 DEMO=30
 RESULTS=
-while [ $# -gt 0 ]; do
-    case $1 in
-        --base) BASE=$2; shift 2 ;;
-        --duration) DURATION=$2; shift 2 ;;
-        --clients) CLIENTS=$2; shift 2 ;;
-        --demo) DEMO=$2; shift 2 ;;
-        --no-build) NO_BUILD=1; shift ;;
-        --results) RESULTS=$2; shift 2 ;;
-        *) sed -n '2,17p' "${BASH_SOURCE[0]}" >&2; exit 2 ;;
-    esac
-done
+bench_options "base duration clients demo" "$@"
 WORK=${RESULTS:-$(mktemp -d /tmp/pgsplit-tenant-cost.XXXXXX)}
 mkdir -p "$WORK"
 log() { echo "[tenant-cost] $*" >&2; }

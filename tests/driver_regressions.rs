@@ -2,78 +2,12 @@
 
 mod common;
 
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
+use common::wire::{bind, first_column, read_until, show, tags};
 use common::{raw_authenticated, unique, TestProxy};
 use postgres_protocol::message::frontend;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// One backend message: its tag and body.
-type Msg = (u8, Vec<u8>);
-
-/// Reads backend messages until one with tag `until` arrives; returns all of them.
-async fn read_until(s: &mut tokio::net::TcpStream, buf: &mut BytesMut, until: u8) -> Vec<Msg> {
-    let mut msgs = Vec::new();
-    loop {
-        while buf.len() >= 5 {
-            let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
-            if buf.len() < 1 + len {
-                break;
-            }
-            let frame = buf.split_to(1 + len);
-            msgs.push((frame[0], frame[5..].to_vec()));
-            if frame[0] == until {
-                return msgs;
-            }
-        }
-        let n = tokio::time::timeout(Duration::from_secs(10), s.read_buf(buf))
-            .await
-            .unwrap_or_else(|_| panic!("no reply within 10 s; saw {}", show(&msgs)))
-            .unwrap();
-        assert!(n > 0, "proxy closed the connection; saw {}", show(&msgs));
-    }
-}
-
-/// Tags, with the text of any ErrorResponse, for assertion messages.
-fn show(msgs: &[Msg]) -> String {
-    msgs.iter()
-        .map(|(t, b)| {
-            if *t == b'E' {
-                format!("E({})", String::from_utf8_lossy(b).replace('\0', " "))
-            } else {
-                char::from(*t).to_string()
-            }
-        })
-        .collect()
-}
-
-fn tags(msgs: &[Msg]) -> String {
-    msgs.iter().map(|(t, _)| char::from(*t)).collect()
-}
-
-/// The first column of each DataRow, as text.
-fn first_column(msgs: &[Msg]) -> Vec<String> {
-    msgs.iter()
-        .filter(|(t, _)| *t == b'D')
-        .map(|(_, b)| {
-            let len = i32::from_be_bytes([b[2], b[3], b[4], b[5]]) as usize;
-            String::from_utf8_lossy(&b[6..6 + len]).into_owned()
-        })
-        .collect()
-}
-
-/// Bind of `statement` to `portal`, no parameters, text results.
-fn bind(portal: &str, statement: &str, out: &mut BytesMut) {
-    let mut body = BytesMut::new();
-    body.put_slice(portal.as_bytes());
-    body.put_u8(0);
-    body.put_slice(statement.as_bytes());
-    body.put_u8(0);
-    body.put_slice(&[0, 0, 0, 0, 0, 0]);
-    out.put_u8(b'B');
-    out.put_u32(4 + body.len() as u32);
-    out.put_slice(&body);
-}
+use tokio::io::AsyncWriteExt;
 
 fn query(sql: &str, out: &mut BytesMut) {
     frontend::query(sql, out).unwrap();

@@ -202,34 +202,6 @@ async fn close_and_reprepare_and_describe() {
     proxy.handle.shutdown().await;
 }
 
-/// Reads backend messages until one with tag `until` arrives; returns the tags seen.
-async fn read_tags(s: &mut tokio::net::TcpStream, buf: &mut bytes::BytesMut, until: u8) -> Vec<u8> {
-    use tokio::io::AsyncReadExt;
-    let mut tags = Vec::new();
-    loop {
-        while buf.len() >= 5 {
-            let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
-            if buf.len() < 1 + len {
-                break;
-            }
-            let frame = buf.split_to(1 + len);
-            tags.push(frame[0]);
-            if frame[0] == until {
-                return tags;
-            }
-        }
-        let n = tokio::time::timeout(Duration::from_secs(5), s.read_buf(buf))
-            .await
-            .expect("reply within 5 s")
-            .unwrap();
-        assert!(
-            n > 0,
-            "proxy closed the connection; saw {:?}",
-            String::from_utf8_lossy(&tags)
-        );
-    }
-}
-
 #[tokio::test]
 async fn flush_on_a_replica_then_a_write_does_not_hang() {
     use postgres_protocol::message::frontend;
@@ -243,8 +215,8 @@ async fn flush_on_a_replica_then_a_write_does_not_hang() {
     frontend::flush(&mut out);
     s.write_all(&out).await.unwrap();
     let mut buf = bytes::BytesMut::new();
-    let tags = read_tags(&mut s, &mut buf, b'T').await;
-    assert_eq!(tags, b"1tT");
+    let got = wire::read_until(&mut s, &mut buf, b'T').await;
+    assert_eq!(wire::show(&got), "1tT");
     // Now a statement that needs the primary, ended by Sync.
     out.clear();
     frontend::parse(
@@ -254,13 +226,12 @@ async fn flush_on_a_replica_then_a_write_does_not_hang() {
         &mut out,
     )
     .unwrap();
-    // Bind of the unnamed statement to the unnamed portal, no parameters, text results.
-    out.extend_from_slice(&[b'B', 0, 0, 0, 12, 0, 0, 0, 0, 0, 0, 0, 0]);
+    wire::bind("", "", &mut out);
     frontend::execute("", 0, &mut out).unwrap();
     frontend::sync(&mut out);
     s.write_all(&out).await.unwrap();
-    let tags = read_tags(&mut s, &mut buf, b'Z').await;
-    assert_eq!(tags, b"12DCZ", "got {:?}", String::from_utf8_lossy(&tags));
+    let got = wire::read_until(&mut s, &mut buf, b'Z').await;
+    assert_eq!(wire::show(&got), "12DCZ");
     proxy.handle.shutdown().await;
 }
 

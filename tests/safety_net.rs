@@ -1,12 +1,13 @@
 //! The replica-refusal safety net through pgsplit on the real cluster: a function turned writer behind pgsplit's back, alone and inside pipelines of extended-protocol requests.
 
 mod common;
+use common::wire::{errors, read_ready, rows, show, Msg};
 use common::*;
 
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 use postgres_protocol::message::frontend;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 #[tokio::test]
@@ -113,63 +114,6 @@ async fn a_function_turned_writer_behind_pgsplits_back_is_re_sent_to_the_primary
     proxy.handle.shutdown().await;
 }
 
-/// One backend message: its tag and body.
-type Msg = (u8, Vec<u8>);
-
-/// Reads backend messages until the `n`th ReadyForQuery; all of them, in order.
-async fn read_ready(s: &mut TcpStream, buf: &mut BytesMut, mut n: usize) -> Vec<Msg> {
-    let mut msgs = Vec::new();
-    loop {
-        while buf.len() >= 5 {
-            let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
-            if buf.len() < 1 + len {
-                break;
-            }
-            let frame = buf.split_to(1 + len);
-            msgs.push((frame[0], frame[5..].to_vec()));
-            if frame[0] == b'Z' {
-                n -= 1;
-                if n == 0 {
-                    return msgs;
-                }
-            }
-        }
-        let read = tokio::time::timeout(Duration::from_secs(20), s.read_buf(buf)).await;
-        let got = read.unwrap_or_else(|_| panic!("no reply within 20 s; saw {}", tags(&msgs)));
-        assert!(got.unwrap() > 0, "proxy closed; saw {}", tags(&msgs));
-    }
-}
-
-/// Tags, with the code and text of any ErrorResponse.
-fn tags(msgs: &[Msg]) -> String {
-    msgs.iter()
-        .map(|(t, b)| match t {
-            b'E' => format!("E({})", String::from_utf8_lossy(b).replace('\0', " ")),
-            _ => char::from(*t).to_string(),
-        })
-        .collect()
-}
-
-/// The columns of each DataRow, as text.
-fn rows(msgs: &[Msg]) -> Vec<Vec<String>> {
-    msgs.iter()
-        .filter(|(t, _)| *t == b'D')
-        .map(|(_, b)| {
-            let n = i16::from_be_bytes([b[0], b[1]]) as usize;
-            let mut at = 2;
-            let mut cols = Vec::with_capacity(n);
-            for _ in 0..n {
-                let len = i32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
-                at += 4;
-                let len = len.max(0) as usize;
-                cols.push(String::from_utf8_lossy(&b[at..at + len]).into_owned());
-                at += len;
-            }
-            cols
-        })
-        .collect()
-}
-
 /// Whether each row's last column (`pg_is_in_recovery()`) says it ran on the replica.
 fn on_replica(msgs: &[Msg]) -> Vec<bool> {
     rows(msgs)
@@ -186,14 +130,7 @@ fn statement(name: &str, sql: &str, out: &mut BytesMut) {
 
 /// Bind of `statement` to the unnamed portal (no parameters, text), Describe and Execute.
 fn bind(statement: &str, out: &mut BytesMut) {
-    let mut body = BytesMut::new();
-    body.put_u8(0);
-    body.put_slice(statement.as_bytes());
-    body.put_u8(0);
-    body.put_slice(&[0, 0, 0, 0, 0, 0]);
-    out.put_u8(b'B');
-    out.put_u32(4 + body.len() as u32);
-    out.put_slice(&body);
+    wire::bind("", statement, out);
     frontend::describe(b'P', "", out).unwrap();
     frontend::execute("", 0, out).unwrap();
 }
@@ -207,17 +144,13 @@ async fn until_on_replica(sock: &mut TcpStream, buf: &mut BytesMut) {
         frontend::sync(&mut out);
         sock.write_all(&out).await.unwrap();
         let msgs = read_ready(sock, buf, 1).await;
-        assert_eq!(tags(&msgs), "12TDCZ");
+        assert_eq!(show(&msgs), "12TDCZ");
         if on_replica(&msgs) == [true] {
             return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("plain reads no longer use the replica");
-}
-
-fn errors(msgs: &[Msg]) -> usize {
-    msgs.iter().filter(|(t, _)| *t == b'E').count()
 }
 
 #[tokio::test]
@@ -275,7 +208,7 @@ async fn a_refusal_inside_a_pipeline_is_re_sent_before_the_client_sees_its_answe
     frontend::sync(&mut out);
     sock.write_all(&out).await.unwrap();
     let msgs = read_ready(&mut sock, &mut buf, 1).await;
-    assert_eq!(tags(&msgs), "12TDC12TDC12TDCZ", "one Sync batch");
+    assert_eq!(show(&msgs), "12TDC12TDC12TDCZ", "one Sync batch");
     assert_eq!(on_replica(&msgs), [false; 3]);
 
     until_on_replica(&mut sock, &mut buf).await;
@@ -291,7 +224,7 @@ async fn a_refusal_inside_a_pipeline_is_re_sent_before_the_client_sees_its_answe
     frontend::sync(&mut out);
     sock.write_all(&out).await.unwrap();
     let msgs = read_ready(&mut sock, &mut buf, 3).await;
-    assert_eq!(tags(&msgs), "12TDCZ12TDCZ12TDCZ", "three Syncs");
+    assert_eq!(show(&msgs), "12TDCZ12TDCZ12TDCZ", "three Syncs");
     let where_ran = on_replica(&msgs);
     assert_eq!(where_ran[1..], [false, false], "{where_ran:?}");
     // The named statement exists once: binding it again works, on the primary.
@@ -300,7 +233,7 @@ async fn a_refusal_inside_a_pipeline_is_re_sent_before_the_client_sees_its_answe
     frontend::sync(&mut out);
     sock.write_all(&out).await.unwrap();
     let msgs = read_ready(&mut sock, &mut buf, 1).await;
-    assert_eq!(tags(&msgs), "2TDCZ");
+    assert_eq!(show(&msgs), "2TDCZ");
     assert_eq!(on_replica(&msgs), [false]);
 
     until_on_replica(&mut sock, &mut buf).await;
@@ -314,7 +247,7 @@ async fn a_refusal_inside_a_pipeline_is_re_sent_before_the_client_sees_its_answe
     sock.write_all(&out).await.unwrap();
     let msgs = read_ready(&mut sock, &mut buf, 1).await;
     assert_eq!(
-        tags(&msgs),
+        show(&msgs),
         "12TDCZ",
         "the refused request, answered before the next Sync"
     );
@@ -323,7 +256,7 @@ async fn a_refusal_inside_a_pipeline_is_re_sent_before_the_client_sees_its_answe
     frontend::sync(&mut out);
     sock.write_all(&out).await.unwrap();
     let msgs = read_ready(&mut sock, &mut buf, 1).await;
-    assert_eq!(tags(&msgs), "12TDCZ");
+    assert_eq!(show(&msgs), "12TDCZ");
 
     // Nothing of a dropped attempt is left over for the next read on a replica.
     until_on_replica(&mut sock, &mut buf).await;
@@ -344,7 +277,7 @@ async fn a_refusal_inside_a_pipeline_is_re_sent_before_the_client_sees_its_answe
         frontend::sync(&mut out);
         sock.write_all(&out).await.unwrap();
         let msgs = read_ready(&mut sock, &mut buf, 1).await;
-        let shown = tags(&msgs);
+        let shown = show(&msgs);
         if attempt == 0 {
             assert_eq!(
                 errors(&msgs),

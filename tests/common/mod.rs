@@ -3,6 +3,7 @@
 
 pub mod cache;
 pub mod own_cluster;
+pub mod wire;
 
 use pgsplit::config::{Config, EnvOverrides};
 use std::sync::Arc;
