@@ -110,7 +110,7 @@ RESULTS=$(realpath "$RESULTS")
 # PgBouncer runs as postgres and must reach its files below this directory.
 chmod 0755 "$RESULTS"
 RUNS_CSV=$RESULTS/runs.csv
-echo "section,target,mode,clients,rep,exit,tps,latency_ms,failed,aborted,cpu_busy_before_pct,loadavg" >"$RUNS_CSV"
+echo "section,target,mode,clients,rep,exit,tps,latency_ms,failed,aborted,cpu_busy_before_pct,loadavg,proxy_cpu_us_per_tx" >"$RUNS_CSV"
 
 # --- cleanup ----------------------------------------------------------------------------------
 PGSPLIT_PID=
@@ -313,11 +313,20 @@ ensure_alive() {
 }
 
 # Per-cell results: space-separated values over the repetitions.
-declare -A TPS LAT FAILED ABORTED BADEXIT FIRST_ERR
+declare -A TPS LAT CPU FAILED ABORTED BADEXIT FIRST_ERR
+CLK_TCK=$(getconf CLK_TCK)
+
+# User + system CPU ticks of a process and all its threads so far ("" for direct targets).
+cpu_ticks() {
+    [[ -n ${PID[$1]:-} && -r /proc/${PID[$1]}/stat ]] || return 0
+    # Fields after the command name (which may hold spaces): utime and stime are 12th and 13th.
+    sed -E 's/^.*\) //' "/proc/${PID[$1]}/stat" | awk '{ print $12 + $13 }'
+}
 
 # run_pgbench SECTION TARGET MODE CLIENTS JOBS REP
 run_pgbench() {
     local section=$1 t=$2 mode=$3 c=$4 j=$5 rep=$6 out rc=0 tps lat failed aborted key load
+    local ticks_before ticks_after txns cpu=
     key="$section|$t|$mode|$c"
     out=$RESULTS/pgbench-$section-$t-$mode-c$c-r$rep.log
     local attempt
@@ -326,9 +335,11 @@ run_pgbench() {
         ((QUIET_WAIT == 0)) && BUSY=$(cpu_busy_pct) || wait_quiet
         load=$(cut -d' ' -f1-3 /proc/loadavg)
         rc=0
+        ticks_before=$(cpu_ticks "$t")
         PGPASSWORD=app timeout --kill-after=10 $((DURATION + 60)) \
             pgbench -n -S -M "$mode" -c "$c" -j "$j" -T "$DURATION" -h "$HOST" -p "${PORT[$t]}" -U app app \
             >"$out" 2>&1 || rc=$?
+        ticks_after=$(cpu_ticks "$t")
         # A proxy that exited during the run (a crash, or a signal from someone else's cleanup on
         # this shared machine) spoils the run: keep its output, note it, restart and run it again.
         if [[ $t != direct && $t != replica ]] && ! kill -0 "${PID[$t]}" 2>/dev/null && ((attempt < 3)); then
@@ -343,6 +354,11 @@ run_pgbench() {
     lat=$(sed -n 's/^latency average = \([0-9.]*\) ms$/\1/p' "$out")
     failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$out")
     aborted=$(grep -cE 'client [0-9]+ (script [0-9]+ )?aborted' "$out" || true)
+    txns=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$out")
+    if [[ -n $ticks_before && -n $ticks_after && ${txns:-0} -gt 0 ]]; then
+        cpu=$(awk -v d=$((ticks_after - ticks_before)) -v hz="$CLK_TCK" -v n="$txns" 'BEGIN { printf "%.1f", d * 1e6 / hz / n }')
+        CPU[$key]+="$cpu "
+    fi
     TPS[$key]+="$tps "
     LAT[$key]+="$lat "
     FAILED[$key]=$((${FAILED[$key]:-0} + ${failed:-0}))
@@ -354,8 +370,8 @@ run_pgbench() {
     if [[ -z ${FIRST_ERR[$key]:-} ]] && { ((rc != 0)) || ((aborted > 0)) || [[ ${failed:-0} != 0 ]]; }; then
         FIRST_ERR[$key]=$(grep -m1 -E 'error|ERROR|FATAL|aborted' "$out" | sed 's/^pgbench: //' | cut -c1-200 || true)
     fi
-    echo "$section,$t,$mode,$c,$rep,$rc,$tps,$lat,${failed:-},$aborted,$BUSY,$load" >>"$RUNS_CSV"
-    log "$section $t -M $mode -c $c run $rep: tps=${tps:-none} lat=${lat:-none}ms exit=$rc failed=${failed:-?} aborted=$aborted (cpu ${BUSY}% busy before, load $load)"
+    echo "$section,$t,$mode,$c,$rep,$rc,$tps,$lat,${failed:-},$aborted,$BUSY,$load,$cpu" >>"$RUNS_CSV"
+    log "$section $t -M $mode -c $c run $rep: tps=${tps:-none} lat=${lat:-none}ms cpu/tx=${cpu:-n/a}µs exit=$rc failed=${failed:-?} aborted=$aborted (cpu ${BUSY}% busy before, load $load)"
 }
 
 # Failure summary of one cell: "0" or what went wrong, for the table.
@@ -468,6 +484,24 @@ report() {
         done
         echo
         echo "Runs (TPS each): $(for cfg in "${CONFIGS[@]}"; do read -r mode c <<<"$cfg"; for t in "${TARGETS[@]}"; do printf '%s %s c%s: %s; ' "$t" "$mode" "$c" "$(echo ${TPS[throughput|$t|$mode|$c]:-})"; done; done)"
+        echo
+    fi
+    if has_section throughput || has_section latency; then
+        echo "### Proxy CPU per transaction (µs: the proxy process's user + system time over pgbench's transactions, median)"
+        echo
+        echo "| section | mode | clients | pgsplit | PgBouncer | pgsplit / PgBouncer |"
+        echo "|---|---|---:|---:|---:|---:|"
+        local cells=()
+        has_section throughput && cells+=("${CONFIGS[@]/#/throughput }")
+        has_section latency && for mode in "${LAT_MODES[@]}"; do cells+=("latency $mode 1"); done
+        for cell in "${cells[@]}"; do
+            read -r section mode c <<<"$cell"
+            s=$(median ${CPU[$section|pgsplit|$mode|$c]:-})
+            b=$(median ${CPU[$section|pgbouncer|$mode|$c]:-})
+            echo "| $section | $mode | $c | ${s:-n/a} | ${b:-n/a} | $(ratio "$s" "$b") |"
+        done
+        echo
+        echo "PgBouncer's prepared rows fail (it has no prepared-statement support in transaction mode here), so its prepared CPU is per transaction of a failing run."
         echo
     fi
     if has_section latency; then
