@@ -58,6 +58,10 @@ pub enum ClientError {
     /// state: under transaction pooling the nextval() ran on a connection since given back.
     #[error("{0}() cannot see a nextval() from an earlier transaction under pgsplit's transaction pooling (it could return another session's value); use INSERT ... RETURNING, or call nextval() and {0}() in the same transaction")]
     SequenceStateElsewhere(&'static str),
+    /// A prepared statement whose text now returns other columns than a Describe showed the
+    /// client (a column's type changed since): PostgreSQL's own words for its own statements.
+    #[error("cached plan must not change result type")]
+    ResultColumnsChanged,
 }
 
 impl ClientError {
@@ -97,6 +101,7 @@ impl ClientError {
             }
             ClientError::Internal(_) => SqlState::INTERNAL_ERROR,
             ClientError::SequenceStateElsewhere(_) => SqlState::FEATURE_NOT_SUPPORTED,
+            ClientError::ResultColumnsChanged => SqlState::FEATURE_NOT_SUPPORTED,
         }
     }
 
@@ -124,18 +129,25 @@ impl ClientError {
             | ClientError::ServerUnreachable { .. }
             | ClientError::PrimaryDown(_)
             | ClientError::ServerLost(_)
-            | ClientError::SequenceStateElsewhere(_) => Severity::Error,
+            | ClientError::SequenceStateElsewhere(_)
+            | ClientError::ResultColumnsChanged => Severity::Error,
         }
     }
 
     /// Writes the ErrorResponse for this error.
     pub fn write(&self, out: &mut bytes::BytesMut) {
-        crate::protocol::build::error_response(
-            out,
-            self.severity(),
-            self.sqlstate(),
-            &self.to_string(),
-        );
+        let (severity, code, text) = (self.severity(), self.sqlstate(), self.to_string());
+        match self {
+            // PostgreSQL's own report of it comes from this routine, which asyncpg looks for.
+            ClientError::ResultColumnsChanged => crate::protocol::build::error_response_from(
+                out,
+                severity,
+                code,
+                &text,
+                "RevalidateCachedQuery",
+            ),
+            _ => crate::protocol::build::error_response(out, severity, code, &text),
+        }
     }
 }
 

@@ -248,3 +248,81 @@ async fn messages_after_an_unsynced_error_are_skipped_to_the_sync() {
         proxy.handle.shutdown().await;
     }
 }
+
+/// asyncpg, sqlx and pgjdbc keep a statement's result columns from its Describe and decode
+/// rows by them. After a column's type changes, a server connection that prepares the text
+/// again returns the new type: unchecked, the client decoded text as int4. PostgreSQL fails
+/// its own cached statement with 0A000 instead; so does pgsplit now, for reads and writes,
+/// and a write that failed so is rolled back. One server connection per role, holding one
+/// statement, so that every Bind of the first statement prepares it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_whose_result_columns_changed_fails_with_0a000_and_writes_nothing() {
+    let proxy = TestProxy::start_with(
+        "[pool]\nprimary_size = 1\nreplica_size = 1\nmax_prepared_per_server = 1\n",
+    )
+    .await;
+    let t = unique("drv_columns");
+    let admin = proxy.connect().await;
+    admin
+        .batch_execute(&format!(
+            "create table {t} (id int primary key, v int); insert into {t} values (1, 10)"
+        ))
+        .await
+        .unwrap();
+    common::wait_for_replica().await;
+    let c = proxy.connect().await;
+    let read = c
+        .prepare(&format!("select v from {t} where id = $1"))
+        .await
+        .unwrap();
+    let write = c
+        .prepare(&format!("insert into {t} values ($1, 7) returning v"))
+        .await
+        .unwrap();
+    let other = c.prepare("select 1").await.unwrap();
+    // Prepared again on each use (the other statements evicted it), with the same columns:
+    // nothing to report.
+    for _ in 0..2 {
+        c.query_one(&other, &[]).await.unwrap();
+        let v: i32 = c.query_one(&read, &[&1i32]).await.unwrap().get(0);
+        assert_eq!(v, 10);
+    }
+    admin
+        .batch_execute(&format!("alter table {t} alter column v type text"))
+        .await
+        .unwrap();
+    common::wait_for_replica().await;
+    c.query_one(&other, &[]).await.unwrap();
+    let code = |e: tokio_postgres::Error| e.as_db_error().map(|d| d.code().code().to_string());
+    let e = c.query_one(&read, &[&1i32]).await.unwrap_err();
+    assert_eq!(code(e).as_deref(), Some("0A000"));
+    // As PostgreSQL's own statement would, it keeps failing until prepared again.
+    let e = c.query_one(&read, &[&1i32]).await.unwrap_err();
+    assert_eq!(code(e).as_deref(), Some("0A000"));
+    c.query_one(&other, &[]).await.unwrap();
+    let e = c.query_one(&write, &[&2i32]).await.unwrap_err();
+    assert_eq!(code(e).as_deref(), Some("0A000"));
+    let rows: i64 = admin
+        .query_one(&format!("select count(*) from {t}"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 1, "the failed insert was rolled back");
+    // Prepared again, the statement has the new columns.
+    let read = c
+        .prepare(&format!("select v from {t} where id = $1"))
+        .await
+        .unwrap();
+    let v: String = c.query_one(&read, &[&1i32]).await.unwrap().get(0);
+    assert_eq!(v, "10");
+    // The session is usable, inside a transaction too.
+    c.batch_execute("begin").await.unwrap();
+    let e = c.query_one(&write, &[&3i32]).await.unwrap_err();
+    assert_eq!(code(e).as_deref(), Some("0A000"));
+    c.batch_execute("rollback").await.unwrap();
+    admin
+        .batch_execute(&format!("drop table {t}"))
+        .await
+        .unwrap();
+    proxy.handle.shutdown().await;
+}

@@ -60,6 +60,7 @@ fn drivers() -> Vec<Driver> {
                 "transactions",
                 "statement_cache_pooled",
                 "statement_cache_after_ddl",
+                "result_columns_after_ddl",
                 "copy_records_1_to_100000",
                 "copy_to_table_after_prepare",
                 "copy_in_transaction",

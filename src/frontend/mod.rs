@@ -2,6 +2,7 @@
 
 mod action;
 mod cached;
+mod columns;
 mod consistency;
 mod copy;
 mod deadline;

@@ -22,6 +22,14 @@ pub enum Expect {
     Describe {
         statement: Option<(Bytes, u64)>,
     },
+    /// A Describe the proxy sent of a client statement it prepared again on this connection:
+    /// its answer is swallowed and compared with `columns`, what the client was shown for
+    /// `name` (see [`columns_shape`]).
+    Check {
+        name: Bytes,
+        key: u64,
+        columns: u64,
+    },
     Execute,
     /// A Close of a portal, or of the unnamed statement, forwarded to the server.
     Close,
@@ -65,6 +73,16 @@ pub struct Event {
     pub unsolicited_error: bool,
     /// A ParameterDescription answers a Describe of this client statement (name, key).
     pub described: Option<(Bytes, u64)>,
+    /// A RowDescription or NoData answers a Describe of this client statement (name, key).
+    pub described_columns: Option<(Bytes, u64)>,
+    /// A RowDescription or NoData answers the proxy's check of this client statement: compare
+    /// it with what the client was shown, then call [`Plan::checked`].
+    pub check: Option<Check>,
+    /// This ReadyForQuery ends a request whose replies were swallowed after a failed check:
+    /// the client must hear the check's error before it.
+    pub checked_failed: bool,
+    /// An error answered the held request before its checks: send this now.
+    pub release: Option<Release>,
     /// An extended-protocol error with no Sync sent after it (a request sent on with Flush):
     /// the server now ignores every message up to the next Sync, so anything the client sends
     /// before its Sync would be expected to answer and never would.
@@ -82,6 +100,63 @@ pub struct Desync {
 pub struct Plan {
     queue: VecDeque<Expect>,
     internal_failed: bool,
+    /// The request's Sync is held back until its checks are answered (translate.rs).
+    held: Option<Held>,
+    /// A check failed: the request's replies up to its ReadyForQuery are swallowed.
+    poisoned: bool,
+}
+
+/// A request whose Sync the proxy has not sent yet.
+#[derive(Debug, PartialEq, Eq)]
+struct Held {
+    checks: u32,
+    /// Server statements whose columns did not match: closed before the Sync.
+    close: Vec<u64>,
+}
+
+/// A check answered: the client's statement, its server key, and the columns it was shown.
+#[derive(Debug, PartialEq, Eq, Clone)]
+pub struct Check {
+    pub name: Bytes,
+    pub key: u64,
+    pub columns: u64,
+}
+
+/// What to send once a held request's checks are all answered.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Release {
+    /// Every check matched: the Sync.
+    Sync,
+    /// One did not: a Close of each server statement that did not match (so no client binds
+    /// it unchecked), a message the server fails (so the implicit transaction rolls back
+    /// whatever ran after the check), then the Sync. Their replies are planned already.
+    FailThenSync { close: Vec<u64> },
+}
+
+/// The shape of a RowDescription (B) body that PostgreSQL keeps a prepared statement to:
+/// each column's name, type and type modifier (not its table or format). NoData is `None`'s
+/// shape, the same as no columns. None for a body that is no RowDescription.
+pub fn columns_shape(row_description: Option<&[u8]>) -> Option<u64> {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = ahash::RandomState::with_seeds(5, 6, 7, 8).build_hasher();
+    let Some(mut b) = row_description else {
+        h.write_u16(0);
+        return Some(h.finish());
+    };
+    let (n, rest) = b.split_first_chunk::<2>()?;
+    let n = u16::from_be_bytes(*n);
+    h.write_u16(n);
+    b = rest;
+    for _ in 0..n {
+        let end = b.iter().position(|&c| c == 0)?;
+        h.write(&b[..end]);
+        // table oid (4), column number (2), type oid (4), type length (2), modifier (4), format (2)
+        let field = b.get(end + 1..end + 19)?;
+        h.write(&field[6..10]);
+        h.write(&field[12..16]);
+        b = &b[end + 19..];
+    }
+    Some(h.finish())
 }
 
 impl Plan {
@@ -104,11 +179,61 @@ impl Plan {
             .iter()
             .rev()
             .take_while(|e| !matches!(e, Expect::Sync | Expect::Query | Expect::FunctionCall))
-            .any(|e| !matches!(e, Expect::Internal | Expect::Probe | Expect::CloseInjected))
+            .any(|e| {
+                !matches!(
+                    e,
+                    Expect::Internal | Expect::Probe | Expect::CloseInjected | Expect::Check { .. }
+                )
+            })
     }
 
     pub fn clear(&mut self) {
         self.queue.clear();
+        self.held = None;
+        self.poisoned = false;
+    }
+
+    /// The request just planned has `checks` checks and its Sync was not sent.
+    pub fn hold_sync(&mut self, checks: u32) {
+        if checks > 0 {
+            self.held = Some(Held {
+                checks,
+                close: Vec::new(),
+            });
+        }
+    }
+
+    /// A Sync is held back: nothing else may be sent to this server before it.
+    pub fn holds_sync(&self) -> bool {
+        self.held.is_some()
+    }
+
+    /// One check was answered: `mismatched`, the server statement whose columns differ (None:
+    /// they agree). Once all are answered, what to send.
+    pub fn checked(&mut self, mismatched: Option<u64>) -> Option<Release> {
+        let held = self.held.as_mut()?;
+        held.checks = held.checks.saturating_sub(1);
+        if let Some(key) = mismatched {
+            held.close.push(key);
+            self.poisoned = true;
+        }
+        if held.checks > 0 {
+            return None;
+        }
+        let close = self.held.take()?.close;
+        if close.is_empty() {
+            return Some(Release::Sync);
+        }
+        // Their CloseCompletes come before the failure and the Sync's ReadyForQuery.
+        let at = self
+            .queue
+            .iter()
+            .rposition(|e| matches!(e, Expect::Sync))
+            .unwrap_or(self.queue.len());
+        for _ in &close {
+            self.queue.insert(at, Expect::CloseInjected);
+        }
+        Some(Release::FailThenSync { close })
     }
 
     /// Writes synthetic replies that are now due (everything before them is answered).
@@ -125,6 +250,22 @@ impl Plan {
     /// `forget` collects server statement keys and client statement names that must be
     /// forgotten because their Parse failed or was skipped after an error.
     pub fn on_message(&mut self, t: u8, forget: &mut Vec<Forget>) -> Result<(Step, Event), Desync> {
+        let own = matches!(self.queue.front(), Some(Expect::Internal | Expect::Probe));
+        let (mut step, mut ev) = self.advance(t, forget)?;
+        if self.poisoned && !own {
+            match t {
+                tag::READY_FOR_QUERY if ev.ready => {
+                    self.poisoned = false;
+                    ev.checked_failed = true;
+                }
+                tag::NOTICE_RESPONSE | tag::NOTIFICATION_RESPONSE | tag::PARAMETER_STATUS => {}
+                _ => step = Step::Swallow,
+            }
+        }
+        Ok((step, ev))
+    }
+
+    fn advance(&mut self, t: u8, forget: &mut Vec<Forget>) -> Result<(Step, Event), Desync> {
         let mut ev = Event::default();
         let front = match self.queue.front() {
             Some(f) => f,
@@ -175,16 +316,23 @@ impl Plan {
                     return Ok((Step::Forward, ev));
                 }
                 // Extended protocol: the server skips everything up to the next Sync.
+                let mut checks = 0;
                 while let Some(e) = self.queue.front() {
                     if matches!(e, Expect::Sync) {
                         break;
                     }
-                    if let Some(Expect::Parse {
-                        key, client_name, ..
-                    }) = self.queue.pop_front()
-                    {
-                        forget.push(Forget { key, client_name });
+                    match self.queue.pop_front() {
+                        Some(Expect::Parse {
+                            key, client_name, ..
+                        }) => forget.push(Forget { key, client_name }),
+                        Some(Expect::Check { .. }) => checks += 1,
+                        _ => {}
                     }
+                }
+                // Checks skipped with the rest: the server waits for the held Sync, and the
+                // client hears its own error, not a check's.
+                for _ in 0..checks {
+                    ev.release = self.checked(None).or(ev.release);
                 }
                 ev.unsynced_error = self.queue.is_empty();
                 Ok((Step::Forward, ev))
@@ -211,6 +359,7 @@ impl Plan {
                     ev.described = statement.clone();
                     Ok((Step::Forward, ev))
                 }
+                Expect::Check { .. } => Ok((Step::Swallow, ev)),
                 _ => Err(Desync {
                     got: t,
                     expected: name(front),
@@ -218,10 +367,17 @@ impl Plan {
             },
             tag::ROW_DESCRIPTION | tag::NO_DATA => match front {
                 Expect::Query | Expect::FunctionCall => Ok((Step::Forward, ev)),
-                Expect::Describe { .. } => {
-                    self.queue.pop_front();
-                    Ok((Step::Forward, ev))
-                }
+                Expect::Describe { .. } | Expect::Check { .. } => match self.queue.pop_front() {
+                    Some(Expect::Describe { statement }) => {
+                        ev.described_columns = statement;
+                        Ok((Step::Forward, ev))
+                    }
+                    Some(Expect::Check { name, key, columns }) => {
+                        ev.check = Some(Check { name, key, columns });
+                        Ok((Step::Swallow, ev))
+                    }
+                    other => Err(self.desync(t, other)),
+                },
                 _ => Err(Desync {
                     got: t,
                     expected: name(front),
@@ -285,7 +441,7 @@ fn name(e: &Expect) -> &'static str {
     match e {
         Expect::Parse { .. } => "Parse",
         Expect::Bind => "Bind",
-        Expect::Describe { .. } => "Describe",
+        Expect::Describe { .. } | Expect::Check { .. } => "Describe",
         Expect::Execute => "Execute",
         Expect::Close | Expect::CloseInjected => "Close",
         Expect::Synthetic(_) => "a proxy reply",
@@ -297,228 +453,4 @@ fn name(e: &Expect) -> &'static str {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use bytes::BytesMut;
-
-    fn run(plan: &mut Plan, tags: &[u8]) -> Vec<Step> {
-        let mut forget = Vec::new();
-        let mut steps = Vec::new();
-        for &t in tags {
-            let mut out = BytesMut::new();
-            plan.drain_synthetic(&mut out);
-            steps.push(plan.on_message(t, &mut forget).unwrap().0);
-        }
-        steps
-    }
-
-    #[test]
-    fn unsynced_replies_are_told_from_the_proxys_own_queries() {
-        let mut p = Plan::default();
-        assert!(!p.awaits_unsynced_reply());
-        p.push(Expect::Probe);
-        assert!(!p.awaits_unsynced_reply());
-        p.push(Expect::Bind);
-        p.push(Expect::Execute);
-        assert!(p.awaits_unsynced_reply(), "Bind/Execute sent on with Flush");
-        p.push(Expect::Sync);
-        assert!(
-            !p.awaits_unsynced_reply(),
-            "a Sync's ReadyForQuery answers them"
-        );
-    }
-
-    #[test]
-    fn injected_parse_is_swallowed() {
-        let mut p = Plan::default();
-        p.push(Expect::Parse {
-            injected: true,
-            key: Some(1),
-            client_name: None,
-        });
-        p.push(Expect::Bind);
-        p.push(Expect::Execute);
-        p.push(Expect::Sync);
-        let steps = run(&mut p, b"12DDCZ");
-        assert_eq!(steps[0], Step::Swallow);
-        assert!(steps[1..].iter().all(|s| *s == Step::Forward));
-        assert!(p.is_empty());
-    }
-
-    #[test]
-    fn synthetic_parse_complete_in_order() {
-        let mut p = Plan::default();
-        p.push(Expect::Synthetic(Bytes::from_static(b"1\0\0\0\x04")));
-        p.push(Expect::Bind);
-        p.push(Expect::Sync);
-        let mut out = BytesMut::new();
-        p.drain_synthetic(&mut out);
-        assert_eq!(&out[..], b"1\0\0\0\x04");
-        let mut f = Vec::new();
-        assert_eq!(p.on_message(b'2', &mut f).unwrap().0, Step::Forward);
-        let (_, ev) = p.on_message(b'Z', &mut f).unwrap();
-        assert!(ev.ready);
-    }
-
-    #[test]
-    fn error_skips_to_sync_and_forgets_parses() {
-        let mut p = Plan::default();
-        p.push(Expect::Parse {
-            injected: false,
-            key: Some(7),
-            client_name: Some(Bytes::from_static(b"s1")),
-        });
-        p.push(Expect::Bind);
-        p.push(Expect::Parse {
-            injected: false,
-            key: Some(8),
-            client_name: Some(Bytes::from_static(b"s2")),
-        });
-        p.push(Expect::Synthetic(Bytes::from_static(b"x")));
-        p.push(Expect::Sync);
-        p.push(Expect::Bind);
-        p.push(Expect::Sync);
-        let mut f = Vec::new();
-        let (step, ev) = p.on_message(b'E', &mut f).unwrap();
-        assert_eq!(step, Step::Forward);
-        assert!(ev.error);
-        assert!(
-            !ev.unsynced_error,
-            "the queued Sync ends the server's skipping"
-        );
-        assert_eq!(f.len(), 2);
-        assert_eq!(f[0].key, Some(7));
-        assert!(p.on_message(b'Z', &mut f).unwrap().1.ready);
-        assert_eq!(p.len(), 2);
-    }
-
-    /// asyncpg prepares with Parse, Describe, Flush; psycopg's pipeline flushes between
-    /// statements. An error there leaves the server skipping to a Sync nobody has sent yet.
-    #[test]
-    fn error_without_a_sync_queued_is_reported_as_unsynced() {
-        let mut p = Plan::default();
-        p.push(Expect::Synthetic(Bytes::from_static(b"1\0\0\0\x04")));
-        p.push(Expect::Describe { statement: None });
-        let mut out = BytesMut::new();
-        p.drain_synthetic(&mut out);
-        let mut f = Vec::new();
-        let (step, ev) = p.on_message(b'E', &mut f).unwrap();
-        assert_eq!(step, Step::Forward);
-        assert!(ev.error && ev.unsynced_error);
-        assert!(p.is_empty());
-        // What the session did before: plan the client's next Bind/Execute/Sync. The server,
-        // skipping, answers only the Sync, and the plan was out of step at its ReadyForQuery.
-        p.push(Expect::Bind);
-        p.push(Expect::Execute);
-        p.push(Expect::Sync);
-        assert_eq!(
-            p.on_message(b'Z', &mut f).unwrap_err(),
-            Desync {
-                got: b'Z',
-                expected: "Bind"
-            }
-        );
-        // What it does now: its own Sync, whose ReadyForQuery is swallowed.
-        let mut p = Plan::default();
-        p.push(Expect::Bind);
-        p.push(Expect::Execute);
-        let (_, ev) = p.on_message(b'E', &mut f).unwrap();
-        assert!(ev.unsynced_error);
-        p.push(Expect::Internal);
-        let (step, ev) = p.on_message(b'Z', &mut f).unwrap();
-        assert_eq!(step, Step::Swallow);
-        assert!(ev.internal_done && !ev.ready);
-        assert!(p.is_empty());
-    }
-
-    #[test]
-    fn simple_query_with_error_continues_to_ready() {
-        let mut p = Plan::default();
-        p.push(Expect::Query);
-        let steps = run(&mut p, b"TDCE");
-        assert!(steps.iter().all(|s| *s == Step::Forward));
-        assert!(p.on_message(b'Z', &mut Vec::new()).unwrap().1.ready);
-    }
-
-    #[test]
-    fn internal_query_is_swallowed() {
-        let mut p = Plan::default();
-        p.push(Expect::Internal);
-        p.push(Expect::Query);
-        let mut f = Vec::new();
-        assert_eq!(p.on_message(b'C', &mut f).unwrap().0, Step::Swallow);
-        assert_eq!(p.on_message(b'S', &mut f).unwrap().0, Step::Swallow);
-        assert_eq!(p.on_message(b'E', &mut f).unwrap().0, Step::Swallow);
-        let (s, ev) = p.on_message(b'Z', &mut f).unwrap();
-        assert_eq!(s, Step::Swallow);
-        assert!(ev.internal_done && ev.internal_failed);
-        assert_eq!(p.on_message(b'C', &mut f).unwrap().0, Step::Forward);
-    }
-
-    #[test]
-    fn probe_is_swallowed_and_flagged() {
-        let mut p = Plan::default();
-        p.push(Expect::Probe);
-        p.push(Expect::Query);
-        let mut f = Vec::new();
-        for t in *b"TDC" {
-            let (s, ev) = p.on_message(t, &mut f).unwrap();
-            assert_eq!(s, Step::Swallow);
-            assert!(ev.probe && !ev.internal_done);
-        }
-        let (s, ev) = p.on_message(b'Z', &mut f).unwrap();
-        assert_eq!(s, Step::Swallow);
-        assert!(ev.probe && ev.internal_done && !ev.internal_failed);
-        let (_, ev) = p.on_message(b'T', &mut f).unwrap();
-        assert!(!ev.probe);
-    }
-
-    #[test]
-    fn extended_copy_in_drops_the_early_sync() {
-        let mut p = Plan::default();
-        p.push(Expect::Bind);
-        p.push(Expect::Execute);
-        p.push(Expect::Sync);
-        p.push(Expect::Sync);
-        let mut f = Vec::new();
-        p.on_message(b'2', &mut f).unwrap();
-        p.on_message(b'G', &mut f).unwrap();
-        assert_eq!(p.copy_in_started(), 2);
-        p.push(Expect::Sync);
-        p.on_message(b'C', &mut f).unwrap();
-        assert!(p.on_message(b'Z', &mut f).unwrap().1.ready);
-        assert!(p.is_empty());
-    }
-
-    #[test]
-    fn describe_statement() {
-        let mut p = Plan::default();
-        p.push(Expect::Describe { statement: None });
-        p.push(Expect::Sync);
-        assert_eq!(run(&mut p, b"tTZ"), vec![Step::Forward; 3]);
-        assert!(p.is_empty());
-        // A client statement's ParameterDescription names it, for the types to be kept.
-        let s1 = (Bytes::from_static(b"s1"), 9);
-        p.push(Expect::Describe {
-            statement: Some(s1.clone()),
-        });
-        let (_, ev) = p.on_message(b't', &mut Vec::new()).unwrap();
-        assert_eq!(ev.described, Some(s1));
-        let (_, ev) = p.on_message(b'n', &mut Vec::new()).unwrap();
-        assert_eq!(ev.described, None);
-        assert!(p.is_empty());
-    }
-
-    #[test]
-    fn unexpected_message_is_desync() {
-        let mut p = Plan::default();
-        p.push(Expect::Bind);
-        assert!(p.on_message(b'1', &mut Vec::new()).is_err());
-        let mut p = Plan::default();
-        assert!(p.on_message(b'D', &mut Vec::new()).is_err());
-        assert!(p.on_message(b'N', &mut Vec::new()).is_ok());
-        let (step, ev) = p.on_message(b'E', &mut Vec::new()).unwrap();
-        assert_eq!(step, Step::Swallow);
-        assert!(ev.unsolicited_error);
-    }
-}
+mod tests;

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// A client's prepared statement, enough to prepare it again on any server connection.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ClientStatement {
     /// Hash of text and parameter types: the statement's name on every server.
     pub key: u64,
@@ -30,6 +30,13 @@ pub struct ClientStatement {
     pub catalog_salt: u64,
     /// W3C trace id of a `traceparent` in the text (0: none), found once at Parse.
     pub trace: u128,
+    /// The shape of the result columns a Describe showed the client (plan::columns_shape):
+    /// a server connection preparing the text again must return the same, or the client
+    /// would decode its rows by the old types.
+    pub columns: Option<u64>,
+    /// The text now returns other columns than the client was shown: like PostgreSQL's own
+    /// prepared statement, every Bind of it fails with 0A000 until the client prepares again.
+    pub columns_changed: bool,
 }
 
 impl ClientStatement {
@@ -51,6 +58,8 @@ impl ClientStatement {
             analysis,
             catalog_salt,
             trace,
+            columns: None,
+            columns_changed: false,
         }
     }
 }
@@ -91,12 +100,9 @@ impl Session {
         self.statements_salt = salt;
         let fresh = |session: &Session, s: &Arc<ClientStatement>| {
             Arc::new(ClientStatement {
-                key: s.key,
-                sql: s.sql.clone(),
-                param_types: s.param_types.clone(),
                 analysis: session.analyze(&s.sql),
                 catalog_salt: salt,
-                trace: s.trace,
+                ..(**s).clone()
             })
         };
         let refreshed: Vec<(Bytes, Arc<ClientStatement>)> = self
@@ -226,6 +232,8 @@ impl Session {
         match &self.server {
             None => true,
             Some(_) if self.server_dying => false,
+            // The server waits for the Sync of a request being checked (translate.rs).
+            Some(_) if self.plan.holds_sync() => false,
             Some(lease) => {
                 if self.in_server_transaction() || self.continues_portals() {
                     return true;

@@ -1,7 +1,7 @@
 //! Handling what the server sends: forward, swallow or answer in order, track transactions, release when idle.
 
 use super::action::ReadyAction;
-use super::plan::{Expect, Forget, Step};
+use super::plan::{columns_shape, Expect, Forget, Step};
 use super::refusal::Seen;
 use super::session::{End, Session};
 use super::settings::DIRTY;
@@ -50,7 +50,7 @@ impl Session {
             } else {
                 self.plan.drain_synthetic(&mut self.wbuf);
             }
-            let (step, ev) = match self.plan.on_message(t, &mut forget) {
+            let (step, mut ev) = match self.plan.on_message(t, &mut forget) {
                 Ok(x) => x,
                 Err(desync) => {
                     tracing::error!(error = %desync, "server reply out of step with the request");
@@ -97,6 +97,9 @@ impl Session {
                 .described
                 .is_some()
                 .then(|| bytes::Bytes::copy_from_slice(body));
+            let shape = (ev.described_columns.is_some() || ev.check.is_some())
+                .then(|| columns_shape((t == tag::ROW_DESCRIPTION).then_some(body)))
+                .flatten();
             if ev.probe {
                 self.ryw.on_probe_message(t, body);
             }
@@ -181,11 +184,15 @@ impl Session {
                     }
                     self.n1_capture.feed(t, &conn.rbuf[HEADER_LEN..end]);
                 }
-                if hold {
-                    self.ryw.held_mut().extend_from_slice(&conn.rbuf[..end]);
+                let to = if hold {
+                    self.ryw.held_mut()
                 } else {
-                    self.wbuf.extend_from_slice(&conn.rbuf[..end]);
+                    &mut self.wbuf
+                };
+                if ev.checked_failed {
+                    ClientError::ResultColumnsChanged.write(to);
                 }
+                to.extend_from_slice(&conn.rbuf[..end]);
             }
             conn.rbuf.advance(end);
             if ev.error {
@@ -204,6 +211,7 @@ impl Session {
             if let (Some((name, key)), Some(types)) = (&ev.described, described_types) {
                 self.keep_described_types(name, *key, types);
             }
+            self.on_columns(&mut ev, shape);
             if ev.unsynced_error {
                 self.server_skips_to_sync();
             }
@@ -287,32 +295,6 @@ impl Session {
             self.skip_until_sync = true;
         }
         self.recycle_frames(pending.frames);
-    }
-
-    /// The server told the client the parameter types of its statement: a server connection
-    /// that must prepare the statement again gets them spelled out, so it does not infer
-    /// others from a schema changed since (the client encodes binary parameters by them).
-    fn keep_described_types(&mut self, name: &[u8], key: u64, types: bytes::Bytes) {
-        let slot = if name.is_empty() {
-            self.unnamed.as_mut()
-        } else {
-            self.statements.get_mut(name)
-        };
-        let Some(stmt) = slot else {
-            return;
-        };
-        // The client may have closed or replaced the statement since it sent the Describe.
-        if stmt.key != key || stmt.param_types == types {
-            return;
-        }
-        *stmt = std::sync::Arc::new(super::request::ClientStatement {
-            key: stmt.key,
-            sql: stmt.sql.clone(),
-            param_types: types,
-            analysis: stmt.analysis.clone(),
-            catalog_salt: stmt.catalog_salt,
-            trace: stmt.trace,
-        });
     }
 
     /// A Sync, Query or FunctionCall finished: record its statements and apply its session effects.

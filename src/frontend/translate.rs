@@ -27,6 +27,16 @@ impl Session {
         let started = self.pending.arrived;
         let flush_ended = self.pending.terminator == Some(tag::FLUSH);
         let frames = self.take_pending();
+        // A statement prepared again is checked against the columns its client was shown
+        // only in a request of one Sync, at its end: the Sync waits for the check's answer,
+        // and nothing else may reach the server meanwhile.
+        let checkable = frames.last().is_some_and(|f| f.tag() == tag::SYNC)
+            && frames
+                .iter()
+                .filter(|f| matches!(f.tag(), tag::SYNC | tag::QUERY | tag::FUNCTION_CALL))
+                .count()
+                == 1;
+        let mut checks = 0;
         let mut unnamed_id = self.unnamed_id;
         let Some(lease) = self.server.as_mut() else {
             return Err(End::Fatal(ClientError::Internal(
@@ -88,7 +98,13 @@ impl Session {
                         .push_back(std::mem::replace(&mut action, ReadyAction::new(started, 0)));
                 }
                 tag::SYNC => {
-                    out.extend_from_slice(f.raw());
+                    if checks > 0 {
+                        // Sent when the checks are answered (responses.rs).
+                        build::flush(out);
+                        plan.hold_sync(checks);
+                    } else {
+                        out.extend_from_slice(f.raw());
+                    }
                     plan.push(Expect::Sync);
                     self.ready_actions
                         .push_back(std::mem::replace(&mut action, ReadyAction::new(started, 0)));
@@ -135,7 +151,7 @@ impl Session {
                     } else {
                         let name = Bytes::copy_from_slice(p.name);
                         self.statements.insert(name.clone(), stmt.clone());
-                        ensure_prepared(conn, out, plan, &stmt, Some(name));
+                        ensure_prepared(conn, out, plan, &stmt, Some(name), None);
                     }
                 }
                 tag::BIND => {
@@ -147,7 +163,15 @@ impl Session {
                         reparse_unnamed(conn, out, plan, &self.unnamed, parsed_unnamed, unnamed_id);
                         out.extend_from_slice(f.raw());
                     } else if let Some(stmt) = self.statements.get(b.statement) {
-                        ensure_prepared(conn, out, plan, stmt, None);
+                        if stmt.columns_changed {
+                            let mut e = BytesMut::new();
+                            ClientError::ResultColumnsChanged.write(&mut e);
+                            plan.push(Expect::Synthetic(e.freeze()));
+                            failed_at = Some(i);
+                            continue;
+                        }
+                        let check = checkable.then_some(b.statement);
+                        checks += u32::from(ensure_prepared(conn, out, plan, stmt, None, check));
                         build::bind(out, b.portal, &server_name(stmt.key), b.rest);
                     } else {
                         out.extend_from_slice(f.raw());
@@ -180,7 +204,7 @@ impl Session {
                     } else if d.kind == TARGET_STATEMENT {
                         match self.statements.get(d.name) {
                             Some(stmt) => {
-                                ensure_prepared(conn, out, plan, stmt, None);
+                                ensure_prepared(conn, out, plan, stmt, None, None);
                                 build::target(
                                     out,
                                     tag::DESCRIBE,
@@ -243,13 +267,16 @@ fn has_effects(a: &Analysis) -> bool {
 }
 
 /// Makes sure the server has `stmt` under the proxy's name for it, preparing it if not.
+/// With `check` (the client's name for it), a statement prepared again is also described, to
+/// compare its columns with those the client was shown; true when that check was planned.
 fn ensure_prepared(
     conn: &mut ServerConn,
     out: &mut BytesMut,
     plan: &mut super::plan::Plan,
     stmt: &ClientStatement,
     client_name: Option<Bytes>,
-) {
+    check: Option<&[u8]>,
+) -> bool {
     let from_client = client_name.is_some();
     if conn.prepared.touch(stmt.key) {
         if from_client {
@@ -257,7 +284,7 @@ fn ensure_prepared(
             build::parse_complete(&mut e);
             plan.push(Expect::Synthetic(e.freeze()));
         }
-        return;
+        return false;
     }
     if let Some(victim) = conn.prepared.insert(stmt.key) {
         build::target(out, tag::CLOSE, TARGET_STATEMENT, &server_name(victim));
@@ -269,6 +296,18 @@ fn ensure_prepared(
         key: Some(stmt.key),
         client_name,
     });
+    match (check, stmt.columns) {
+        (Some(name), Some(columns)) => {
+            build::target(out, tag::DESCRIBE, TARGET_STATEMENT, &server_name(stmt.key));
+            plan.push(Expect::Check {
+                name: Bytes::copy_from_slice(name),
+                key: stmt.key,
+                columns,
+            });
+            true
+        }
+        _ => false,
+    }
 }
 
 /// Prepares the client's unnamed statement again when this server connection does not hold it.

@@ -20,15 +20,38 @@ pub fn cstr(out: &mut BytesMut, s: &[u8]) {
 }
 
 pub fn error_response(out: &mut BytesMut, severity: Severity, code: SqlState, text: &str) {
-    notice_like(out, b'E', severity, code, text);
+    notice_like(out, b'E', severity, code, text, None);
+}
+
+/// An ErrorResponse naming the server routine PostgreSQL raises the same error in (field R):
+/// drivers tell some errors apart by it (asyncpg: a cached statement to prepare again).
+pub fn error_response_from(
+    out: &mut BytesMut,
+    severity: Severity,
+    code: SqlState,
+    text: &str,
+    routine: &str,
+) {
+    notice_like(out, b'E', severity, code, text, Some(routine));
 }
 
 pub fn notice_response(out: &mut BytesMut, severity: Severity, code: SqlState, text: &str) {
-    notice_like(out, b'N', severity, code, text);
+    notice_like(out, b'N', severity, code, text, None);
 }
 
-fn notice_like(out: &mut BytesMut, tag: u8, severity: Severity, code: SqlState, text: &str) {
+fn notice_like(
+    out: &mut BytesMut,
+    tag: u8,
+    severity: Severity,
+    code: SqlState,
+    text: &str,
+    routine: Option<&str>,
+) {
     message(out, tag, |b| {
+        if let Some(r) = routine {
+            b.put_u8(b'R');
+            cstr(b, r.as_bytes());
+        }
         b.put_u8(b'S');
         cstr(b, severity.as_str().as_bytes());
         b.put_u8(b'V');
@@ -136,6 +159,18 @@ pub fn target(out: &mut BytesMut, tag: u8, kind: u8, name: &[u8]) {
 
 pub fn query(out: &mut BytesMut, sql: &str) {
     message(out, b'Q', |b| cstr(b, sql.as_bytes()));
+}
+
+/// Execute (F) of `portal`, at most `max_rows` rows (0: all).
+pub fn execute(out: &mut BytesMut, portal: &[u8], max_rows: i32) {
+    message(out, b'E', |b| {
+        cstr(b, portal);
+        b.put_i32(max_rows);
+    });
+}
+
+pub fn flush(out: &mut BytesMut) {
+    message(out, b'H', |_| {});
 }
 
 pub fn sync(out: &mut BytesMut) {

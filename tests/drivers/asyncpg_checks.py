@@ -285,6 +285,31 @@ async def binary_codecs(c):
     ok("binary_codecs")
 
 
+async def result_columns_after_ddl(c, t):
+    # A column's type changes under statements cached on several pooled connections. A server
+    # connection that prepares one again must not return the new type to a client that decodes
+    # by the old one: pgsplit fails it with 0A000, as PostgreSQL fails its own cached statement,
+    # and asyncpg prepares it again and returns the new type.
+    d = f"{t}_cols"
+    await c.execute(f"drop table if exists {d}")
+    await c.execute(f"create table {d} (id int primary key, v int)")
+    await c.execute(f"insert into {d} select g, g from generate_series(1, 20) g")
+    conns = [await asyncpg.connect(URL) for _ in range(6)]
+    try:
+        async def worker(conn, want):
+            for i in range(1, 21):
+                v = await conn.fetchval(f"select v from {d} where id = $1", i)
+                assert v == want(i), (i, v)
+
+        await asyncio.gather(*(worker(cc, lambda i: i) for cc in conns))
+        await c.execute(f"alter table {d} alter column v type text")
+        await asyncio.gather(*(worker(cc, str) for cc in conns))
+    finally:
+        await asyncio.gather(*(cc.close() for cc in conns))
+        await c.execute(f"drop table if exists {d}")
+    ok("result_columns_after_ddl")
+
+
 async def main():
     c = await asyncpg.connect(URL)
     t = f"drv_{TAG}_apg"
@@ -294,6 +319,7 @@ async def main():
         await transactions(c, t)
         await statement_cache(c, t)
         await statement_cache_after_ddl(c, t)
+        await result_columns_after_ddl(c, t)
         await copy_in(c, t)
         await listen_notify(c)
         await binary_codecs(c)
