@@ -264,7 +264,7 @@ async fn load_catalog(shared: &Shared) -> Result<FunctionCatalog, String> {
     let (Some(user), Some(db)) = (c.users.first(), c.databases.first()) else {
         return Err("no user or database configured".into());
     };
-    let client = crate::cache::control::connect(c, db, user, "pgsplit-catalog")
+    let client = crate::backend::control::connect(c, db, user, "pgsplit-catalog")
         .await
         .map_err(|e| e.to_string())?;
     let mut catalog = FunctionCatalog::load(&client)
@@ -308,7 +308,7 @@ async fn load_write_reach(
     use crate::router::write_reach::WriteReach;
     let mut reach = WriteReach::load(first).await.map_err(|e| e.to_string())?;
     for db in c.databases.iter().skip(1) {
-        let client = crate::cache::control::connect(c, db, user, "pgsplit-catalog")
+        let client = crate::backend::control::connect(c, db, user, "pgsplit-catalog")
             .await
             .map_err(|e| format!("database {}: {e}", db.name))?;
         reach = reach.merge(WriteReach::load(&client).await.map_err(|e| e.to_string())?);

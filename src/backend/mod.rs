@@ -1,6 +1,7 @@
 //! One server connection: connect, log in, and the raw stream the session forwards over.
 
 mod conn;
+pub mod control;
 pub mod prepared;
 mod stream;
 

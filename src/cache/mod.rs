@@ -1,6 +1,5 @@
 //! The result cache: raw server replies to cacheable reads, keyed by everything that changes them and invalidated by table generations.
 
-pub mod control;
 pub mod decoding;
 pub mod generations;
 pub mod wal;

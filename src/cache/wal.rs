@@ -134,7 +134,7 @@ async fn run(
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(), WalError> {
     let pg = |step| move |e: tokio_postgres::Error| WalError::from_pg(step, &user.name, &e);
-    let client = super::control::connect(config, db, user, "pgsplit-cache-wal")
+    let client = crate::backend::control::connect(config, db, user, "pgsplit-cache-wal")
         .await
         .map_err(pg("connecting to the primary"))?;
     let slot = format!(

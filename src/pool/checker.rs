@@ -60,17 +60,14 @@ impl WalHistory {
 /// How the health task logs in: the first configured user and database, as the catalog load does.
 pub fn control_login(config: &Config, addr: &ServerAddr) -> Option<tokio_postgres::Config> {
     let (user, db) = (config.users.first()?, config.databases.first()?);
-    let mut pg = tokio_postgres::Config::new();
-    pg.host(&addr.host)
-        .port(addr.port)
-        .user(&user.name)
-        .dbname(&db.server_database)
-        .application_name("pgsplit-health")
-        .connect_timeout(config.health.check_timeout);
-    if let Some(pw) = user.server_password() {
-        pg.password(pw);
-    }
-    Some(pg)
+    Some(crate::backend::control::login(
+        &addr.host,
+        addr.port,
+        db,
+        user,
+        "pgsplit-health",
+        config.health.check_timeout,
+    ))
 }
 
 /// A `pg_lsn` text read right after a commit, as the position a replica must reach to show it.
