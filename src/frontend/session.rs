@@ -291,8 +291,14 @@ impl Session {
                     continue;
                 }
             }
-            if self.server.is_none() && self.rbuf.is_empty() && self.rbuf.capacity() > 0 {
-                self.rbuf = BytesMut::new();
+            if self.server.is_none() {
+                // Idle between requests: hold no buffer (a split-off write shares, and keeps
+                // alive, the whole allocation it came from).
+                for buf in [&mut self.rbuf, &mut self.wbuf, &mut self.swbuf] {
+                    if buf.is_empty() && buf.capacity() > 0 {
+                        *buf = BytesMut::new();
+                    }
+                }
             }
             // A client whose answers pile up is not read until they drain, as PostgreSQL stops
             // reading a client it cannot write to; only with a server attached, which is what
