@@ -17,6 +17,9 @@ pub struct TableGen {
     gen: AtomicU64,
     /// Milliseconds since the cache started, at the last bump (0: never).
     bumped_ms: AtomicU64,
+    /// The same, for bumps the WAL reported: writes made outside the proxy, whose positions
+    /// read-your-writes does not track.
+    logged_ms: AtomicU64,
 }
 
 impl TableGen {
@@ -41,6 +44,8 @@ pub struct Generations {
     global: AtomicU64,
     /// Milliseconds since start at the last bump of everything (0: never).
     global_bumped_ms: AtomicU64,
+    /// The same, for bumps of everything the WAL reported.
+    global_logged_ms: AtomicU64,
     tables: RwLock<AHashMap<TableKey, Arc<TableGen>>>,
 }
 
@@ -50,6 +55,7 @@ impl Default for Generations {
             started: Instant::now(),
             global: AtomicU64::new(1),
             global_bumped_ms: AtomicU64::new(0),
+            global_logged_ms: AtomicU64::new(0),
             tables: RwLock::new(AHashMap::new()),
         }
     }
@@ -63,7 +69,7 @@ impl Generations {
         let mut map = self.tables.write();
         if map.len() >= MAX_TABLES {
             map.clear();
-            self.bump_all();
+            self.bump_all(false);
         }
         map.entry((db.clone(), Box::from(name)))
             .or_default()
@@ -92,34 +98,51 @@ impl Generations {
             && s.tables.iter().all(|(g, v)| g.get() == *v)
     }
 
-    /// The last write to any of the snapshot's tables happened within `window`.
-    pub fn written_within(&self, s: &Snapshot, window: std::time::Duration) -> bool {
+    /// The last write to any of the snapshot's tables happened within `window`; with
+    /// `logged_only`, the last one the WAL reported.
+    pub fn written_within(
+        &self,
+        s: &Snapshot,
+        window: std::time::Duration,
+        logged_only: bool,
+    ) -> bool {
         let now = self.started.elapsed().as_millis() as u64;
         let w = window.as_millis() as u64;
-        let recent = |b: u64| b != 0 && now.saturating_sub(b) < w;
-        recent(self.global_bumped_ms.load(Ordering::Acquire))
-            || s.tables
-                .iter()
-                .any(|(g, _)| recent(g.bumped_ms.load(Ordering::Acquire)))
+        let recent = |b: &AtomicU64| {
+            let b = b.load(Ordering::Acquire);
+            b != 0 && now.saturating_sub(b) < w
+        };
+        if logged_only {
+            recent(&self.global_logged_ms) || s.tables.iter().any(|(g, _)| recent(&g.logged_ms))
+        } else {
+            recent(&self.global_bumped_ms) || s.tables.iter().any(|(g, _)| recent(&g.bumped_ms))
+        }
     }
 
     /// A write to `tables` is about to be acknowledged: every entry that read one is now stale.
     /// The names are the write's whole reach (the router's analysis, or `Router::logged_reach`
     /// for the WAL), so views, parents and cascades are among them already.
-    pub fn bump<T: AsRef<str>>(&self, db: &Arc<str>, tables: &[T]) {
+    /// `logged`: the WAL reported the write (see `logged_ms`).
+    pub fn bump<T: AsRef<str>>(&self, db: &Arc<str>, tables: &[T], logged: bool) {
         let now = (self.started.elapsed().as_millis() as u64).max(1);
         for t in tables {
             let g = self.table(db, &relation_key(t.as_ref()));
             g.gen.fetch_add(1, Ordering::AcqRel);
             g.bumped_ms.store(now, Ordering::Release);
+            if logged {
+                g.logged_ms.store(now, Ordering::Release);
+            }
         }
     }
 
     /// A write whose tables are unknown: every entry is stale.
-    pub fn bump_all(&self) {
+    pub fn bump_all(&self, logged: bool) {
         self.global.fetch_add(1, Ordering::AcqRel);
         let now = (self.started.elapsed().as_millis() as u64).max(1);
         self.global_bumped_ms.store(now, Ordering::Release);
+        if logged {
+            self.global_logged_ms.store(now, Ordering::Release);
+        }
     }
 
     pub fn tables_tracked(&self) -> usize {
@@ -140,14 +163,14 @@ mod tests {
         let g = Generations::default();
         let leads = g.snapshot(&db(), &["leads".into()]);
         let props = g.snapshot(&db(), &["public.properties".into()]);
-        g.bump(&db(), &["public.leads"]);
+        g.bump(&db(), &["public.leads"], false);
         assert!(
             !g.unchanged(&leads),
             "schema-qualified write hits the unqualified read"
         );
         assert!(g.unchanged(&props));
         let other_db = g.snapshot(&Arc::from("other"), &["leads".into()]);
-        g.bump(&db(), &["leads"]);
+        g.bump(&db(), &["leads"], false);
         assert!(g.unchanged(&other_db));
     }
 
@@ -156,7 +179,7 @@ mod tests {
         let g = Generations::default();
         let s = g.snapshot(&db(), &["a".into()]);
         let none = g.snapshot(&db(), &[]);
-        g.bump_all();
+        g.bump_all(false);
         assert!(!g.unchanged(&s));
         assert!(!g.unchanged(&none));
     }
@@ -165,12 +188,12 @@ mod tests {
     fn recent_writes_are_seen() {
         let g = Generations::default();
         let s = g.snapshot(&db(), &["a".into()]);
-        assert!(!g.written_within(&s, std::time::Duration::from_secs(5)));
-        g.bump(&db(), &["a"]);
-        assert!(g.written_within(&s, std::time::Duration::from_secs(5)));
+        assert!(!g.written_within(&s, std::time::Duration::from_secs(5), false));
+        g.bump(&db(), &["a"], false);
+        assert!(g.written_within(&s, std::time::Duration::from_secs(5), false));
         let other = g.snapshot(&db(), &["b".into()]);
-        assert!(!g.written_within(&other, std::time::Duration::from_secs(5)));
-        g.bump_all();
-        assert!(g.written_within(&other, std::time::Duration::from_secs(5)));
+        assert!(!g.written_within(&other, std::time::Duration::from_secs(5), false));
+        g.bump_all(false);
+        assert!(g.written_within(&other, std::time::Duration::from_secs(5), false));
     }
 }

@@ -189,9 +189,11 @@ impl Fill {
     /// Some table the read depends on was written so recently that a replica may not have
     /// replayed it: the fill must be read from the primary.
     pub fn needs_primary(&self, cache: &ResultCache) -> bool {
-        cache
-            .generations
-            .written_within(&self.snapshot, cache.live.load().replica_fill_delay)
+        cache.generations.written_within(
+            &self.snapshot,
+            cache.live.load().replica_fill_delay,
+            false,
+        )
     }
 
     fn abort(&mut self) {
@@ -374,8 +376,11 @@ impl ResultCache {
     }
 
     /// The request that a fill captured completed: store its reply if it is still current.
-    /// `from_replica`: a replica answered, which may not have replayed the latest writes.
-    pub fn finish(&self, fill: Box<Fill>, succeeded: bool, from_replica: bool) {
+    /// `from_replica`: a replica answered, which may not have replayed the latest writes. With
+    /// `lsn_routed` it had replayed every write the proxy acknowledged to the tables read, so
+    /// only writes the WAL reported (made outside the proxy, their positions untracked) keep
+    /// its answer out.
+    pub fn finish(&self, fill: Box<Fill>, succeeded: bool, from_replica: bool, lsn_routed: bool) {
         let Fill {
             key,
             snapshot,
@@ -398,9 +403,11 @@ impl ResultCache {
             return;
         }
         if from_replica
-            && self
-                .generations
-                .written_within(&snapshot, self.live.load().replica_fill_delay)
+            && self.generations.written_within(
+                &snapshot,
+                self.live.load().replica_fill_delay,
+                lsn_routed,
+            )
         {
             c.fills_lagging.fetch_add(1, Ordering::Relaxed);
             return;
@@ -427,7 +434,7 @@ impl ResultCache {
         if tables.is_empty() {
             return;
         }
-        self.generations.bump(db, tables);
+        self.generations.bump(db, tables, false);
         self.counters
             .invalidations_write
             .fetch_add(1, Ordering::Relaxed);
@@ -435,7 +442,7 @@ impl ResultCache {
 
     /// A write to unknown tables is about to be acknowledged.
     pub fn invalidate_all(&self) {
-        self.generations.bump_all();
+        self.generations.bump_all(false);
         self.counters
             .invalidations_unknown
             .fetch_add(1, Ordering::Relaxed);
@@ -444,7 +451,15 @@ impl ResultCache {
     /// A transaction committed on the primary changed what reads of these relations return
     /// (from the WAL, with the relations they show through: `Router::logged_reach`).
     pub fn invalidate_from_wal<T: AsRef<str>>(&self, db: &Arc<str>, tables: &[T]) {
-        self.generations.bump(db, tables);
+        self.generations.bump(db, tables, true);
+        self.counters
+            .invalidations_wal
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A transaction committed on the primary wrote something of unknown reach (from the WAL).
+    pub fn invalidate_all_from_wal(&self) {
+        self.generations.bump_all(true);
         self.counters
             .invalidations_wal
             .fetch_add(1, Ordering::Relaxed);
@@ -462,7 +477,7 @@ impl ResultCache {
     /// Drops every entry (the stats reset does not; this is for the admin console).
     pub fn clear(&self) {
         self.entries.invalidate_all();
-        self.generations.bump_all();
+        self.generations.bump_all(false);
     }
 }
 

@@ -34,7 +34,7 @@ fn fill_with(cache: &Arc<ResultCache>, k: &CacheKey, tables: &[String], rows: us
             for (t, m) in reply(rows) {
                 f.feed(t, &m);
             }
-            cache.finish(f, true, false);
+            cache.finish(f, true, false, false);
             true
         }
         _ => false,
@@ -70,7 +70,7 @@ fn a_write_during_the_read_keeps_its_answer_out() {
         f.feed(t, &m);
     }
     c.invalidate_tables(&Arc::from("app"), &tables(&["t"]));
-    c.finish(f, true, false);
+    c.finish(f, true, false, false);
     assert_eq!(c.counters.fills_stale.load(Ordering::Relaxed), 1);
     assert!(matches!(c.lookup(&k, 1, &tables(&["t"])), Lookup::Fill(_)));
 }
@@ -92,7 +92,7 @@ fn errors_notices_and_oversized_replies_are_not_stored() {
         let mut m = BytesMut::new();
         build::message(&mut m, extra, |b| b.extend_from_slice(&[b'x'; 80]));
         f.feed(extra, &m);
-        c.finish(f, true, false);
+        c.finish(f, true, false, false);
         assert!(
             matches!(c.lookup(&k, 1, &[]), Lookup::Fill(_)),
             "{}",
@@ -115,7 +115,7 @@ fn identical_misses_wait_for_one_fill() {
     for (t, m) in reply(2) {
         f.feed(t, &m);
     }
-    c.finish(f, true, false);
+    c.finish(f, true, false, false);
     // The filler's sender is gone: the waiter wakes and finds the entry.
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
@@ -191,7 +191,7 @@ fn under_global_a_hit_needs_the_follower_or_its_own_fill_at_the_position() {
     for (tag, m) in reply(2) {
         f.feed(tag, &m);
     }
-    c.finish(f, true, true);
+    c.finish(f, true, true, false);
     let hit = |p, a| matches!(c.lookup_at(&k, 1, &t, Some(&fresh(p, a))), Lookup::Hit(_));
     // No WAL since the fill: the entry itself covers the position.
     assert!(hit(Some(100), 0));
@@ -205,4 +205,32 @@ fn under_global_a_hit_needs_the_follower_or_its_own_fill_at_the_position() {
     c.invalidate_from_wal(&db, &t);
     assert!(!hit(Some(150), 200));
     assert_eq!(c.counters.stale_dropped.load(Ordering::Relaxed), 1);
+}
+
+/// Under LSN routing a replica answers only after replaying the proxy's own writes, so its
+/// answer may be kept right after one; a write the WAL reported (made outside the proxy, its
+/// position untracked) keeps a replica's answer out for the fill delay.
+#[test]
+fn a_replica_answer_is_kept_after_proxy_writes_but_not_after_logged_ones() {
+    let c = ResultCache::new(CacheSettings::default());
+    let db: Arc<str> = Arc::from("app");
+    let t = tables(&["t"]);
+    let fill_from_replica = |q: &str| {
+        let k = key(q);
+        let Lookup::Fill(mut f) = c.lookup(&k, 1, &t) else {
+            panic!("expected a fill")
+        };
+        for (tag, m) in reply(1) {
+            f.feed(tag, &m);
+        }
+        c.finish(f, true, true, true);
+        matches!(c.lookup(&k, 1, &t), Lookup::Hit(_))
+    };
+    c.invalidate_tables(&db, &t);
+    assert!(fill_from_replica("select 1 from t"));
+    c.invalidate_from_wal(&db, &t);
+    assert!(!fill_from_replica("select 2 from t"));
+    assert_eq!(c.counters.fills_lagging.load(Ordering::Relaxed), 1);
+    c.invalidate_all_from_wal();
+    assert!(!fill_from_replica("select 3 from t"));
 }

@@ -36,7 +36,7 @@ impl Sink {
     fn commit<T: AsRef<str>>(&self, db: &Arc<str>, tables: &[T]) {
         match self.router.logged_reach(tables) {
             Some(reach) => self.cache.invalidate_from_wal(db, &reach),
-            None => self.cache.invalidate_all(),
+            None => self.cache.invalidate_all_from_wal(),
         }
     }
 }

@@ -296,17 +296,18 @@ impl Session {
         }
         if let Some(fill) = action.fill.take() {
             // Under table_lsn a replica answered only after replaying every tracked write to
-            // the tables read, so its answer is as fresh as the primary's would have been.
-            // Under global, after replaying the primary's position read after the request came.
-            let from_replica = !self.shared.config.replication.consistency.routes_by_lsn()
-                && self
-                    .server
-                    .as_ref()
-                    .is_some_and(|l| l.server.role() == crate::pool::Role::Replica);
+            // the tables read, so its answer is as fresh as the primary's would have been for
+            // writes through the proxy. Under global, after replaying the primary's position
+            // read after the request came. Writes the WAL reported still hold a replica's off.
+            let from_replica = self
+                .server
+                .as_ref()
+                .is_some_and(|l| l.server.role() == crate::pool::Role::Replica);
             self.shared.cache.finish(
                 fill,
                 !action.failed && self.tx == TxStatus::Idle,
                 from_replica,
+                self.shared.config.replication.consistency.routes_by_lsn(),
             );
         }
         let now = std::mem::take(&mut action.writes);
