@@ -10,12 +10,15 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-#[tokio::test]
-async fn a_function_turned_writer_behind_pgsplits_back_is_re_sent_to_the_primary() {
-    let proxy = TestProxy::start().await;
-    let router = proxy.handle.shared.router.clone();
-    let s = unique("rs");
-    let c = proxy.connect().await;
+/// A schema `s` with a table `s.log` and a STABLE function `s.quiet_<s>()`, once the proxy's
+/// catalog knows it read-only; returns (s, the function's name).
+async fn stable_function(
+    proxy: &TestProxy,
+    c: &tokio_postgres::Client,
+    prefix: &str,
+) -> (String, String) {
+    let router = &proxy.handle.shared.router;
+    let s = unique(prefix);
     let loads = router.catalog_loads();
     // Volatility is known by name across schemas: a name of its own, so that no other
     // function (or a run that failed before its cleanup) decides what pgsplit thinks of it.
@@ -31,6 +34,15 @@ async fn a_function_turned_writer_behind_pgsplits_back_is_re_sent_to_the_primary
         router.catalog_loads() > loads && router.catalog().is_read_only(&quiet)
     })
     .await;
+    (s, quiet)
+}
+
+#[tokio::test]
+async fn a_function_turned_writer_behind_pgsplits_back_is_re_sent_to_the_primary() {
+    let proxy = TestProxy::start().await;
+    let router = proxy.handle.shared.router.clone();
+    let c = proxy.connect().await;
+    let (s, quiet) = stable_function(&proxy, &c, "rs").await;
     wait_for_replica().await;
     let sql = format!("SELECT {s}.{quiet}() AS one, pg_is_in_recovery() AS replica");
     assert_eq!(value(&c, &sql).await, "1");
@@ -157,21 +169,8 @@ async fn until_on_replica(sock: &mut TcpStream, buf: &mut BytesMut) {
 async fn a_refusal_inside_a_pipeline_is_re_sent_before_the_client_sees_its_answer() {
     let proxy = TestProxy::start().await;
     let router = proxy.handle.shared.router.clone();
-    let s = unique("rp");
     let c = proxy.connect().await;
-    let loads = router.catalog_loads();
-    let quiet = format!("quiet_{s}");
-    c.batch_execute(&format!(
-        "CREATE SCHEMA {s};
-         CREATE TABLE {s}.log (x int);
-         CREATE FUNCTION {s}.{quiet}() RETURNS int STABLE LANGUAGE sql AS 'SELECT 1';"
-    ))
-    .await
-    .unwrap();
-    wait_until("the catalog load after the DDL", || {
-        router.catalog_loads() > loads && router.catalog().is_read_only(&quiet)
-    })
-    .await;
+    let (s, quiet) = stable_function(&proxy, &c, "rp").await;
     // A second load the DDL woke may still be on its way; it must not see the change below.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let primary = superuser().await;
