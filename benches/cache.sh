@@ -27,7 +27,7 @@ mkdir -p "$RESULTS"
 log() { echo "[cache-bench] $*" >&2; }
 
 WORK=$RESULTS
-[ "$BUILD" = 1 ] || NO_bench_binary
+bench_binary
 
 export PGPASSWORD=app
 psql_app() { psql -X -q -h $HOST -p "$PRIMARY_PORT" -U app -d app -v ON_ERROR_STOP=1 "$@"; }

@@ -25,7 +25,7 @@ mkdir -p "$RESULTS"
 log() { echo "[rw-bench] $*" >&2; }
 
 WORK=$RESULTS
-[ "$BUILD" = 1 ] || NO_bench_binary
+bench_binary
 
 export PGPASSWORD=postgres
 psql_on() { local port=$1; shift; psql -X -q -h $HOST -p "$port" -U postgres -d app -v ON_ERROR_STOP=1 "$@"; }

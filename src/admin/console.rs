@@ -323,6 +323,8 @@ fn show(shared: &Shared, what: &str) -> Result<Table, String> {
                 "last_error",
                 "reads",
                 "reads_after_wait",
+                "checked_in_line",
+                "sent_again",
                 "to_primary",
                 "wait_p99_ms",
             ],
@@ -351,6 +353,8 @@ fn show(shared: &Shared, what: &str) -> Result<Table, String> {
                         s.last_error,
                         n(s.reads.served),
                         n(s.reads.served_after_wait),
+                        n(s.reads.checked_in_line),
+                        n(s.reads.sent_again),
                         Some(to_primary),
                         s.reads.wait_p99_ms.map(|v| format!("{v:.2}")),
                     ]

@@ -68,6 +68,10 @@ pub struct ReadRouting {
     pub served_after_wait: u64,
     /// Replay-position questions sent.
     pub position_checks: u64,
+    /// Of those, questions sent in the same round trip as their read.
+    pub checked_in_line: u64,
+    /// In-line questions that found the replica behind: the read ran again, asking first.
+    pub sent_again: u64,
     /// Reads sent to the primary to stay consistent, by reason: position_unknown (the write's
     /// position was not known yet), replica_behind, wait_timed_out, lag_limit, banned.
     pub to_primary: std::collections::BTreeMap<&'static str, u64>,
@@ -326,6 +330,8 @@ fn read_routing(r: &crate::pool::RouteStats) -> ReadRouting {
         served: r.served.load(Ordering::Relaxed),
         served_after_wait: r.served_after_wait.load(Ordering::Relaxed),
         position_checks: r.position_checks.load(Ordering::Relaxed),
+        checked_in_line: r.checked_in_line.load(Ordering::Relaxed),
+        sent_again: r.sent_again.load(Ordering::Relaxed),
         to_primary: crate::pool::PrimaryReason::ALL
             .iter()
             .map(|w| (w.as_str(), r.to_primary_count(*w)))

@@ -35,19 +35,24 @@ pub struct Ryw {
     /// was lost with its connection (reads then use the primary until the next write is probed).
     session_lsn: u64,
     /// A copy of the read in flight while it may still be re-sent elsewhere.
-    retry_frames: Vec<Frame>,
+    pub(super) retry_frames: Vec<Frame>,
     retry_terminator: Option<u8>,
-    retry_arrived: Option<Instant>,
+    pub(super) retry_arrived: Option<Instant>,
     retry_bytes: usize,
     /// No byte of the read's answer has reached the client: it may be re-sent.
-    retry_armed: bool,
+    pub(super) retry_armed: bool,
     /// The start of the answer while the read could still be re-sent: notices (a replica's
     /// immediate-shutdown WARNING before it closes) and the small messages before the first row
     /// (ParseComplete, BindComplete, RowDescription; a server flushes them with that WARNING).
     /// They reach the client only if this attempt is the one it sees.
-    held: bytes::BytesMut,
+    pub(super) held: bytes::BytesMut,
     /// The request being dispatched is itself a retry: it is not retried again.
-    is_retry: bool,
+    pub(super) is_retry: bool,
+    /// The replay position the attached replica must show before the read's answer counts,
+    /// asked in the read's own round trip (frontend/verify.rs).
+    pub(super) verify: Option<super::verify::Verify>,
+    /// When a read re-sent after its in-line question failed first arrived, for its statistics.
+    pub(super) resumed: Option<Instant>,
 }
 
 impl Ryw {
@@ -103,7 +108,7 @@ impl Ryw {
 }
 
 /// The LSN in the probe's one-column DataRow.
-fn probe_row(body: &[u8]) -> Option<u64> {
+pub(super) fn probe_row(body: &[u8]) -> Option<u64> {
     let mut r = Reader::new(body, "DataRow");
     if r.i16().ok()? != 1 {
         return None;
@@ -377,11 +382,14 @@ impl Session {
         self.ryw.probe_lsn = None;
     }
 
-    /// Before a freshly acquired read is sent: keep a copy if it could be re-sent elsewhere.
+    /// Before a freshly acquired read is sent: keep a copy if it could be re-sent elsewhere
+    /// (after its server died, with `retry_reads`; or after a replay-position question in its
+    /// round trip found the replica behind, frontend/verify.rs). A read already re-sent once
+    /// is not kept again.
     pub(super) fn retry_snapshot(&mut self, role: Role) {
         self.ryw.retry_armed = false;
-        let eligible = self.shared.config.health.retry_reads
-            && !std::mem::take(&mut self.ryw.is_retry)
+        self.ryw.verify = None;
+        let eligible = !std::mem::take(&mut self.ryw.is_retry)
             && role == Role::Replica
             && self.server.is_none()
             && self.tx == TxStatus::Idle
@@ -402,7 +410,8 @@ impl Session {
     /// After the read was written for the server: armed unless the proxy already answered part
     /// of it itself (`wbuf` grew), which a second attempt would answer again.
     pub(super) fn arm_retry(&mut self, wbuf_before: usize) {
-        self.ryw.retry_armed = !self.ryw.retry_frames.is_empty()
+        self.ryw.retry_armed = self.shared.config.health.retry_reads
+            && !self.ryw.retry_frames.is_empty()
             && self.wbuf.len() == wbuf_before
             && self.ready_actions.len() == 1;
     }
@@ -429,6 +438,7 @@ impl Session {
             return false;
         };
         self.ryw.retry_armed = false;
+        self.ryw.verify = None;
         // What the failed attempt said is not the client's to see.
         self.ryw.held.clear();
         tracing::warn!(server = %lease.server.addr, reason = why, "server lost under a read; retrying it elsewhere");

@@ -18,6 +18,7 @@ pub mod settings;
 mod startup;
 pub mod stream;
 mod translate;
+mod verify;
 
 pub use listener::{serve, ClientSlots};
 pub use session::Session;

@@ -46,6 +46,9 @@ pub enum Expect {
     /// The proxy's read of the WAL position after a write: swallowed like `Internal`, but its
     /// messages are flagged so the session can read the row.
     Probe,
+    /// The proxy's question of a replica's replay position, sent ahead of the read it decides
+    /// (pool/replica_choice.rs): swallowed, its messages flagged like `Probe`'s.
+    Position,
 }
 
 /// What to do with one server message.
@@ -68,6 +71,11 @@ pub struct Event {
     pub error: bool,
     /// The message answers the proxy's WAL-position probe.
     pub probe: bool,
+    /// The message answers the proxy's replay-position question.
+    pub position: bool,
+    /// This ReadyForQuery ends a request whose replies were all swallowed after [`Plan::void`]:
+    /// nothing of it reached the client, which is still owed its answer.
+    pub voided: bool,
     /// An ErrorResponse arrived with nothing pending: the server is ending the connection
     /// (terminated, shutting down); the client has nothing to hear about it.
     pub unsolicited_error: bool,
@@ -104,6 +112,9 @@ pub struct Plan {
     held: Option<Held>,
     /// A check failed: the request's replies up to its ReadyForQuery are swallowed.
     poisoned: bool,
+    /// The request's answer is not the client's (its replica was behind): every reply up to
+    /// its ReadyForQuery is swallowed, and proxy replies due meanwhile are dropped.
+    voided: bool,
 }
 
 /// A request whose Sync the proxy has not sent yet.
@@ -182,7 +193,11 @@ impl Plan {
             .any(|e| {
                 !matches!(
                     e,
-                    Expect::Internal | Expect::Probe | Expect::CloseInjected | Expect::Check { .. }
+                    Expect::Internal
+                        | Expect::Probe
+                        | Expect::Position
+                        | Expect::CloseInjected
+                        | Expect::Check { .. }
                 )
             })
     }
@@ -191,6 +206,17 @@ impl Plan {
         self.queue.clear();
         self.held = None;
         self.poisoned = false;
+        self.voided = false;
+    }
+
+    /// The client request next in line is to be run again elsewhere: what the server answers
+    /// it is swallowed, up to and including its ReadyForQuery (`Event::voided`).
+    pub fn void(&mut self) {
+        self.voided = true;
+    }
+
+    pub fn is_voided(&self) -> bool {
+        self.voided
     }
 
     /// The request just planned has `checks` checks and its Sync was not sent.
@@ -240,7 +266,9 @@ impl Plan {
     pub fn drain_synthetic(&mut self, out: &mut bytes::BytesMut) {
         while let Some(Expect::Synthetic(_)) = self.queue.front() {
             if let Some(Expect::Synthetic(b)) = self.queue.pop_front() {
-                out.extend_from_slice(&b);
+                if !self.voided {
+                    out.extend_from_slice(&b);
+                }
             }
         }
     }
@@ -250,9 +278,19 @@ impl Plan {
     /// `forget` collects server statement keys and client statement names that must be
     /// forgotten because their Parse failed or was skipped after an error.
     pub fn on_message(&mut self, t: u8, forget: &mut Vec<Forget>) -> Result<(Step, Event), Desync> {
-        let own = matches!(self.queue.front(), Some(Expect::Internal | Expect::Probe));
+        let own = matches!(
+            self.queue.front(),
+            Some(Expect::Internal | Expect::Probe | Expect::Position)
+        );
         let (mut step, mut ev) = self.advance(t, forget)?;
-        if self.poisoned && !own {
+        if self.voided && !own {
+            step = Step::Swallow;
+            if ev.ready {
+                self.voided = false;
+                self.poisoned = false;
+                ev.voided = true;
+            }
+        } else if self.poisoned && !own {
             match t {
                 tag::READY_FOR_QUERY if ev.ready => {
                     self.poisoned = false;
@@ -286,8 +324,9 @@ impl Plan {
                 };
             }
         };
-        if matches!(front, Expect::Internal | Expect::Probe) {
+        if matches!(front, Expect::Internal | Expect::Probe | Expect::Position) {
             ev.probe = matches!(front, Expect::Probe);
+            ev.position = matches!(front, Expect::Position);
             match t {
                 tag::ERROR_RESPONSE => self.internal_failed = true,
                 tag::READY_FOR_QUERY => {
@@ -448,7 +487,7 @@ fn name(e: &Expect) -> &'static str {
         Expect::Sync => "Sync",
         Expect::Query => "Query",
         Expect::FunctionCall => "FunctionCall",
-        Expect::Internal | Expect::Probe => "the proxy's own query",
+        Expect::Internal | Expect::Probe | Expect::Position => "the proxy's own query",
     }
 }
 

@@ -190,7 +190,7 @@ impl Session {
                 CopyRoute::Drop => continue,
             }
             if self.pending.frames.is_empty() {
-                self.pending.arrived = Some(Instant::now());
+                self.pending.arrived = Some(self.ryw.resumed.take().unwrap_or_else(Instant::now));
             }
             self.pending.bytes += f.len();
             self.pending.frames.push(f);
@@ -234,6 +234,8 @@ impl Session {
             Some(_) if self.server_dying => false,
             // The server waits for the Sync of a request being checked (translate.rs).
             Some(_) if self.plan.holds_sync() => false,
+            // The read in flight may yet run again elsewhere (frontend/verify.rs).
+            Some(_) if self.verifying() => false,
             Some(lease) => {
                 if self.in_server_transaction() || self.continues_portals() {
                     return true;
@@ -393,9 +395,11 @@ impl Session {
             } else {
                 ReadNeed::Any
             };
+            // A read kept for a re-send may ask its replica's position in its own round trip.
+            let in_line = role == Role::Replica && !self.ryw.retry_frames.is_empty();
             // Boxed: the pool's wait future is large and would otherwise sit in every idle
             // client's task for its whole life.
-            match Box::pin(self.pools.acquire(role, need)).await {
+            match Box::pin(self.pools.acquire(role, need, in_line)).await {
                 Ok(lease) => {
                     pool_wait_us = lease.waited.as_micros() as u64;
                     self.attach(lease)
@@ -424,6 +428,7 @@ impl Session {
                 }
             }
             self.sync_settings();
+            self.ask_in_line();
         } else {
             // A second request on the same connection: a loss could no longer be retried alone.
             self.disarm_retry();

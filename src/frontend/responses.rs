@@ -103,6 +103,9 @@ impl Session {
             if ev.probe {
                 self.ryw.on_probe_message(t, body);
             }
+            if ev.position {
+                self.ryw.on_position_message(t, body);
+            }
             if step == Step::Forward && matches!(t, tag::ERROR_RESPONSE | tag::COMMAND_COMPLETE) {
                 self.copy.on_server_end();
             }
@@ -221,7 +224,13 @@ impl Session {
             if acknowledges {
                 self.announce_writes();
             }
-            if ev.ready {
+            if ev.position && ev.internal_done {
+                self.position_answered(ev.internal_failed);
+            }
+            if ev.voided {
+                self.run_voided_again();
+                became_ready = true;
+            } else if ev.ready {
                 self.on_ready();
                 became_ready = true;
             }

@@ -201,12 +201,12 @@ async fn server_params(pools: &Arc<PoolSet>) -> Result<Arc<Vec<(Bytes, Bytes)>>,
     pools
         .server_params
         .get_or_try_init(|| async {
-            let (role, result) = match pools.acquire(Role::Primary, ReadNeed::Any).await {
+            let (role, result) = match pools.acquire(Role::Primary, ReadNeed::Any, false).await {
                 Ok(l) => (Role::Primary, Ok(l)),
                 // Without a primary, a replica's values will do, minus its standby flag.
                 Err(_) => (
                     Role::Replica,
-                    pools.acquire(Role::Replica, ReadNeed::Any).await,
+                    pools.acquire(Role::Replica, ReadNeed::Any, false).await,
                 ),
             };
             let lease = result.map_err(|e| ClientError::ServerUnreachable {

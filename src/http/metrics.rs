@@ -403,6 +403,26 @@ impl SnapshotCollector {
         )?;
         family(
             e,
+            "replica_position_checks_in_line",
+            "Of those, questions sent in the same round trip as the read they decide.",
+            MetricType::Counter,
+            s.servers
+                .iter()
+                .filter(|x| x.role == "replica")
+                .map(|x| (server(x), counter(x.reads.checked_in_line))),
+        )?;
+        family(
+            e,
+            "replica_reads_sent_again",
+            "Reads whose in-line question found the replica behind: their answer was dropped unseen and they ran again.",
+            MetricType::Counter,
+            s.servers
+                .iter()
+                .filter(|x| x.role == "replica")
+                .map(|x| (server(x), counter(x.reads.sent_again))),
+        )?;
+        family(
+            e,
             "reads_sent_to_primary",
             "Reads that could have gone to the replica but went to the primary to stay consistent, by reason.",
             MetricType::Counter,

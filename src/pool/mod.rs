@@ -14,5 +14,6 @@ mod set;
 pub use health::{HealthPolicy, ServerHealth};
 pub use lsn::{load_plain_tables, ReadNeed, WriteLsns, WriteSet};
 pub use manager::{ServerManager, ServerSettings};
+pub use replica_choice::REPLAY_POSITION_SQL;
 pub use routing::{PrimaryReason, RouteStats};
 pub use set::{AcquireError, Lease, PoolSet, Pools, Role, ServerInfo, ServerPool};

@@ -1,14 +1,14 @@
-//! Choosing a replica for a read: the least busy one that has replayed what the read needs, else one asked for its position within `max_replica_wait_ms`, else the primary (each replica counting why).
+//! Choosing a replica for a read: the least busy one that has replayed what the read needs, else one to verify in the read's own round trip, else one asked for its position within `max_replica_wait_ms`, else the primary (each replica counting why).
 
 use super::health::ServerHealth;
 use super::lsn::ReadNeed;
 use super::routing::PrimaryReason;
-use super::set::{AcquireError, Lease, PoolSet, Role};
+use super::set::{AcquireError, Lease, PoolSet, Role, ServerPool};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 /// What a read asks a replica when its polled position is behind.
-const REPLAY_POSITION_SQL: &str = "SELECT pg_last_wal_replay_lsn()::text";
+pub const REPLAY_POSITION_SQL: &str = "SELECT pg_last_wal_replay_lsn()::text";
 
 /// Position questions asked back to back before a read starts pausing between them.
 const IMMEDIATE_ASKS: u32 = 3;
@@ -27,7 +27,11 @@ fn reason_not_serving(h: &ServerHealth, behind: PrimaryReason) -> PrimaryReason 
 impl PoolSet {
     /// A replica for a read, or `None` when the read must go to the primary (each replica then
     /// counts why).
-    pub(super) async fn acquire_read(&self, need: ReadNeed) -> Result<Option<Lease>, AcquireError> {
+    pub(super) async fn acquire_read(
+        &self,
+        need: ReadNeed,
+        in_line: bool,
+    ) -> Result<Option<Lease>, AcquireError> {
         let min_lsn = match need {
             ReadNeed::Any => 0,
             ReadNeed::Lsn(l) => l,
@@ -45,6 +49,11 @@ impl PoolSet {
             self.count_primary_reads(|h| reason_not_serving(h, PrimaryReason::Behind));
             return Ok(None);
         }
+        if in_line {
+            if let Some(lease) = self.lease_to_verify(min_lsn).await {
+                return Ok(Some(lease));
+            }
+        }
         if let Some(lease) = self.wait_for_replica(min_lsn, wait).await {
             lease.server.routing.served(true);
             return Ok(Some(lease));
@@ -61,15 +70,34 @@ impl PoolSet {
         }
     }
 
+    /// The most advanced healthy replica, leased to run the read with its position question in
+    /// the same round trip ([`Lease::verify`]). Asking first costs the read a round trip and the
+    /// replica a wakeup; most answers would say it has already replayed the write (replay on a
+    /// local replica takes well under a millisecond). `None` when no replica qualifies or the
+    /// best one was found behind on its last in-line questions.
+    async fn lease_to_verify(&self, min_lsn: u64) -> Option<Lease> {
+        let pool = self.most_advanced()?;
+        if !pool.server.routing.in_line_ok() {
+            return None;
+        }
+        let mut lease = self.acquire_from(pool).await.ok()?;
+        pool.server.routing.checked_in_line();
+        lease.verify = Some(min_lsn);
+        Some(lease)
+    }
+
+    fn most_advanced(&self) -> Option<&ServerPool> {
+        self.all()
+            .filter(|p| p.server.health.can_read(0))
+            .max_by_key(|p| p.server.health.lsn())
+    }
+
     /// The polled position of every healthy replica is behind `min_lsn`: ask the most advanced
     /// one directly, again until `wait` has passed. The polls trail the replica by up to one
     /// `lag_poll_ms`, far more than a local replica's own lag, so without asking every read of a
     /// table written more often than that would go to the primary.
     async fn wait_for_replica(&self, min_lsn: u64, wait: Duration) -> Option<Lease> {
-        let pool = self
-            .all()
-            .filter(|p| p.server.health.can_read(0))
-            .max_by_key(|p| p.server.health.lsn())?;
+        let pool = self.most_advanced()?;
         // The connection is taken as any replica read takes one (a cold pool logs in first,
         // which alone can exceed the bound); the bound is on waiting for replay.
         let mut lease = self.acquire_from(pool).await.ok()?;
@@ -102,6 +130,7 @@ impl PoolSet {
             };
             pool.server.health.advance_lsn(replayed);
             if replayed >= min_lsn {
+                routing.caught_up();
                 routing.record_wait(started.elapsed().as_micros() as u64);
                 return Some(lease);
             }

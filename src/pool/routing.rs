@@ -48,6 +48,9 @@ impl PrimaryReason {
     }
 }
 
+/// In-line questions found behind in a row before a replica is asked first again.
+const IN_LINE_MISSES: u64 = 3;
+
 /// One replica's routing counters (kept on every server; a primary's stay zero).
 #[derive(Default)]
 pub struct RouteStats {
@@ -57,6 +60,14 @@ pub struct RouteStats {
     pub served_after_wait: AtomicU64,
     /// Replay-position questions sent (`pg_last_wal_replay_lsn()` on a pooled connection).
     pub position_checks: AtomicU64,
+    /// Of those, questions sent in the same round trip as the read they decide.
+    pub checked_in_line: AtomicU64,
+    /// In-line questions that found the replica behind: the read's answer was dropped unseen
+    /// and the read routed again (asking first, then the primary).
+    pub sent_again: AtomicU64,
+    /// In-line questions found behind in a row: a replica lagging for real (replay paused) is
+    /// asked first again, so reads stop running twice.
+    behind_streak: AtomicU64,
     to_primary: [AtomicU64; 5],
     /// Time from the first question to the answer that let the read through (or to giving up).
     wait: parking_lot::Mutex<LatencyHistogram>,
@@ -77,6 +88,33 @@ impl RouteStats {
         if after_wait {
             self.served_after_wait.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Whether a read may run with its position question in line (see `behind_streak`).
+    pub fn in_line_ok(&self) -> bool {
+        self.behind_streak.load(Ordering::Relaxed) < IN_LINE_MISSES
+    }
+
+    /// An in-line question was sent with a read.
+    pub fn checked_in_line(&self) {
+        self.position_checks.fetch_add(1, Ordering::Relaxed);
+        self.checked_in_line.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The answer to an in-line question: the read's own answer stands, or it is sent again.
+    pub fn in_line_verdict(&self, passed: bool) {
+        if passed {
+            self.served(true);
+            self.behind_streak.store(0, Ordering::Relaxed);
+        } else {
+            self.sent_again.fetch_add(1, Ordering::Relaxed);
+            self.behind_streak.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A replica asked first reached a read's need: it keeps up again.
+    pub fn caught_up(&self) {
+        self.behind_streak.store(0, Ordering::Relaxed);
     }
 
     pub fn to_primary(&self, why: PrimaryReason) {
@@ -101,6 +139,8 @@ impl RouteStats {
         self.served.store(0, Ordering::Relaxed);
         self.served_after_wait.store(0, Ordering::Relaxed);
         self.position_checks.store(0, Ordering::Relaxed);
+        self.checked_in_line.store(0, Ordering::Relaxed);
+        self.sent_again.store(0, Ordering::Relaxed);
         for c in &self.to_primary {
             c.store(0, Ordering::Relaxed);
         }

@@ -161,6 +161,9 @@ pub struct Lease {
     /// The server's stall signal (see `ServerHealth::stalls`), for the session to select on
     /// while it waits for an answer.
     pub stalls: watch::Receiver<u64>,
+    /// A replica leased before it was known to have replayed this position: the read may run
+    /// only if the replica, asked in the same round trip, has (pool/replica_choice.rs).
+    pub verify: Option<u64>,
 }
 
 impl Lease {
@@ -235,10 +238,18 @@ const ACQUIRE_SHARDS: usize = 8;
 impl PoolSet {
     /// A connection for a request routed to `role`. Reads go to the least busy replica that
     /// is healthy, within the lag limits and has replayed what `need` asks; otherwise to the
-    /// primary. A server that refuses a connection is banned and the next one tried.
-    pub async fn acquire(&self, role: Role, need: ReadNeed) -> Result<Lease, AcquireError> {
+    /// primary. A server that refuses a connection is banned and the next one tried. With
+    /// `in_line`, the caller can send a replay-position check ahead of the read and re-send the
+    /// read if it fails: a replica not yet known to have replayed `need` may be leased with
+    /// [`Lease::verify`] set instead of being asked first.
+    pub async fn acquire(
+        &self,
+        role: Role,
+        need: ReadNeed,
+        in_line: bool,
+    ) -> Result<Lease, AcquireError> {
         if role == Role::Replica {
-            if let Some(lease) = self.acquire_read(need).await? {
+            if let Some(lease) = self.acquire_read(need, in_line).await? {
                 return Ok(lease);
             }
         }
@@ -323,6 +334,7 @@ impl PoolSet {
                     server: pool.server.clone(),
                     waited,
                     stalls,
+                    verify: None,
                 })
             }
             Err(e) => {

@@ -176,6 +176,97 @@ fn probe_is_swallowed_and_flagged() {
 }
 
 #[test]
+fn a_position_question_is_swallowed_and_flagged_apart_from_the_probe() {
+    let mut p = Plan::default();
+    p.push(Expect::Position);
+    p.push(Expect::Query);
+    let mut f = Vec::new();
+    for t in *b"TDCZ" {
+        let (s, ev) = p.on_message(t, &mut f).unwrap();
+        assert_eq!(s, Step::Swallow);
+        assert!(ev.position && !ev.probe);
+        assert_eq!(ev.internal_done, t == b'Z');
+    }
+    assert_eq!(run(&mut p, b"TDCZ"), vec![Step::Forward; 4]);
+}
+
+#[test]
+fn a_voided_request_is_swallowed_through_its_ready_for_query_and_reported() {
+    // The replica was behind: the read's answer (a notice, rows, even a proxy reply due
+    // meanwhile) is dropped, and its ReadyForQuery tells the session to run it again.
+    let mut p = Plan::default();
+    p.push(Expect::Position);
+    p.push(Expect::Parse {
+        injected: true,
+        key: Some(7),
+        client_name: None,
+    });
+    p.push(Expect::Bind);
+    p.push(Expect::Synthetic(Bytes::from_static(b"3\0\0\0\x04")));
+    p.push(Expect::Execute);
+    p.push(Expect::Sync);
+    p.push(Expect::Query);
+    let mut f = Vec::new();
+    for t in *b"TDCZ" {
+        p.on_message(t, &mut f).unwrap();
+    }
+    p.void();
+    let mut out = BytesMut::new();
+    for t in *b"12N" {
+        let (s, ev) = p.on_message(t, &mut f).unwrap();
+        assert_eq!(s, Step::Swallow, "{}", char::from(t));
+        assert!(!ev.voided);
+        p.drain_synthetic(&mut out);
+    }
+    assert!(
+        out.is_empty(),
+        "a proxy reply of a voided request is dropped"
+    );
+    for t in *b"DC" {
+        assert_eq!(p.on_message(t, &mut f).unwrap().0, Step::Swallow);
+    }
+    let (s, ev) = p.on_message(b'Z', &mut f).unwrap();
+    assert_eq!(s, Step::Swallow);
+    assert!(ev.ready && ev.voided);
+    assert!(!p.is_voided());
+    assert_eq!(
+        run(&mut p, b"TDCZ"),
+        vec![Step::Forward; 4],
+        "the next request is the client's"
+    );
+}
+
+#[test]
+fn a_voided_request_that_failed_its_column_check_reports_no_failure() {
+    let mut p = Plan::default();
+    p.push(Expect::Check {
+        name: Bytes::from_static(b"s"),
+        key: 1,
+        columns: 2,
+    });
+    p.push(Expect::Bind);
+    p.push(Expect::Sync);
+    p.hold_sync(1);
+    p.void();
+    let mut f = Vec::new();
+    let (_, ev) = p.on_message(b't', &mut f).unwrap();
+    assert!(ev.check.is_none());
+    let (_, ev) = p.on_message(b'T', &mut f).unwrap();
+    assert!(
+        ev.check.is_some(),
+        "the check is still answered, so the held Sync goes out"
+    );
+    assert!(p.checked(Some(1)).is_some());
+    for t in *b"23E" {
+        let (s, _) = p.on_message(t, &mut f).unwrap();
+        assert_eq!(s, Step::Swallow);
+    }
+    let (s, ev) = p.on_message(b'Z', &mut f).unwrap();
+    assert_eq!(s, Step::Swallow);
+    assert!(ev.voided && !ev.checked_failed);
+}
+
+#[test]
 fn extended_copy_in_drops_the_early_sync() {
     let mut p = Plan::default();
     p.push(Expect::Bind);
