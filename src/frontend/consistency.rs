@@ -329,11 +329,37 @@ impl Session {
             let set = std::mem::take(&mut self.ryw.written);
             self.defer(set);
         } else if due {
-            build::query(&mut self.swbuf, PROBE_SQL);
-            self.plan.push(Expect::Probe);
-            self.ryw.probe_lsn = None;
-            self.ryw.probe_at = self.shared.pools.lsns.now();
-            self.ryw.probing = Some(std::mem::take(&mut self.ryw.written));
+            self.send_probe();
+        }
+    }
+
+    fn send_probe(&mut self) {
+        build::query(&mut self.swbuf, PROBE_SQL);
+        self.plan.push(Expect::Probe);
+        self.ryw.probe_lsn = None;
+        self.ryw.probe_at = self.shared.pools.lsns.now();
+        self.ryw.probing = Some(std::mem::take(&mut self.ryw.written));
+    }
+
+    /// Right after a write request is written for the server: when it cannot leave a
+    /// transaction open, its probe follows in the same write instead of a round trip after its
+    /// ReadyForQuery. The server runs the probe after the request's commit, so the position
+    /// covers it, and the write's tables wait for their position one round trip less.
+    pub(super) fn probe_in_line(&mut self) {
+        let Some(action) = self.ready_actions.back() else {
+            return;
+        };
+        let ends_idle = self.ready_actions.len() == 1
+            && self.tx == TxStatus::Idle
+            && self.pin.is_none()
+            && !self.unsynced
+            && !self.server_dying
+            && !self.plan.holds_sync()
+            && !action.function_call
+            && action.executed.first.is_some()
+            && action.executed.iter().all(|(a, _)| ends_idle(a));
+        if ends_idle && !self.ryw.written.is_empty() && self.ryw.probing.is_none() {
+            self.send_probe();
         }
     }
 
@@ -462,6 +488,15 @@ impl Session {
     }
 }
 
+/// A statement that ends outside any transaction block and waits for nothing more from the
+/// client (unlike COPY FROM STDIN, or anything opening or closing a transaction).
+fn ends_idle(a: &Analysis) -> bool {
+    a.statement_count == 1
+        && !a.is_transaction_control
+        && (a.route == crate::router::Route::Replica
+            || matches!(a.reason, "insert" | "update" | "delete" | "merge"))
+}
+
 /// Messages a second attempt can send again without the client seeing a difference. A named
 /// Parse or a Close changes the session's statement map on the first attempt.
 fn retry_safe(f: &Frame) -> bool {
@@ -476,6 +511,28 @@ fn retry_safe(f: &Frame) -> bool {
 mod tests {
     use super::*;
     use bytes::{BufMut, BytesMut};
+
+    #[test]
+    fn only_statements_that_end_outside_a_transaction_take_the_probe_in_line() {
+        let router = crate::router::Router::new(Default::default(), 100);
+        let idle = |sql: &str| ends_idle(&router.analyze(sql));
+        assert!(idle("update t set v = v + 1 where id = 1"));
+        assert!(idle("insert into t values (1) returning id"));
+        assert!(idle("delete from t where id = 1"));
+        for sql in [
+            "begin",
+            "commit",
+            "start transaction",
+            "savepoint a",
+            "copy t from stdin",
+            "update t set v = 1; begin",
+            "select 1; copy t from stdin",
+            "lock table t",
+            "create table x (a int)",
+        ] {
+            assert!(!idle(sql), "{sql}");
+        }
+    }
 
     #[test]
     fn probe_row_is_parsed_and_normalized() {

@@ -255,6 +255,7 @@ impl Session {
             self.flushed = action;
         }
         self.note_writes(first_new);
+        self.probe_in_line();
         // Replies the proxy makes itself are due now if nothing before them is outstanding.
         self.plan.drain_synthetic(&mut self.wbuf);
         self.recycle_frames(frames);
