@@ -100,6 +100,28 @@ pub struct Entry {
     weight: u32,
     /// `consistency = "global"`: the primary's WAL position its server had replayed (0: unknown).
     position: u64,
+    /// What a reader derived from `reply` on the first hit, so later hits need not derive it
+    /// again (the N+1 detector's value hashes); the cache never looks inside.
+    pub derived: std::sync::OnceLock<Arc<dyn std::any::Any + Send + Sync>>,
+}
+
+#[cfg(test)]
+impl Entry {
+    /// An entry holding `reply`, for tests of what readers do with a hit.
+    pub fn for_reply(reply: Bytes, rows: u64) -> Entry {
+        Entry {
+            reply,
+            rows,
+            snapshot: Snapshot {
+                tables: Box::new([]),
+                global: 0,
+            },
+            ttl: Duration::ZERO,
+            weight: 0,
+            position: 0,
+            derived: std::sync::OnceLock::new(),
+        }
+    }
 }
 
 /// What a hit must satisfy under `consistency = "global"`.
@@ -423,6 +445,7 @@ impl ResultCache {
                 ttl,
                 weight,
                 position,
+                derived: std::sync::OnceLock::new(),
             }),
         );
         c.fills.fetch_add(1, Ordering::Relaxed);

@@ -3,7 +3,7 @@
 use super::action::ReadyAction;
 use super::request::ClientStatement;
 use super::session::{End, Session};
-use crate::cache::{CacheKey, Fill, Fresh, Lookup};
+use crate::cache::{CacheKey, Entry, Fill, Fresh, Lookup};
 use crate::protocol::build;
 use crate::protocol::frame::Frame;
 use crate::protocol::messages::{
@@ -203,7 +203,7 @@ impl Session {
                             .coalesced
                             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
-                    self.replay(&probe, &entry.reply, entry.rows)?;
+                    self.replay(&probe, &entry)?;
                     return Ok(Outcome::Answered);
                 }
                 Lookup::Fill(fill) => {
@@ -224,7 +224,8 @@ impl Session {
     }
 
     /// Writes what the server would have sent for the request, from a stored reply.
-    fn replay(&mut self, probe: &Probe, reply: &Bytes, rows: u64) -> Result<(), End> {
+    fn replay(&mut self, probe: &Probe, entry: &Entry) -> Result<(), End> {
+        let (reply, rows) = (&entry.reply, entry.rows);
         let started = self.pending.arrived;
         let frames = std::mem::take(&mut self.pending).frames;
         if let Some(i) = probe.parse {
@@ -260,7 +261,7 @@ impl Session {
         }
         action.completed(rows);
         self.record_as(&action, AnsweredBy::Cache);
-        self.n1_capture.feed_reply(reply);
+        self.n1_capture.feed_entry(entry);
         self.detect_bursts(&action, true);
         self.recycle_frames(frames);
         Ok(())

@@ -78,6 +78,14 @@ fn bind_values(rest: &[u8]) -> Values {
     out
 }
 
+/// A cached reply's multi-row results, hashed with `limit` rows at most: (statement offset in
+/// the reply, result), and how many statements the reply completes.
+struct HashedReply {
+    limit: u32,
+    results: Vec<(usize, Rows)>,
+    statements: usize,
+}
+
 /// The hashed values of the current request's multi-row results, kept while detection is on
 /// and handed to the detector at ReadyForQuery; each result is bounded by [`flow::rows_to_hash`],
 /// [`flow::MAX_VALUES`] and [`flow::MAX_BYTES`].
@@ -134,6 +142,44 @@ impl Capture {
             };
             self.feed(t, body);
             reply = &rest[len..];
+        }
+    }
+
+    /// A stored reply the cache answered with, hashed on its first hit and replayed from there
+    /// after: on a hot entry, hashing the same rows at every hit was most of the detector's cost.
+    pub(super) fn feed_entry(&mut self, entry: &crate::cache::Entry) {
+        if !self.on {
+            return;
+        }
+        let limit = self.current.limit;
+        let memo = entry
+            .derived
+            .get()
+            .and_then(|d| d.downcast_ref::<HashedReply>());
+        if let Some(m) = memo.filter(|m| m.limit == limit) {
+            for (i, rows) in &m.results {
+                self.done.push((self.index + i, rows.clone()));
+            }
+            self.index += m.statements;
+            return;
+        }
+        let clean = self.current.is_empty();
+        let (first, index) = (self.done.len(), self.index);
+        self.feed_reply(&entry.reply);
+        // A reply ends at its CommandComplete, so nothing is left half-read; if something is
+        // (a truncated reply), the result is not one to keep.
+        if clean && self.current.is_empty() && memo.is_none() {
+            let results = self.done[first..]
+                .iter()
+                .map(|(i, rows)| (i - index, rows.clone()))
+                .collect();
+            let m = HashedReply {
+                limit,
+                results,
+                statements: self.index - index,
+            };
+            // Another client's first hit may have stored it meanwhile: the same values.
+            let _ = entry.derived.set(std::sync::Arc::new(m));
         }
     }
 
@@ -367,6 +413,74 @@ mod tests {
         );
         let long = "x".repeat(500);
         assert_eq!(one_line(&long).len(), NOTICE_QUERY_CHARS + 3);
+    }
+
+    fn reply(rows: &[[String; 2]]) -> bytes::Bytes {
+        let mut b = Vec::new();
+        for r in rows {
+            let mut body = 2u16.to_be_bytes().to_vec();
+            for v in r {
+                body.extend_from_slice(&(v.len() as i32).to_be_bytes());
+                body.extend_from_slice(v.as_bytes());
+            }
+            b.push(tag::DATA_ROW);
+            b.extend_from_slice(&(body.len() as u32 + 4).to_be_bytes());
+            b.extend_from_slice(&body);
+        }
+        b.push(tag::COMMAND_COMPLETE);
+        b.extend_from_slice(&14u32.to_be_bytes());
+        b.extend_from_slice(b"SELECT 20\0");
+        b.into()
+    }
+
+    fn results(c: &Capture) -> Vec<(usize, u32, Vec<u32>)> {
+        c.done
+            .iter()
+            .map(|(i, r)| (*i, r.rows, r.values.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn a_hit_replays_the_hashes_of_its_first_hit() {
+        let settings = crate::nplusone::Settings::default();
+        let rows: Vec<[String; 2]> = (0..20).map(|i| [i.to_string(), format!("v{i}")]).collect();
+        let entry = crate::cache::Entry::for_reply(reply(&rows), 20);
+        let mut fed = Capture::new(&settings);
+        fed.index = 2;
+        fed.feed_reply(&entry.reply);
+        let want = results(&fed);
+        assert_eq!(want.len(), 1);
+        assert_eq!(want[0].0, 2);
+        assert_eq!(want[0].1, 20);
+
+        let mut c = Capture::new(&settings);
+        c.index = 2;
+        c.feed_entry(&entry);
+        assert!(
+            entry.derived.get().is_some(),
+            "the first hit keeps its hashes"
+        );
+        assert_eq!(results(&c), want);
+        assert_eq!(c.index, 3);
+
+        // The next hit, at another statement of another request, comes from the memo.
+        c.end_request(&settings);
+        c.index = 5;
+        c.feed_entry(&entry);
+        let again = results(&c);
+        assert_eq!(again.len(), 1);
+        assert_eq!((again[0].0, again[0].1), (5, 20));
+        assert_eq!(again[0].2, want[0].2);
+        assert_eq!(c.index, 6);
+
+        // Another threshold hashes another number of rows (16): the memo of 20 is not used.
+        let few = crate::nplusone::Settings {
+            threshold: 1,
+            ..settings
+        };
+        let mut d = Capture::new(&few);
+        d.feed_entry(&entry);
+        assert_eq!(results(&d)[0].1, 16);
     }
 
     #[test]

@@ -81,7 +81,7 @@ impl Values {
 }
 
 /// One result's values, row after row, `columns` per row.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Rows {
     pub columns: usize,
     pub rows: u32,
@@ -173,9 +173,14 @@ impl Rows {
         !self.ragged && self.rows >= 2 && self.columns > 0
     }
 
+    /// Whether no row of a result has been read into it since it was last emptied.
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0 && !self.ragged && self.values.is_empty()
+    }
+
     /// Empties it for the next result, keeping its buffer.
     pub fn clear(&mut self) {
-        if self.rows == 0 && !self.ragged && self.values.is_empty() {
+        if self.is_empty() {
             return;
         }
         self.values.clear();
