@@ -3,19 +3,15 @@
 use super::plan::Expect;
 use super::request::Pending;
 use super::session::Session;
+use super::translate::Question;
 use crate::config::Consistency;
 use crate::pool::{Lease, ReadNeed, Role, WriteSet};
-use crate::protocol::build;
 use crate::protocol::frame::{Frame, Reader};
 use crate::protocol::messages::TxStatus;
 use crate::protocol::tags::{backend, frontend as tag};
 use crate::router::Analysis;
 use std::sync::Arc;
 use std::time::Instant;
-
-/// Run after a write commits, on the same connection, before it returns to the pool. The insert
-/// position (not the write position) covers commits made with synchronous_commit = off.
-const PROBE_SQL: &str = "SELECT pg_current_wal_insert_lsn()";
 
 /// A session's share of read-your-writes and retry state.
 #[derive(Default)]
@@ -334,8 +330,10 @@ impl Session {
     }
 
     fn send_probe(&mut self) {
-        build::query(&mut self.swbuf, PROBE_SQL);
-        self.plan.push(Expect::Probe);
+        let Some(lease) = self.server.as_mut() else {
+            return;
+        };
+        Question::InsertPosition.ask(lease.conn(), &mut self.swbuf, &mut self.plan, Expect::Probe);
         self.ryw.probe_lsn = None;
         self.ryw.probe_at = self.shared.pools.lsns.now();
         self.ryw.probing = Some(std::mem::take(&mut self.ryw.written));

@@ -5,6 +5,7 @@ use super::plan::{columns_shape, Expect, Forget, Step};
 use super::refusal::Seen;
 use super::session::{End, Session};
 use super::settings::DIRTY;
+use super::translate::Question;
 use crate::error::ClientError;
 use crate::pool::Role;
 use crate::protocol::build;
@@ -223,6 +224,16 @@ impl Session {
             }
             if acknowledges {
                 self.announce_writes();
+            }
+            if ev.internal_done && ev.internal_failed && (ev.position || ev.probe) {
+                let q = if ev.position {
+                    Question::ReplayPosition
+                } else {
+                    Question::InsertPosition
+                };
+                if let Some(lease) = self.server.as_mut() {
+                    q.failed(lease.conn());
+                }
             }
             if ev.position && ev.internal_done {
                 self.position_answered(ev.internal_failed);

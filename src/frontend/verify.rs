@@ -13,7 +13,7 @@
 use super::consistency::Ryw;
 use super::plan::Expect;
 use super::session::Session;
-use crate::protocol::build;
+use super::translate::Question;
 use bytes::BytesMut;
 
 /// A replay-position question in flight ahead of a read.
@@ -42,8 +42,15 @@ impl Session {
         let Some(need) = self.server.as_mut().and_then(|l| l.verify.take()) else {
             return;
         };
-        build::query(&mut self.swbuf, crate::pool::REPLAY_POSITION_SQL);
-        self.plan.push(Expect::Position);
+        let Some(lease) = self.server.as_mut() else {
+            return;
+        };
+        Question::ReplayPosition.ask(
+            lease.conn(),
+            &mut self.swbuf,
+            &mut self.plan,
+            Expect::Position,
+        );
         self.ryw.verify = Some(Verify {
             need,
             replayed: None,

@@ -191,6 +191,37 @@ fn a_position_question_is_swallowed_and_flagged_apart_from_the_probe() {
 }
 
 #[test]
+fn a_prepared_question_is_swallowed_from_its_close_through_its_ready_for_query() {
+    // First use on a connection: Close (of an evicted statement and of its own name), Parse,
+    // Bind, Execute, Sync; the client's query after it is answered as usual.
+    let mut p = Plan::default();
+    p.push(Expect::CloseInjected);
+    p.push(Expect::CloseInjected);
+    p.push(Expect::Position);
+    p.push(Expect::Query);
+    let mut f = Vec::new();
+    for t in *b"33" {
+        assert_eq!(p.on_message(t, &mut f).unwrap().0, Step::Swallow);
+    }
+    for t in *b"12DCZ" {
+        let (s, ev) = p.on_message(t, &mut f).unwrap();
+        assert_eq!(s, Step::Swallow, "{}", char::from(t));
+        assert!(ev.position);
+        assert_eq!(ev.internal_done, t == b'Z');
+    }
+    assert_eq!(run(&mut p, b"TDCZ"), vec![Step::Forward; 4]);
+
+    // A failed Parse: the error and the ReadyForQuery are swallowed and reported as failed.
+    p.push(Expect::Probe);
+    let (s, _) = p.on_message(b'E', &mut f).unwrap();
+    assert_eq!(s, Step::Swallow);
+    let (s, ev) = p.on_message(b'Z', &mut f).unwrap();
+    assert_eq!(s, Step::Swallow);
+    assert!(ev.probe && ev.internal_done && ev.internal_failed);
+    assert!(p.is_empty());
+}
+
+#[test]
 fn a_voided_request_is_swallowed_through_its_ready_for_query_and_reported() {
     // The replica was behind: the read's answer (a notice, rows, even a proxy reply due
     // meanwhile) is dropped, and its ReadyForQuery tells the session to run it again.
