@@ -590,6 +590,9 @@ impl SnapshotCollector {
 }
 
 #[cfg(test)]
+mod fixture_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
