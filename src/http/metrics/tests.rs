@@ -290,3 +290,86 @@ fn a_negative_or_nan_counter_reading_shows_as_zero() {
         r#"pgsplit_fingerprint_duration_seconds_total{database="app",fingerprint="00000000000000aa"} 0"#,
     );
 }
+
+/// Every family as the hand-written writer rendered `snapshot()`: name, type, label names
+/// (`-` for none). Dashboards and alerts query these, so a change here must be on purpose.
+const FAMILIES: &str = "\
+pgsplit_cache_bytes gauge -
+pgsplit_cache_coalesced_total counter -
+pgsplit_cache_entries gauge -
+pgsplit_cache_evictions_total counter cause
+pgsplit_cache_hits_total counter -
+pgsplit_cache_invalidations_total counter cause
+pgsplit_cache_misses_total counter -
+pgsplit_cache_wal_follower_running gauge database
+pgsplit_client_connections gauge -
+pgsplit_fingerprint_calls_total counter database,fingerprint
+pgsplit_fingerprint_duration_seconds_total counter database,fingerprint
+pgsplit_fingerprint_errors_total counter database,fingerprint
+pgsplit_fingerprint_latency_seconds gauge database,fingerprint,percentile
+pgsplit_fingerprint_route_calls_total counter database,fingerprint,route
+pgsplit_fingerprint_rows_total counter database,fingerprint
+pgsplit_global_position_queries_total counter kind
+pgsplit_n_plus_one_bursts_total counter kind
+pgsplit_n_plus_one_findings gauge -
+pgsplit_pool_acquire_seconds gauge percentile,pool,role
+pgsplit_pool_acquisitions_total counter pool,role
+pgsplit_pool_connections gauge pool,role,state
+pgsplit_pool_connections_broken_total counter pool,role
+pgsplit_pool_connections_opened_total counter pool,role
+pgsplit_pool_efficiency_ratio gauge pool,role
+pgsplit_pool_max_connections gauge pool,role
+pgsplit_pool_timeouts_total counter pool,role
+pgsplit_pool_waiting_clients gauge pool,role
+pgsplit_primary_only_fingerprints gauge -
+pgsplit_queries_total counter -
+pgsplit_query_errors_total counter -
+pgsplit_query_fingerprints_folded_total counter -
+pgsplit_reads_sent_to_primary_total counter reason,role,server
+pgsplit_replica_lag_bytes gauge role,server
+pgsplit_replica_lag_seconds gauge role,server
+pgsplit_replica_position_checks_in_line_total counter role,server
+pgsplit_replica_position_checks_total counter role,server
+pgsplit_replica_reads_sent_again_total counter role,server
+pgsplit_replica_reads_total counter role,server
+pgsplit_replica_refusals_total counter -
+pgsplit_server_banned_seconds gauge role,server
+pgsplit_server_bans_total counter role,server
+pgsplit_server_outstanding_requests gauge role,server
+pgsplit_server_up gauge role,server
+pgsplit_target_met gauge target
+pgsplit_uptime_seconds gauge -
+";
+
+#[test]
+fn names_types_and_label_sets_are_those_of_the_hand_written_writer() {
+    let out = render(snapshot()).unwrap();
+    let mut families: Vec<(String, String, std::collections::BTreeSet<String>)> = Vec::new();
+    for line in out.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap();
+            families.push((name.into(), kind.into(), Default::default()));
+        } else if !line.starts_with('#') {
+            let series = line.rsplit_once(' ').unwrap().0;
+            let names = match series.split_once('{') {
+                // Label values in the fixture hold no `="`, so splitting on it finds the names.
+                Some((_, labels)) => labels
+                    .split("\",")
+                    .map(|kv| kv.split_once("=\"").unwrap().0)
+                    .collect::<Vec<_>>()
+                    .join(","),
+                None => "-".into(),
+            };
+            families.last_mut().unwrap().2.insert(names);
+        }
+    }
+    let mut got: Vec<String> = families
+        .into_iter()
+        .map(|(name, kind, labels)| {
+            let labels: Vec<String> = labels.into_iter().collect();
+            format!("{name} {kind} {}", labels.join(" "))
+        })
+        .collect();
+    got.sort();
+    assert_eq!(got, FAMILIES.lines().collect::<Vec<_>>());
+}
