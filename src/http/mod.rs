@@ -151,14 +151,7 @@ async fn reset(State(shared): State<Arc<Shared>>) -> &'static str {
 
 async fn metrics_text(State(shared): State<Arc<Shared>>) -> Response {
     match metrics::render(snapshot::snapshot(&shared)) {
-        Ok(body) => (
-            [(
-                header::CONTENT_TYPE,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )],
-            body,
-        )
-            .into_response(),
+        Ok(body) => ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], body).into_response(),
         Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "cannot render metrics\n").into_response(),
     }
 }
