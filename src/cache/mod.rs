@@ -5,6 +5,7 @@ pub mod generations;
 pub mod wal;
 pub mod wal_status;
 
+pub use crate::config::{CacheSettings, Invalidation, Rule, RuleTarget};
 use crate::protocol::messages::command_rows;
 use crate::router::relation_key;
 use bytes::{Bytes, BytesMut};
@@ -16,65 +17,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
-
-/// How writes made outside this proxy are noticed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Invalidation {
-    /// Only writes through this proxy invalidate; the TTL bounds staleness for others.
-    Proxy,
-    /// Also follow the primary's WAL through a logical replication slot.
-    Wal,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum RuleTarget {
-    /// Unqualified, lowercased relation name.
-    Table(String),
-    Fingerprint(u64),
-}
-
-/// A per-table or per-fingerprint exception to the default TTL.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Rule {
-    pub target: RuleTarget,
-    /// None: never cache.
-    pub ttl: Option<Duration>,
-}
-
-#[derive(Clone, Debug)]
-pub struct CacheSettings {
-    pub enabled: bool,
-    pub max_bytes: u64,
-    pub max_entry_bytes: usize,
-    pub ttl: Duration,
-    pub share_across_users: bool,
-    pub coalesce_wait: Duration,
-    /// A replica's answer for a table written through the proxy this recently is not stored:
-    /// the replica may not have replayed that write yet.
-    pub replica_fill_delay: Duration,
-    pub invalidation: Invalidation,
-    pub wal_poll: Duration,
-    pub wal_user: Option<String>,
-    pub rules: Vec<Rule>,
-}
-
-impl Default for CacheSettings {
-    fn default() -> Self {
-        CacheSettings {
-            enabled: false,
-            max_bytes: 256 << 20,
-            max_entry_bytes: 1 << 20,
-            ttl: Duration::from_secs(60),
-            share_across_users: false,
-            coalesce_wait: Duration::from_secs(5),
-            replica_fill_delay: Duration::from_secs(1),
-            invalidation: Invalidation::Proxy,
-            wal_poll: Duration::from_millis(20),
-            wal_user: None,
-            rules: Vec::new(),
-        }
-    }
-}
 
 /// Everything a result depends on besides the data: who asks, with which settings, what.
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]

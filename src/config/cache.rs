@@ -1,7 +1,7 @@
 //! The `[cache]` section: raw form, defaults and validation into the result cache's settings.
 
 use super::{invalid, ConfigError};
-use crate::cache::{CacheSettings, Invalidation, Rule, RuleTarget};
+use super::{CacheSettings, Invalidation, Rule, RuleTarget};
 use serde::Deserialize;
 use std::time::Duration;
 

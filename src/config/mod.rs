@@ -5,6 +5,7 @@ mod limits;
 mod observe;
 mod raw;
 mod render;
+mod settings;
 #[cfg(test)]
 mod tests;
 
@@ -16,6 +17,10 @@ use thiserror::Error;
 
 pub use limits::{Keepalive, Limits, ServerTlsConfig, SslMode};
 pub use raw::RawConfig;
+pub use settings::{
+    CacheSettings, Invalidation, NPlusOneSettings, Rule, RuleTarget, StatsSettings,
+    TargetThresholds,
+};
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -186,7 +191,7 @@ pub struct StatsConfig {
     pub listen: SocketAddr,
     /// Bearer token the endpoint requires, if set.
     pub token: Option<String>,
-    pub settings: crate::stats::StatsSettings,
+    pub settings: StatsSettings,
 }
 
 #[derive(Clone, Debug)]
@@ -215,8 +220,8 @@ pub struct Config {
     pub replica_role_auto: Vec<bool>,
     pub health: HealthConfig,
     pub replication: ReplicationConfig,
-    pub cache: crate::cache::CacheSettings,
-    pub n_plus_one: crate::nplusone::Settings,
+    pub cache: CacheSettings,
+    pub n_plus_one: NPlusOneSettings,
 }
 
 /// Environment variables that override addresses, so one file serves every environment.

@@ -1,10 +1,10 @@
 //! Validation of the observability sections, `[stats]` and `[n_plus_one]`, into the settings their subsystems take.
 
-use super::{invalid, positive, raw, ConfigError};
+use super::{
+    invalid, positive, raw, ConfigError, NPlusOneSettings, StatsSettings, TargetThresholds,
+};
 
-pub(super) fn stats_settings(
-    r: &raw::RawStats,
-) -> Result<crate::stats::StatsSettings, ConfigError> {
+pub(super) fn stats_settings(r: &raw::RawStats) -> Result<StatsSettings, ConfigError> {
     positive("stats.max_fingerprints", r.max_fingerprints)?;
     let t = &r.targets;
     for (key, v) in [
@@ -25,12 +25,12 @@ pub(super) fn stats_settings(
             return Err(invalid(key, "must be a share between 0 and 1"));
         }
     }
-    Ok(crate::stats::StatsSettings {
+    Ok(StatsSettings {
         enabled: r.enabled,
         max_fingerprints: r.max_fingerprints,
         slow_query_ms: r.slow_query_ms,
         log_parameters: r.log_parameters,
-        thresholds: crate::stats::TargetThresholds {
+        thresholds: TargetThresholds {
             p90_ms: t.p90_ms,
             p95_ms: t.p95_ms,
             pool_efficiency: t.pool_efficiency,
@@ -47,9 +47,7 @@ pub const MAX_N_PLUS_ONE_THRESHOLD: u32 = 1000;
 /// Largest `n_plus_one.window_ms`, which keeps every time span the detector compares in 32 bits.
 pub const MAX_N_PLUS_ONE_WINDOW_MS: u32 = 60_000;
 
-pub(super) fn n_plus_one_settings(
-    r: &raw::RawNPlusOne,
-) -> Result<crate::nplusone::Settings, ConfigError> {
+pub(super) fn n_plus_one_settings(r: &raw::RawNPlusOne) -> Result<NPlusOneSettings, ConfigError> {
     if !(2..=MAX_N_PLUS_ONE_THRESHOLD).contains(&r.threshold) {
         return Err(invalid(
             "n_plus_one.threshold",
@@ -64,7 +62,7 @@ pub(super) fn n_plus_one_settings(
     }
     positive("n_plus_one.max_findings", r.max_findings)?;
     positive("n_plus_one.max_traces", r.max_traces)?;
-    Ok(crate::nplusone::Settings {
+    Ok(NPlusOneSettings {
         enabled: r.enabled,
         threshold: r.threshold,
         window_ms: r.window_ms,

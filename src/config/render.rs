@@ -123,8 +123,8 @@ impl Config {
             c.coalesce_wait.as_millis(),
             c.replica_fill_delay.as_millis(),
             match c.invalidation {
-                crate::cache::Invalidation::Proxy => "proxy",
-                crate::cache::Invalidation::Wal => "wal",
+                Invalidation::Proxy => "proxy",
+                Invalidation::Wal => "wal",
             },
             c.wal_poll.as_millis(),
         );
@@ -134,10 +134,10 @@ impl Config {
         for r in &c.rules {
             let _ = writeln!(s, "[[cache.rules]]");
             match &r.target {
-                crate::cache::RuleTarget::Table(t) => {
+                RuleTarget::Table(t) => {
                     let _ = writeln!(s, "table = \"{t}\"");
                 }
-                crate::cache::RuleTarget::Fingerprint(f) => {
+                RuleTarget::Fingerprint(f) => {
                     let _ = writeln!(s, "fingerprint = \"{f:016x}\"");
                 }
             }

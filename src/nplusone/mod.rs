@@ -17,6 +17,7 @@ mod traces;
 #[cfg(test)]
 mod tests;
 
+pub use crate::config::NPlusOneSettings as Settings;
 pub use detector::{Detection, Stream};
 pub use registry::{BurstCounts, FindingSnapshot, NewBurst, Registry};
 pub use suggest::{suggest, CacheUse};
@@ -25,38 +26,6 @@ pub use traces::Traces;
 
 use serde::Serialize;
 use std::sync::Arc;
-
-/// Checked `[n_plus_one]` settings.
-#[derive(Clone, Debug)]
-pub struct Settings {
-    pub enabled: bool,
-    /// Executions of one fingerprint within `window_ms` that make a burst.
-    pub threshold: u32,
-    pub window_ms: u32,
-    /// Send the client a NoticeResponse (WARNING, 01000) when its statement completes a burst.
-    pub notify_client: bool,
-    /// Report runs of the same statement with the same parameters.
-    pub repeated_identical: bool,
-    /// Report back-to-back runs of one INSERT/UPDATE/DELETE with differing parameters.
-    pub batchable_writes: bool,
-    pub max_findings: usize,
-    pub max_traces: usize,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            enabled: true,
-            threshold: 10,
-            window_ms: 1000,
-            notify_client: false,
-            repeated_identical: true,
-            batchable_writes: false,
-            max_findings: 1000,
-            max_traces: 1000,
-        }
-    }
-}
 
 /// Which finding a burst is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]

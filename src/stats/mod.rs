@@ -6,35 +6,14 @@ mod queries;
 mod targets;
 pub mod timeseries;
 
+pub use crate::config::{StatsSettings, TargetThresholds};
 pub use events::{EventCounts, Events};
 pub use histogram::{LatencyHistogram, Percentiles};
 pub use queries::{AnsweredBy, QuerySnapshot, QueryStats, Sample};
-pub use targets::{Measured, Target, TargetThresholds, Targets};
+pub use targets::{Measured, Target, Targets};
 pub use timeseries::TimeSeries;
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
-
-/// Settings the stats need, checked by the config module.
-#[derive(Clone, Debug)]
-pub struct StatsSettings {
-    pub enabled: bool,
-    pub max_fingerprints: usize,
-    pub slow_query_ms: u64,
-    pub log_parameters: bool,
-    pub thresholds: TargetThresholds,
-}
-
-impl Default for StatsSettings {
-    fn default() -> Self {
-        StatsSettings {
-            enabled: true,
-            max_fingerprints: 5_000,
-            slow_query_ms: 50,
-            log_parameters: false,
-            thresholds: TargetThresholds::default(),
-        }
-    }
-}
 
 /// All of the proxy's measurements, shared by sessions and read by the endpoint.
 pub struct Stats {

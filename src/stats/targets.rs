@@ -1,33 +1,7 @@
 //! The seed's performance targets, each with its threshold, the measured value and met / missed / no data.
 
+use super::TargetThresholds;
 use serde::Serialize;
-
-/// Thresholds, configurable under `[stats.targets]`.
-#[derive(Clone, Debug)]
-pub struct TargetThresholds {
-    pub p90_ms: f64,
-    pub p95_ms: f64,
-    /// Share of pool acquisitions served within `fast_acquire_ms`.
-    pub pool_efficiency: f64,
-    pub fast_acquire_ms: f64,
-    pub acquire_p95_ms: f64,
-    pub cache_hit_rate: f64,
-    pub n_plus_one_bursts: u64,
-}
-
-impl Default for TargetThresholds {
-    fn default() -> Self {
-        TargetThresholds {
-            p90_ms: 50.0,
-            p95_ms: 100.0,
-            pool_efficiency: 0.90,
-            fast_acquire_ms: 5.0,
-            acquire_p95_ms: 5.0,
-            cache_hit_rate: 0.70,
-            n_plus_one_bursts: 0,
-        }
-    }
-}
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct Target {
