@@ -20,6 +20,8 @@ pub mod proxy;
 pub mod reload;
 pub mod report;
 pub mod router;
+pub mod shared;
 pub mod stats;
 
-pub use proxy::{bind, start, ProxyHandle, Shared};
+pub use proxy::{bind, start, ProxyHandle};
+pub use shared::Shared;

@@ -7,17 +7,10 @@
 //! Subsystems with their own live settings hook in at [`apply`].
 
 use crate::backend::ServerTls;
-use crate::config::{Config, ConfigError, EnvOverrides};
+pub use crate::config::ConfigSource;
+use crate::config::{Config, ConfigError};
 use crate::Shared;
-use std::path::PathBuf;
 use std::sync::Arc;
-
-/// Where the configuration came from, so it can be read again the same way.
-#[derive(Clone, Debug)]
-pub struct ConfigSource {
-    pub path: PathBuf,
-    pub env: EnvOverrides,
-}
 
 /// What a reload changed.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -298,6 +291,7 @@ fn restart_changes(started: &Config, new: &Config) -> Vec<(&'static str, bool)> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::EnvOverrides;
 
     fn config(extra: &str) -> Config {
         let text = format!(

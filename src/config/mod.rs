@@ -6,6 +6,7 @@ mod observe;
 mod raw;
 mod render;
 mod settings;
+mod source;
 #[cfg(test)]
 mod tests;
 
@@ -21,6 +22,7 @@ pub use settings::{
     CacheSettings, Invalidation, NPlusOneSettings, Rule, RuleTarget, StatsSettings,
     TargetThresholds,
 };
+pub use source::ConfigSource;
 
 #[derive(Debug, Error)]
 pub enum ConfigError {

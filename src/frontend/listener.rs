@@ -4,99 +4,10 @@ use super::startup::{handshake, Outcome};
 use crate::error::ClientError;
 use crate::Shared;
 use bytes::BytesMut;
-use std::collections::HashMap;
-use std::net::IpAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Notify};
-
-/// Client connections open now, against the live `max_client_connections`; shutdown waits on it.
-#[derive(Default)]
-pub struct ClientSlots {
-    open: AtomicUsize,
-    closed: Notify,
-    /// Open clients per address, kept only while `max_client_connections_per_ip` is set.
-    per_ip: parking_lot::Mutex<HashMap<IpAddr, usize>>,
-}
-
-/// One client's slot, freed when its task ends.
-pub struct Slot {
-    slots: Arc<ClientSlots>,
-    /// The address this slot was counted under, if it was.
-    ip: Option<IpAddr>,
-}
-
-impl ClientSlots {
-    /// A slot if fewer than `max` are taken in all and, with `per_ip`, fewer than that from `ip`.
-    pub fn try_take(
-        self: &Arc<Self>,
-        max: usize,
-        per_ip: Option<usize>,
-        ip: IpAddr,
-    ) -> Result<Slot, ClientError> {
-        self.open
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < max).then_some(n + 1)
-            })
-            .map_err(|_| ClientError::TooManyClients(max))?;
-        let mut slot = Slot {
-            slots: self.clone(),
-            ip: None,
-        };
-        if let Some(limit) = per_ip {
-            let mut map = self.per_ip.lock();
-            let n = map.entry(ip).or_insert(0);
-            if *n >= limit {
-                if *n == 0 {
-                    map.remove(&ip);
-                }
-                drop(map);
-                // Dropping `slot` gives its place in the total back.
-                return Err(ClientError::TooManyClientsFromHost(limit));
-            }
-            *n += 1;
-            slot.ip = Some(ip);
-        }
-        Ok(slot)
-    }
-
-    pub fn open(&self) -> usize {
-        self.open.load(Ordering::Acquire)
-    }
-
-    /// Waits until every client has left or `limit` passed; true if all left.
-    pub async fn drained(&self, limit: Duration) -> bool {
-        let wait = async {
-            loop {
-                let closed = self.closed.notified();
-                if self.open() == 0 {
-                    return;
-                }
-                closed.await;
-            }
-        };
-        tokio::time::timeout(limit, wait).await.is_ok()
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        if let Some(ip) = self.ip {
-            let mut map = self.slots.per_ip.lock();
-            if let Some(n) = map.get_mut(&ip) {
-                *n -= 1;
-                if *n == 0 {
-                    map.remove(&ip);
-                }
-            }
-        }
-        if self.slots.open.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.slots.closed.notify_waiters();
-        }
-    }
-}
+use tokio::sync::watch;
 
 /// Accepts clients until `shutdown` turns true; each runs in its own task.
 pub async fn serve(

@@ -20,5 +20,5 @@ pub mod stream;
 mod translate;
 mod verify;
 
-pub use listener::{serve, ClientSlots};
+pub use listener::serve;
 pub use session::Session;
