@@ -13,6 +13,8 @@ pub mod docs;
 pub mod error;
 pub mod frontend;
 pub mod http;
+#[cfg(test)]
+mod layering;
 pub mod nplusone;
 pub mod pool;
 pub mod protocol;
