@@ -1,6 +1,7 @@
 //! The primary's current WAL position, read on a control connection by one query at a time that every read arriving meanwhile shares: every read under `consistency = "global"`, and `table_lsn` reads whose tables have a write of unknown position.
 
-use super::set::{Pools, Role};
+use super::role::Role;
+use super::set::Pools;
 use crate::config::Config;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

@@ -1,6 +1,6 @@
 //! One server's published health: role, ban with backoff, replay position and lag, read lock-free on every request.
 
-use super::set::Role;
+use super::role::Role;
 use crate::config::Config;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::time::Instant;

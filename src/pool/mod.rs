@@ -8,12 +8,16 @@ mod lsn;
 mod manager;
 mod replica_choice;
 mod retire;
+mod role;
 mod routing;
 mod set;
+mod wal_history;
 
 pub use health::{HealthPolicy, ServerHealth};
 pub use lsn::{load_plain_tables, ReadNeed, WriteLsns, WriteSet};
 pub use manager::{ServerManager, ServerSettings};
 pub use replica_choice::REPLAY_POSITION_SQL;
+pub use role::Role;
 pub use routing::{PrimaryReason, RouteStats};
-pub use set::{AcquireError, Lease, PoolSet, Pools, Role, ServerInfo, ServerPool};
+pub use set::{AcquireError, Lease, PoolSet, Pools, ServerInfo, ServerPool};
+pub use wal_history::WalHistory;

@@ -2,8 +2,9 @@
 
 use super::health::ServerHealth;
 use super::lsn::ReadNeed;
+use super::role::Role;
 use super::routing::PrimaryReason;
-use super::set::{AcquireError, Lease, PoolSet, Role, ServerPool};
+use super::set::{AcquireError, Lease, PoolSet, ServerPool};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 

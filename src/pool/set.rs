@@ -4,7 +4,9 @@ use super::cap::{Cap, CapPermit};
 use super::health::{HealthPolicy, ServerHealth};
 use super::lsn::{ReadNeed, WriteLsns};
 use super::manager::{ChurnCounters, ServerManager, ServerSettings};
+use super::role::Role;
 use super::routing::RouteStats;
+use super::wal_history::WalHistory;
 use crate::backend::{BackendError, LoginParams, ServerConn, ServerTls};
 use crate::config::{Config, ServerAddr};
 use crate::stats::LatencyHistogram;
@@ -18,21 +20,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
 use tokio::sync::watch;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
-    Primary,
-    Replica,
-}
-
-impl Role {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Role::Primary => "primary",
-            Role::Replica => "replica",
-        }
-    }
-}
 
 /// One PostgreSQL server, shared by the pools of every database/user on it.
 #[derive(Debug)]
@@ -384,7 +371,7 @@ pub struct Pools {
     /// `consistency = "global"`: the primary's current WAL position, one query at a time.
     pub global: super::global::GlobalPosition,
     /// The primary's recent WAL positions, for replica lag in time.
-    pub wal_history: super::checker::WalHistory,
+    pub wal_history: WalHistory,
     /// The configuration new pool sets are built from; replaced on reload.
     config: ArcSwap<Config>,
     pub(super) settings: Arc<ArcSwap<ServerSettings>>,
