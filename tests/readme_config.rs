@@ -56,16 +56,7 @@ fn leaves(prefix: &str, v: &toml::Value, out: &mut Vec<String>) {
 #[test]
 fn every_key_set_in_proxy_toml_is_documented() {
     let text = read("proxy.toml");
-    let documented: Vec<String> = reference::parse(&text)
-        .iter()
-        .map(|k| {
-            if k.section.is_empty() {
-                k.key.clone()
-            } else {
-                format!("{}.{}", k.section, k.key)
-            }
-        })
-        .collect();
+    let documented: Vec<String> = reference::parse(&text).iter().map(path).collect();
     let value: toml::Value = toml::from_str(&text).expect("proxy.toml parses");
     let mut set = Vec::new();
     leaves("", &value, &mut set);
@@ -86,65 +77,61 @@ fn every_key_set_in_proxy_toml_is_documented() {
     }
 }
 
-/// Every field of the serde structs in src/config/raw.rs (and the section files beside it) is a
-/// key or a table in proxy.toml, so a key added to the configuration without documenting it
-/// fails here.
+fn path(k: &reference::KeyDoc) -> String {
+    if k.section.is_empty() {
+        k.key.clone()
+    } else {
+        format!("{}.{}", k.section, k.key)
+    }
+}
+
+/// Every key the configuration declares (src/config/, one `section!` per table) is in
+/// proxy.toml, so a key added without documenting it fails here.
 #[test]
 fn every_accepted_key_is_in_proxy_toml() {
-    let text = read("proxy.toml");
-    let keys = reference::parse(&text);
-    let raw = read("src/config/raw.rs") + &read("src/config/cache.rs");
-    for line in raw.lines() {
-        let Some(field) = line.trim().strip_prefix("pub ") else {
-            continue;
-        };
-        let Some((name, _)) = field.split_once(':') else {
-            continue;
-        };
-        if name.contains(char::is_whitespace) || name.contains('(') {
-            continue;
-        }
-        let known = keys.iter().any(|k| {
-            k.key == name || k.section == name || k.section.rsplit('.').next() == Some(name)
-        });
+    let documented: Vec<String> = reference::parse(&read("proxy.toml"))
+        .iter()
+        .map(path)
+        .collect();
+    for (_, key) in pgsplit::config::keys::all() {
         assert!(
-            known,
-            "src/config/raw.rs accepts `{name}` but proxy.toml does not document it; \
+            documented.iter().any(|d| d == key.path),
+            "src/config/ declares `{}` but proxy.toml does not document it; \
              add it (commented out if it has no default) with a comment giving its default, \
              then run `{}`",
+            key.path,
             docs::REGENERATE
         );
     }
 }
 
-/// proxy.toml's "reload" notes (and so the README's Reload column) say what src/reload.rs does:
-/// a key marked "reload: no" is one a reload reports as needing a restart, and the others are
-/// applied.
+/// proxy.toml's "reload: yes" / "reload: no" notes (and so the README's Reload column) say
+/// what each key's declaration in src/config/ says, which is what a reload does with it.
 #[test]
-fn reload_notes_match_what_reload_does() {
+fn reload_notes_match_the_declared_reload_classes() {
+    use pgsplit::config::Reload;
     let mut wrong = Vec::new();
     for k in reference::parse(&read("proxy.toml")) {
-        let path = if k.section.is_empty() {
-            k.key.clone()
-        } else {
-            format!("{}.{}", k.section, k.key)
+        let path = path(&k);
+        let Some((_, key)) = pgsplit::config::keys::find(&path) else {
+            wrong.push(format!(
+                "`{path}` is documented but src/config/ declares no such key"
+            ));
+            continue;
         };
-        let restart = pgsplit::reload::needs_restart(&path);
+        let restart = key.class.reload == Reload::Restart;
+        assert_eq!(restart, pgsplit::reload::needs_restart(&path));
         if k.reload == restart {
             wrong.push(format!(
-                "`{path}`: proxy.toml says reload: {}, src/reload.rs {}",
+                "`{path}`: proxy.toml says reload: {}, src/config/ declares it {:?}",
                 if k.reload { "yes" } else { "no" },
-                if restart {
-                    "needs a restart"
-                } else {
-                    "applies it"
-                }
+                key.class.reload
             ));
         }
     }
     assert!(
         wrong.is_empty(),
-        "fix proxy.toml's notes (then `{}`) or src/reload.rs:\n{}",
+        "fix proxy.toml's notes (then `{}`) or the key's class in src/config/:\n{}",
         docs::REGENERATE,
         wrong.join("\n")
     );

@@ -1,88 +1,109 @@
-//! The `[cache]` section: raw form, defaults and validation into the result cache's settings.
+//! The `[cache]` and `[[cache.rules]]` sections: declared, validated into the result cache's settings.
 
+use super::keys::{section, Word, LIVE, RESTART};
 use super::{invalid, ConfigError};
-use super::{CacheSettings, Invalidation, Rule, RuleTarget};
 use serde::Deserialize;
 use std::time::Duration;
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawCache {
-    #[serde(default)]
-    pub enabled: bool,
-    #[serde(default = "d_max_bytes")]
-    pub max_bytes: u64,
-    #[serde(default = "d_max_entry_bytes")]
-    pub max_entry_bytes: usize,
-    #[serde(default = "d_ttl_ms")]
-    pub ttl_ms: u64,
-    #[serde(default)]
-    pub share_across_users: bool,
-    #[serde(default = "d_coalesce_wait_ms")]
-    pub coalesce_wait_ms: u64,
-    #[serde(default = "d_replica_fill_delay_ms")]
-    pub replica_fill_delay_ms: u64,
-    #[serde(default = "d_invalidation")]
-    pub invalidation: String,
-    #[serde(default = "d_wal_poll_ms")]
-    pub wal_poll_ms: u64,
-    #[serde(default)]
-    pub wal_user: Option<String>,
-    #[serde(default)]
-    pub rules: Vec<RawRule>,
+section! {
+    cache: RawCache ["cache"];
+    keys {
+        enabled: bool = false, RESTART, |c| c.cache.enabled;
+        max_bytes: u64 = 256 << 20, RESTART, |c| c.cache.max_bytes;
+        max_entry_bytes: usize = 1 << 20, LIVE, |c| c.cache.max_entry_bytes;
+        ttl_ms: u64 = 60_000, LIVE, |c| c.cache.ttl;
+        share_across_users: bool = false, LIVE, |c| c.cache.share_across_users;
+        coalesce_wait_ms: u64 = 5_000, LIVE, |c| c.cache.coalesce_wait;
+        replica_fill_delay_ms: u64 = 1_000, LIVE, |c| c.cache.replica_fill_delay;
+        invalidation: Word<Invalidation> = Invalidation::Proxy.into(), RESTART,
+            |c| c.cache.invalidation.as_str();
+        wal_poll_ms: u64 = 20, RESTART, |c| c.cache.wal_poll;
+        wal_user: Option<String> = None, RESTART, |c| c.cache.wal_user;
+    }
+    tables {
+        rules: Vec<RawRule> = Vec::new();
+    }
 }
 
-impl Default for RawCache {
-    fn default() -> Self {
-        RawCache {
-            enabled: false,
-            max_bytes: d_max_bytes(),
-            max_entry_bytes: d_max_entry_bytes(),
-            ttl_ms: d_ttl_ms(),
-            share_across_users: false,
-            coalesce_wait_ms: d_coalesce_wait_ms(),
-            replica_fill_delay_ms: d_replica_fill_delay_ms(),
-            invalidation: d_invalidation(),
-            wal_poll_ms: d_wal_poll_ms(),
-            wal_user: None,
-            rules: Vec::new(),
+section! {
+    /// One `[[cache.rules]]` entry: exactly one of `table`/`fingerprint`, one of `never`/`ttl_ms`.
+    rule: RawRule [["cache.rules"]] each |c| c.cache.rules.len(), reported as "cache.rules";
+    keys {
+        table: Option<String> = None, LIVE, |c, i| match &c.cache.rules[i].target {
+            RuleTarget::Table(t) => Some(t.clone()),
+            RuleTarget::Fingerprint(_) => None,
+        };
+        fingerprint: Option<String> = None, LIVE, |c, i| match &c.cache.rules[i].target {
+            RuleTarget::Fingerprint(f) => Some(format!("{f:016x}")),
+            RuleTarget::Table(_) => None,
+        };
+        never: bool = false, LIVE, |c, i| c.cache.rules[i].ttl.is_none().then_some(true);
+        ttl_ms: Option<u64> = None, LIVE, |c, i| c.cache.rules[i].ttl;
+    }
+}
+
+pub use cache::SECTION;
+pub use rule::SECTION as RULES;
+
+/// How writes made outside this proxy are noticed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Invalidation {
+    /// Only writes through this proxy invalidate; the TTL bounds staleness for others.
+    Proxy,
+    /// Also follow the primary's WAL through a logical replication slot.
+    Wal,
+}
+
+impl Invalidation {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Invalidation::Proxy => "proxy",
+            Invalidation::Wal => "wal",
         }
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawRule {
-    #[serde(default)]
-    pub table: Option<String>,
-    #[serde(default)]
-    pub fingerprint: Option<String>,
-    #[serde(default)]
-    pub never: bool,
-    #[serde(default)]
-    pub ttl_ms: Option<u64>,
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RuleTarget {
+    /// Unqualified, lowercased relation name.
+    Table(String),
+    Fingerprint(u64),
 }
 
-fn d_max_bytes() -> u64 {
-    256 << 20
+/// A per-table or per-fingerprint exception to the default TTL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rule {
+    pub target: RuleTarget,
+    /// None: never cache.
+    pub ttl: Option<Duration>,
 }
-fn d_max_entry_bytes() -> usize {
-    1 << 20
+
+#[derive(Clone, Debug)]
+pub struct CacheSettings {
+    pub enabled: bool,
+    pub max_bytes: u64,
+    pub max_entry_bytes: usize,
+    pub ttl: Duration,
+    pub share_across_users: bool,
+    pub coalesce_wait: Duration,
+    /// A replica's answer for a table written through the proxy this recently is not stored:
+    /// the replica may not have replayed that write yet.
+    pub replica_fill_delay: Duration,
+    pub invalidation: Invalidation,
+    pub wal_poll: Duration,
+    pub wal_user: Option<String>,
+    pub rules: Vec<Rule>,
 }
-fn d_ttl_ms() -> u64 {
-    60_000
-}
-fn d_coalesce_wait_ms() -> u64 {
-    5_000
-}
-fn d_replica_fill_delay_ms() -> u64 {
-    1_000
-}
-fn d_invalidation() -> String {
-    "proxy".into()
-}
-fn d_wal_poll_ms() -> u64 {
-    20
+
+/// The defaults are the file's: an absent `[cache]` section, validated.
+impl Default for CacheSettings {
+    fn default() -> Self {
+        RawCache::absent()
+            .map_err(|e| invalid("cache", e))
+            .and_then(|r| settings(&r))
+            .expect("the [cache] defaults validate")
+    }
 }
 
 pub fn settings(r: &RawCache) -> Result<CacheSettings, ConfigError> {
@@ -101,16 +122,9 @@ pub fn settings(r: &RawCache) -> Result<CacheSettings, ConfigError> {
     if r.wal_poll_ms == 0 {
         return Err(invalid("cache.wal_poll_ms", "must be at least 1 ms"));
     }
-    let invalidation = match r.invalidation.as_str() {
-        "proxy" => Invalidation::Proxy,
-        "wal" => Invalidation::Wal,
-        other => {
-            return Err(invalid(
-                "cache.invalidation",
-                format!("`{other}` is not one of \"proxy\", \"wal\""),
-            ))
-        }
-    };
+    let invalidation = r
+        .invalidation
+        .get("cache.invalidation", "\"proxy\", \"wal\"")?;
     let mut rules = Vec::with_capacity(r.rules.len());
     for (i, rule) in r.rules.iter().enumerate() {
         let key = format!("cache.rules[{i}]");

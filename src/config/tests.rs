@@ -193,23 +193,20 @@ fn cache_section_defaults_rules_and_errors() {
     assert_eq!(c.cache.max_bytes, 256 << 20);
     assert_eq!(c.cache.max_entry_bytes, 1 << 20);
     assert_eq!(c.cache.ttl, Duration::from_secs(60));
-    assert_eq!(c.cache.invalidation, crate::cache::Invalidation::Proxy);
+    assert_eq!(c.cache.invalidation, super::Invalidation::Proxy);
     let text = format!(
         "{MINIMAL}\n[cache]\nenabled = true\ninvalidation = \"wal\"\n\
          [[cache.rules]]\ntable = \"Public.Sessions\"\nnever = true\n\
          [[cache.rules]]\nfingerprint = \"00ff\"\nttl_ms = 5\n"
     );
     let c = Config::from_toml(&text, &EnvOverrides::default()).unwrap();
-    assert_eq!(c.cache.invalidation, crate::cache::Invalidation::Wal);
+    assert_eq!(c.cache.invalidation, super::Invalidation::Wal);
     assert_eq!(
         c.cache.rules[0].target,
-        crate::cache::RuleTarget::Table("sessions".into())
+        super::RuleTarget::Table("sessions".into())
     );
     assert_eq!(c.cache.rules[0].ttl, None);
-    assert_eq!(
-        c.cache.rules[1].target,
-        crate::cache::RuleTarget::Fingerprint(255)
-    );
+    assert_eq!(c.cache.rules[1].target, super::RuleTarget::Fingerprint(255));
     // The rendered configuration reads back the same.
     let again = Config::from_toml(&c.render(), &EnvOverrides::default()).unwrap();
     assert_eq!(again.cache.rules, c.cache.rules);
