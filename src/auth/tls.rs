@@ -1,7 +1,5 @@
 //! rustls configurations (ring provider) for TLS toward clients and, later, toward servers.
 
-pub mod stream;
-
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

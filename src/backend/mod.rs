@@ -2,9 +2,11 @@
 
 mod conn;
 pub mod control;
+mod maybe_tls;
 pub mod prepared;
 mod stream;
 
 pub use conn::{BackendError, LoginParams, ServerConn, ServerTls};
+pub use maybe_tls::MaybeTls;
 pub use prepared::ServerPrepared;
 pub use stream::{ServerIo, ServerStream};

@@ -9,7 +9,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
-pub type ServerStream = crate::auth::tls::stream::MaybeTls<TlsStream<TcpStream>>;
+pub type ServerStream = super::MaybeTls<TlsStream<TcpStream>>;
 
 /// What one turn of [`ServerStream::io`] did.
 #[derive(Debug)]

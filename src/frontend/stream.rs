@@ -6,7 +6,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
-pub type ClientStream = crate::auth::tls::stream::MaybeTls<TlsStream<TcpStream>>;
+pub type ClientStream = crate::backend::MaybeTls<TlsStream<TcpStream>>;
 
 /// Bytes read per call while a request is in flight.
 const READ_CHUNK: usize = 16 * 1024;

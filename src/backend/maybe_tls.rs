@@ -1,4 +1,4 @@
-//! A TCP stream that may have been upgraded to TLS, read and written the same way either way, for client and server sides alike.
+//! A TCP stream that may have been upgraded to TLS, read and written the same way either way: the server stream here and the client stream in frontend/ are both this type.
 
 use std::io;
 use std::pin::Pin;
