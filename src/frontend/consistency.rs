@@ -250,7 +250,7 @@ impl Session {
     /// result cache's lookup) the session is between requests.
     pub(super) fn server_held_only_for_probe(&self) -> bool {
         self.ryw.probing.is_some()
-            && self.plan.len() == 1
+            && self.plan.only_probe_left()
             && self.ready_actions.is_empty()
             && self.tx == TxStatus::Idle
             && self.pin.is_none()

@@ -183,6 +183,19 @@ impl Plan {
         self.queue.len()
     }
 
+    /// Whether all that is left is the proxy's WAL-position probe after a write, with the
+    /// Closes that precede it where the probe is prepared on this connection for the first
+    /// time: the client's request has been answered, and the next may be decided afresh.
+    pub fn only_probe_left(&self) -> bool {
+        matches!(self.queue.back(), Some(Expect::Probe))
+            && self
+                .queue
+                .iter()
+                .rev()
+                .skip(1)
+                .all(|e| matches!(e, Expect::CloseInjected))
+    }
+
     /// Whether a client message still waits for its reply past the last Sync (a request
     /// sent on with Flush), as opposed to only the proxy's own queries.
     pub fn awaits_unsynced_reply(&self) -> bool {

@@ -222,6 +222,31 @@ fn a_prepared_question_is_swallowed_from_its_close_through_its_ready_for_query()
 }
 
 #[test]
+fn a_write_probe_prepared_for_the_first_time_still_leaves_the_session_between_requests() {
+    // The probe after a write, on a connection that has not prepared it yet: its Closes come
+    // first. The client's request is answered; only the probe is left, Closes or not.
+    let mut p = Plan::default();
+    p.push(Expect::Query);
+    p.push(Expect::CloseInjected);
+    p.push(Expect::CloseInjected);
+    p.push(Expect::Probe);
+    assert!(!p.only_probe_left());
+    assert_eq!(run(&mut p, b"CZ"), vec![Step::Forward; 2]);
+    assert!(p.only_probe_left());
+    assert_eq!(run(&mut p, b"3"), vec![Step::Swallow]);
+    assert!(p.only_probe_left());
+    // A client request queued behind the probe is not "between requests".
+    p.push(Expect::Query);
+    assert!(!p.only_probe_left());
+    // Neither is an in-line replay-position question.
+    let mut q = Plan::default();
+    q.push(Expect::CloseInjected);
+    q.push(Expect::Position);
+    assert!(!q.only_probe_left());
+    assert!(!Plan::default().only_probe_left());
+}
+
+#[test]
 fn a_voided_request_is_swallowed_through_its_ready_for_query_and_reported() {
     // The replica was behind: the read's answer (a notice, rows, even a proxy reply due
     // meanwhile) is dropped, and its ReadyForQuery tells the session to run it again.
