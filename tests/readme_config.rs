@@ -28,39 +28,12 @@ fn readme_reference_matches_proxy_toml() {
     );
 }
 
-/// Leaf keys of a TOML value as "section.key" (arrays of tables contribute their entries' keys).
-fn leaves(prefix: &str, v: &toml::Value, out: &mut Vec<String>) {
-    match v {
-        toml::Value::Table(t) => {
-            for (k, v) in t {
-                let path = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
-                match v {
-                    toml::Value::Table(_) => leaves(&path, v, out),
-                    toml::Value::Array(items) if items.iter().all(|i| i.is_table()) => {
-                        for i in items {
-                            leaves(&path, i, out);
-                        }
-                    }
-                    _ => out.push(path),
-                }
-            }
-        }
-        _ => out.push(prefix.to_string()),
-    }
-}
-
 #[test]
 fn every_key_set_in_proxy_toml_is_documented() {
     let text = read("proxy.toml");
     let documented: Vec<String> = reference::parse(&text).iter().map(path).collect();
     let value: toml::Value = toml::from_str(&text).expect("proxy.toml parses");
-    let mut set = Vec::new();
-    leaves("", &value, &mut set);
-    for key in set {
+    for key in pgsplit::config::keys::paths(&value) {
         assert!(
             documented.contains(&key),
             "proxy.toml sets `{key}` but the generated reference does not list it; \

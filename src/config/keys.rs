@@ -153,6 +153,34 @@ pub fn changes(a: &Config, b: &Config) -> Vec<(&'static str, Reload)> {
     out
 }
 
+/// The key paths a TOML document sets, as the declarations name them ("section.key"; an
+/// array of tables contributes its entries' keys), to hold a file against the declarations.
+pub fn paths(v: &toml::Value) -> Vec<String> {
+    fn walk(prefix: &str, v: &toml::Value, out: &mut Vec<String>) {
+        let toml::Value::Table(t) = v else {
+            return out.push(prefix.to_string());
+        };
+        for (k, v) in t {
+            let path = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            match v {
+                toml::Value::Array(items) if items.iter().all(|i| i.is_table()) => {
+                    for i in items {
+                        walk(&path, i, out);
+                    }
+                }
+                _ => walk(&path, v, out),
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk("", v, &mut out);
+    out
+}
+
 /// The TOML literal of an effective value.
 pub trait Lit {
     fn lit(&self) -> Option<String>;

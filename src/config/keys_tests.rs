@@ -42,36 +42,12 @@ fn config(text: &str) -> Config {
     Config::from_toml(text, &EnvOverrides::default()).unwrap()
 }
 
-/// Leaf keys of a TOML value as "section.key" (arrays of tables contribute their entries' keys).
-fn leaves(prefix: &str, v: &toml::Value, out: &mut Vec<String>) {
-    let toml::Value::Table(t) = v else {
-        return out.push(prefix.to_string());
-    };
-    for (k, v) in t {
-        let path = if prefix.is_empty() {
-            k.clone()
-        } else {
-            format!("{prefix}.{k}")
-        };
-        match v {
-            toml::Value::Table(_) => leaves(&path, v, out),
-            toml::Value::Array(items) if items.iter().all(|i| i.is_table()) => {
-                for i in items {
-                    leaves(&path, i, out);
-                }
-            }
-            _ => out.push(path),
-        }
-    }
-}
-
 #[test]
 fn render_lists_every_key_and_reads_back_the_same() {
     let c = config(EVERYTHING);
     let text = c.render();
     let value: toml::Value = toml::from_str(&text).expect("the rendering is TOML");
-    let mut rendered = Vec::new();
-    leaves("", &value, &mut rendered);
+    let rendered = keys::paths(&value);
     for (_, key) in keys::all() {
         assert!(
             rendered.iter().any(|r| r == key.path),
