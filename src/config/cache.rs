@@ -99,10 +99,7 @@ pub struct CacheSettings {
 /// The defaults are the file's: an absent `[cache]` section, validated.
 impl Default for CacheSettings {
     fn default() -> Self {
-        RawCache::absent()
-            .map_err(|e| invalid("cache", e))
-            .and_then(|r| settings(&r))
-            .expect("the [cache] defaults validate")
+        super::checked_default("cache", RawCache::absent, settings)
     }
 }
 

@@ -43,6 +43,22 @@ pub enum ConfigError {
     Invalid { key: String, message: String },
 }
 
+/// A section's checked value when the file does not have the table: its declared defaults,
+/// validated. The declarations' defaults always validate (the config tests build each one).
+fn checked_default<R, T>(
+    section: &str,
+    absent: fn() -> Result<R, String>,
+    check: fn(&R) -> Result<T, ConfigError>,
+) -> T {
+    match absent()
+        .map_err(|e| invalid(section, e))
+        .and_then(|r| check(&r))
+    {
+        Ok(t) => t,
+        Err(e) => panic!("the [{section}] defaults do not validate: {e}"),
+    }
+}
+
 fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key: key.into(),

@@ -71,10 +71,7 @@ pub struct StatsSettings {
 /// The defaults are the file's: an absent `[stats]` table, validated.
 impl Default for StatsSettings {
     fn default() -> Self {
-        RawStats::absent()
-            .map_err(|e| invalid("stats", e))
-            .and_then(|r| stats_settings(&r))
-            .expect("the [stats] defaults validate")
+        super::checked_default("stats", RawStats::absent, stats_settings)
     }
 }
 
@@ -117,10 +114,7 @@ pub struct NPlusOneSettings {
 /// The defaults are the file's: an absent `[n_plus_one]` table, validated.
 impl Default for NPlusOneSettings {
     fn default() -> Self {
-        RawNPlusOne::absent()
-            .map_err(|e| invalid("n_plus_one", e))
-            .and_then(|r| n_plus_one_settings(&r))
-            .expect("the [n_plus_one] defaults validate")
+        super::checked_default("n_plus_one", RawNPlusOne::absent, n_plus_one_settings)
     }
 }
 
