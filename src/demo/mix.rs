@@ -116,6 +116,21 @@ pub struct Universe {
     pub property_count: i64,
 }
 
+impl Universe {
+    /// The mix updates leads `1..=mixed_leads()`; the rest belong to the consistency check, whose
+    /// rows must have one writer: another client's UPDATE that started before the check's and
+    /// committed after it would store an older `now()` and look like a stale read.
+    pub fn mixed_leads(&self) -> i64 {
+        (self.max_lead_id - self.checked_leads().count() as i64).max(1)
+    }
+
+    /// The leads only the consistency check writes: the newest tenth, at most 64.
+    pub fn checked_leads(&self) -> std::ops::RangeInclusive<i64> {
+        let n = (self.max_lead_id / 10).clamp(1, 64);
+        (self.max_lead_id - n + 1).max(1)..=self.max_lead_id.max(1)
+    }
+}
+
 /// Per-kind counts, shared by every client.
 #[derive(Default)]
 pub struct Tally {
@@ -213,7 +228,7 @@ async fn run_one(
             c.query(&p.listing_page, &[&offset]).await?;
         }
         Kind::LeadUpdate => {
-            let id = rng.gen_range(1..=u.max_lead_id.max(1));
+            let id = rng.gen_range(1..=u.mixed_leads());
             let score = (rng.gen_range(0.0..10.0f64) * 100.0).round() / 100.0;
             c.execute(&p.lead_update, &[&score, &id]).await?;
         }

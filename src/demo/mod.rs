@@ -121,9 +121,9 @@ pub async fn run(args: &WorkloadArgs) -> Result<(), WorkloadError> {
     let freshness = Arc::new(freshness::Freshness::default());
     {
         let (writer, other) = (connect().await?, connect().await?);
-        let (fresh, max) = (freshness.clone(), universe.max_lead_id);
+        let (fresh, leads) = (freshness.clone(), universe.checked_leads());
         tasks.push(tokio::spawn(async move {
-            freshness::run(writer, other, max, until, &fresh).await
+            freshness::run(writer, other, leads, until, &fresh).await
         }));
     }
     let progress = tokio::spawn(progress::run(
