@@ -62,6 +62,17 @@ pub enum ClientError {
     /// client (a column's type changed since): PostgreSQL's own words for its own statements.
     #[error("cached plan must not change result type")]
     ResultColumnsChanged,
+    /// The admin console's query is no command it has; `known` lists those it has.
+    #[error("unknown admin command \"{command}\"; try one of: {known}")]
+    AdminUnknownCommand { command: String, known: String },
+    /// As PostgreSQL's own `SHOW` of a setting that does not exist.
+    #[error("unknown SHOW {what}; try one of: {known}")]
+    AdminUnknownShow { what: String, known: String },
+    #[error("the admin console speaks the simple query protocol only (psql does)")]
+    AdminExtendedProtocol,
+    /// RELOAD read a configuration that does not validate: the running one stays.
+    #[error("configuration rejected, the running one stays: {0}")]
+    ReloadRejected(crate::config::ConfigError),
 }
 
 impl ClientError {
@@ -102,6 +113,10 @@ impl ClientError {
             ClientError::Internal(_) => SqlState::INTERNAL_ERROR,
             ClientError::SequenceStateElsewhere(_) => SqlState::FEATURE_NOT_SUPPORTED,
             ClientError::ResultColumnsChanged => SqlState::FEATURE_NOT_SUPPORTED,
+            ClientError::AdminUnknownCommand { .. } => SqlState::SYNTAX_ERROR,
+            ClientError::AdminUnknownShow { .. } => SqlState::UNDEFINED_OBJECT,
+            ClientError::AdminExtendedProtocol => SqlState::FEATURE_NOT_SUPPORTED,
+            ClientError::ReloadRejected(_) => SqlState::CONFIG_FILE_ERROR,
         }
     }
 
@@ -130,7 +145,11 @@ impl ClientError {
             | ClientError::PrimaryDown(_)
             | ClientError::ServerLost(_)
             | ClientError::SequenceStateElsewhere(_)
-            | ClientError::ResultColumnsChanged => Severity::Error,
+            | ClientError::ResultColumnsChanged
+            | ClientError::AdminUnknownCommand { .. }
+            | ClientError::AdminUnknownShow { .. }
+            | ClientError::AdminExtendedProtocol
+            | ClientError::ReloadRejected(_) => Severity::Error,
         }
     }
 
@@ -192,5 +211,16 @@ mod tests {
             ClientError::ServerLost("x".into()).severity(),
             Severity::Error
         );
+        let unknown = ClientError::AdminUnknownShow {
+            what: "FOO".into(),
+            known: "SHOW STATS".into(),
+        };
+        assert_eq!(unknown.sqlstate().code(), "42704");
+        assert_eq!(unknown.severity(), Severity::Error);
+        let command = ClientError::AdminUnknownCommand {
+            command: "x".into(),
+            known: String::new(),
+        };
+        assert_eq!(command.sqlstate().code(), "42601");
     }
 }

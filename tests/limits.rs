@@ -319,9 +319,11 @@ async fn admin_reload_applies_pool_size_and_keeps_running_config_on_error() {
 
     std::fs::write(&path, "this is = = not toml").unwrap();
     let message = |e: tokio_postgres::Error| {
-        e.as_db_error()
-            .map(|d| d.message().to_string())
-            .unwrap_or_default()
+        let d = e.as_db_error();
+        let code = d.map(|d| d.code().code().to_string()).unwrap_or_default();
+        // config_file_error, as PostgreSQL's own reload of a bad file.
+        assert_eq!(code, "F0000", "{e}");
+        d.map(|d| d.message().to_string()).unwrap_or_default()
     };
     let e = message(admin.simple_query("RELOAD").await.unwrap_err());
     assert!(e.contains("rejected"), "{e}");

@@ -219,8 +219,27 @@ async fn the_sql_console_answers_in_psql() {
     let out = psql(port, "app_md5", "app_md5", "pgsplit", &["-c", "SHOW STATS"]).await;
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("admin console"));
-    let out = psql(port, "app", "app", "pgsplit", &["-c", "DROP TABLE x"]).await;
-    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown admin command"));
+    let verbose = ["-v", "VERBOSITY=verbose"];
+    let out = psql(
+        port,
+        "app",
+        "app",
+        "pgsplit",
+        &[&verbose[..], &["-c", "DROP TABLE x"]].concat(),
+    )
+    .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("42601: unknown admin command"), "{stderr}");
+    let out = psql(
+        port,
+        "app",
+        "app",
+        "pgsplit",
+        &[&verbose[..], &["-c", "SHOW nothing"]].concat(),
+    )
+    .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("42704: unknown SHOW NOTHING"), "{stderr}");
     proxy.handle.shutdown().await;
 }
 

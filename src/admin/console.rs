@@ -2,6 +2,7 @@
 
 use super::show::{self, Show};
 pub use super::table::Table;
+use crate::error::ClientError;
 use crate::protocol::build;
 use crate::protocol::frame;
 use crate::protocol::messages::{Query, TxStatus};
@@ -52,7 +53,7 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                 let sql =
                     Query::decode(f.body()).map(|q| String::from_utf8_lossy(q.sql).into_owned());
                 match sql
-                    .map_err(|e| ConsoleError::Decode(e.to_string()))
+                    .map_err(ClientError::Protocol)
                     .and_then(|s| execute(shared, &s))
                 {
                     Ok(Some(table)) => write_table(&mut out, &table),
@@ -61,26 +62,20 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                         build::message(&mut e, b'I', |_| {});
                         e
                     }),
-                    Err(e) => build::error_response(
-                        &mut out,
-                        Severity::Error,
-                        SqlState::FEATURE_NOT_SUPPORTED,
-                        &e.to_string(),
-                    ),
+                    Err(e) => {
+                        e.write(&mut out);
+                        if e.severity() == Severity::Fatal {
+                            let _ = stream.write_all(&out).await;
+                            return;
+                        }
+                    }
                 }
                 build::ready_for_query(&mut out, TxStatus::Idle);
             }
             tag::SYNC => {
                 build::ready_for_query(&mut out, TxStatus::Idle);
             }
-            _ => {
-                build::error_response(
-                    &mut out,
-                    Severity::Error,
-                    SqlState::FEATURE_NOT_SUPPORTED,
-                    "the admin console speaks the simple query protocol only (psql does)",
-                );
-            }
+            _ => ClientError::AdminExtendedProtocol.write(&mut out),
         }
         if stream.write_all(&out).await.is_err() {
             return;
@@ -108,22 +103,9 @@ pub enum Command {
     Reload,
 }
 
-/// Why a console query has no result; the texts are what the client sees.
-#[derive(Debug, thiserror::Error)]
-pub enum ConsoleError {
-    #[error("{0}")]
-    Decode(String),
-    #[error("unknown SHOW {0}; try one of: {list}", list = show::list())]
-    UnknownShow(String),
-    #[error("unknown admin command \"{0}\"; try one of: {list}, RELOAD", list = show::list())]
-    Unknown(String),
-    #[error("configuration rejected, the running one stays: {0}")]
-    Reload(crate::config::ConfigError),
-}
-
 impl Command {
     /// Case-insensitive, a trailing `;` ignored.
-    pub fn parse(sql: &str) -> Result<Command, ConsoleError> {
+    pub fn parse(sql: &str) -> Result<Command, ClientError> {
         let words: Vec<String> = sql
             .trim()
             .trim_end_matches(';')
@@ -138,16 +120,24 @@ impl Command {
         {
             [] => Ok(Command::Empty),
             ["SHOW"] | ["SHOW", "HELP"] | ["HELP"] => Ok(Command::Help),
-            ["SHOW", what] => Show::parse(what)
-                .map(Command::Show)
-                .ok_or_else(|| ConsoleError::UnknownShow(what.to_string())),
+            ["SHOW", what] => {
+                Show::parse(what)
+                    .map(Command::Show)
+                    .ok_or_else(|| ClientError::AdminUnknownShow {
+                        what: what.to_string(),
+                        known: show::list(),
+                    })
+            }
             ["RELOAD"] => Ok(Command::Reload),
-            _ => Err(ConsoleError::Unknown(sql.trim().to_string())),
+            _ => Err(ClientError::AdminUnknownCommand {
+                command: sql.trim().to_string(),
+                known: format!("{}, RELOAD", show::list()),
+            }),
         }
     }
 
     /// Its result; `Ok(None)` for an empty query.
-    pub fn run(self, shared: &Shared) -> Result<Option<Table>, ConsoleError> {
+    pub fn run(self, shared: &Shared) -> Result<Option<Table>, ClientError> {
         match self {
             Command::Empty => Ok(None),
             Command::Help => Ok(Some(Table {
@@ -160,7 +150,7 @@ impl Command {
             })),
             Command::Show(what) => Ok(Some(what.table(shared))),
             Command::Reload => {
-                let summary = crate::reload::reload(shared).map_err(ConsoleError::Reload)?;
+                let summary = crate::reload::reload(shared).map_err(ClientError::ReloadRejected)?;
                 Ok(Some(Table {
                     columns: vec!["applied", "restart_required"],
                     rows: vec![vec![
@@ -174,7 +164,7 @@ impl Command {
 }
 
 /// Runs one console command; `Ok(None)` for an empty query.
-pub fn execute(shared: &Shared, sql: &str) -> Result<Option<Table>, ConsoleError> {
+pub fn execute(shared: &Shared, sql: &str) -> Result<Option<Table>, ClientError> {
     Command::parse(sql)?.run(shared)
 }
 

@@ -18,6 +18,8 @@ impl SqlState {
     pub const INVALID_SQL_STATEMENT_NAME: SqlState = SqlState("26000");
     pub const DUPLICATE_PREPARED_STATEMENT: SqlState = SqlState("42P05");
     pub const SYNTAX_ERROR: SqlState = SqlState("42601");
+    pub const UNDEFINED_OBJECT: SqlState = SqlState("42704");
+    pub const CONFIG_FILE_ERROR: SqlState = SqlState("F0000");
     pub const TOO_MANY_CONNECTIONS: SqlState = SqlState("53300");
     pub const PROGRAM_LIMIT_EXCEEDED: SqlState = SqlState("54000");
     pub const QUERY_CANCELED: SqlState = SqlState("57014");
