@@ -2,8 +2,8 @@
 """Many PostgreSQL client connections at once, for benches/compare.sh.
 
   clients.py idle  --port P --pid PID --counts 1000,5000 [--client asyncpg|raw]
-      Opens connections in steps up to each count (they stay open), and after each step reads
-      VmRSS of process PID from /proc. Prints one JSON object per line:
+      Opens connections in steps up to each count (each runs SELECT 1 once, then stays open and
+      idle), and after each step reads VmRSS of process PID from /proc. Prints one JSON object per line:
       {"count": N, "ok": N_OK, "failed": N_FAILED, "rss_before_kib": .., "rss_kib": .., "per_client_kib": .., "errors": {...}}
   clients.py storm --port P --count 2000 [--client asyncpg|raw]
       Starts COUNT logins at once (asyncio.gather); each runs SELECT 1 and closes.
@@ -225,6 +225,9 @@ async def idle(args):
         async with sem:
             try:
                 c = await cls.connect(args.port, args.user, args.password, args.database)
+                # Issue 13's idle client has run one query: what a request leaves behind counts.
+                if str(await c.fetchval("SELECT 1")) != "1":
+                    raise PgError("SELECT 1 did not return 1")
             except Exception as e:  # noqa: BLE001 - every failure is counted and reported
                 errors[short_error(e)] += 1
                 return

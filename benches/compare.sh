@@ -530,7 +530,7 @@ report() {
         echo
     fi
     if has_section idle; then
-        echo "### Memory per idle client (VmRSS of the proxy process, asyncpg clients)"
+        echo "### Memory per idle client (VmRSS of the proxy process, asyncpg clients that ran SELECT 1 once)"
         echo
         echo "| proxy | open connections | logged in | failed | RSS before (KiB) | RSS with them (KiB) | per client (KiB) | sample SELECT 1 ok | errors |"
         echo "|---|---:|---:|---:|---:|---:|---:|---:|---|"

@@ -74,6 +74,16 @@ impl Ryw {
         self.retry_frames.clear();
     }
 
+    /// Between requests: the retry copy's and held answer's capacity go.
+    pub(super) fn shed_idle(&mut self) {
+        if self.retry_frames.is_empty() && self.retry_frames.capacity() > 0 {
+            self.retry_frames = Vec::new();
+        }
+        if self.held.is_empty() && self.held.capacity() > 0 {
+            self.held = bytes::BytesMut::new();
+        }
+    }
+
     /// Where the answer of an armed read goes until the attempt is decided.
     pub(super) fn held_mut(&mut self) -> &mut bytes::BytesMut {
         &mut self.held

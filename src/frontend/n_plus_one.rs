@@ -194,6 +194,16 @@ impl Capture {
         Some(self.done.swap_remove(at).1)
     }
 
+    /// Between requests: the result buffers kept for the next request's rows go.
+    pub(super) fn shed_idle(&mut self) {
+        if self.done.is_empty() && self.done.capacity() > 0 {
+            self.done = Vec::new();
+        }
+        if self.current.is_empty() && self.current.values.capacity() > 0 {
+            self.current.values = Vec::new();
+        }
+    }
+
     fn end_request(&mut self, settings: &crate::nplusone::Settings) {
         self.done.clear();
         self.current.clear();

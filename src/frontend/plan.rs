@@ -179,6 +179,13 @@ impl Plan {
         self.queue.is_empty()
     }
 
+    /// Gives back the queue's capacity once nothing is expected (an idle client holds none).
+    pub fn shed_idle(&mut self) {
+        if self.queue.is_empty() && self.queue.capacity() > 0 {
+            self.queue = VecDeque::new();
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.queue.len()
     }

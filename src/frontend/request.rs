@@ -77,6 +77,15 @@ pub struct Pending {
     pub arrived: Option<Instant>,
 }
 
+impl Pending {
+    /// Gives back the frame list's capacity while no request is being gathered.
+    pub fn shed_idle(&mut self) {
+        if self.frames.is_empty() && self.frames.capacity() > 0 {
+            self.frames = Vec::new();
+        }
+    }
+}
+
 /// A request with no Sync this large is sent on as if the client had sent Flush.
 const MAX_PENDING_BYTES: usize = 1 << 20;
 
@@ -155,7 +164,9 @@ impl Session {
                     return Ok(());
                 }
                 self.pending.blocked = false;
-                self.dispatch().await?;
+                // Boxed: dispatch's state (pool wait, probes) lives only while a request is
+                // being dispatched, not in every idle client's task.
+                Box::pin(self.dispatch()).await?;
                 continue;
             }
             let Some(f) = frame::decode_frontend(&mut self.rbuf, max)? else {
@@ -326,7 +337,7 @@ impl Session {
     }
 
     /// Sends the pending request to a server, acquiring one first if needed.
-    async fn dispatch(&mut self) -> Result<(), End> {
+    pub(super) async fn dispatch(&mut self) -> Result<(), End> {
         // Reads in flight stay protected only if this request joins them (refusal_join).
         let refusal_armed = self.refusal.pause();
         self.refresh_statements();

@@ -259,7 +259,7 @@ impl Session {
         self.finish_server();
     }
 
-    async fn drive(&mut self) -> End {
+    pub(super) async fn drive(&mut self) -> End {
         loop {
             if *self.shutdown.borrow() && self.can_close_now() {
                 return End::ShuttingDown;
@@ -292,13 +292,7 @@ impl Session {
                 }
             }
             if self.server.is_none() {
-                // Idle between requests: hold no buffer (a split-off write shares, and keeps
-                // alive, the whole allocation it came from).
-                for buf in [&mut self.rbuf, &mut self.wbuf, &mut self.swbuf] {
-                    if buf.is_empty() && buf.capacity() > 0 {
-                        *buf = BytesMut::new();
-                    }
-                }
+                self.shed_idle();
             }
             // A client whose answers pile up is not read until they drain, as PostgreSQL stops
             // reading a client it cannot write to; only with a server attached, which is what
@@ -393,6 +387,28 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// Idle between requests: hold no buffer and no per-request container's capacity, so an
+    /// idle client costs its session and nothing more (a split-off write shares, and keeps
+    /// alive, the whole allocation it came from). The next request allocates them again: a
+    /// few small allocations against a round trip to the server.
+    fn shed_idle(&mut self) {
+        for buf in [&mut self.rbuf, &mut self.wbuf, &mut self.swbuf] {
+            if buf.is_empty() && buf.capacity() > 0 {
+                *buf = BytesMut::new();
+            }
+        }
+        if self.ready_actions.is_empty() && self.ready_actions.capacity() > 0 {
+            self.ready_actions = VecDeque::new();
+        }
+        if self.tx_effects.is_empty() && self.tx_effects.capacity() > 0 {
+            self.tx_effects = Vec::new();
+        }
+        self.plan.shed_idle();
+        self.pending.shed_idle();
+        self.ryw.shed_idle();
+        self.n1_capture.shed_idle();
     }
 
     /// Memory held for this client's requests in flight and their unsent answers, beyond

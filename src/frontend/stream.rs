@@ -1,7 +1,10 @@
 //! The client's byte stream: plain TCP or TLS, with buffers released while the client is idle.
 
 use bytes::BytesMut;
+use std::future::{poll_fn, Future};
 use std::io;
+use std::pin::pin;
+use std::task::{ready, Context, Poll};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
@@ -16,31 +19,40 @@ impl ClientStream {
     /// Reads more bytes into `buf`; an empty `buf` is allocated only once data is ready, so an
     /// idle client holds no read buffer. Cancel safe: no bytes are lost if the future is dropped.
     pub async fn read_into(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
-        self.read_chunk(buf, READ_CHUNK).await
+        poll_fn(|cx| self.poll_read_chunk(cx, buf, READ_CHUNK)).await
     }
 
     /// Like [`read_into`](Self::read_into) with a smaller reservation, for the handshake: its
     /// messages are tiny, and thousands of clients logging in at once would otherwise each
     /// allocate a full chunk that the allocator keeps after they go idle.
     pub async fn read_small(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
-        self.read_chunk(buf, HANDSHAKE_CHUNK).await
+        poll_fn(|cx| self.poll_read_chunk(cx, buf, HANDSHAKE_CHUNK)).await
     }
 
-    async fn read_chunk(&mut self, buf: &mut BytesMut, chunk: usize) -> io::Result<usize> {
+    /// Polled rather than awaited so the future an idle session waits in holds no readiness
+    /// or read future of its own (each idle client's task is sized by what it awaits).
+    fn poll_read_chunk(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut BytesMut,
+        chunk: usize,
+    ) -> Poll<io::Result<usize>> {
         match self {
             ClientStream::Plain(s) => {
                 if buf.capacity() == 0 {
-                    s.readable().await?;
+                    if let Err(e) = ready!(s.poll_read_ready(cx)) {
+                        return Poll::Ready(Err(e));
+                    }
                 }
                 buf.reserve(chunk);
                 // AsyncRead rather than try_read: after a short read tokio clears the readiness
                 // itself, so the next wait goes to epoll instead of costing a read that finds
                 // the socket empty (one syscall less per message).
-                s.read_buf(buf).await
+                pin!(s.read_buf(buf)).poll(cx)
             }
             ClientStream::Tls(s) => {
                 buf.reserve(chunk);
-                s.read_buf(buf).await
+                pin!(s.read_buf(buf)).poll(cx)
             }
         }
     }
