@@ -76,12 +76,9 @@ impl Ryw {
 
     /// Between requests: the retry copy's and held answer's capacity go.
     pub(super) fn shed_idle(&mut self) {
-        if self.retry_frames.is_empty() && self.retry_frames.capacity() > 0 {
-            self.retry_frames = Vec::new();
-        }
-        if self.held.is_empty() && self.held.capacity() > 0 {
-            self.held = bytes::BytesMut::new();
-        }
+        use super::shed::Shed;
+        self.retry_frames.shed();
+        self.held.shed();
     }
 
     /// Where the answer of an armed read goes until the attempt is decided.

@@ -15,6 +15,7 @@ mod responses;
 mod sequences;
 mod session;
 pub mod settings;
+mod shed;
 mod startup;
 pub mod stream;
 mod translate;

@@ -196,11 +196,10 @@ impl Capture {
 
     /// Between requests: the result buffers kept for the next request's rows go.
     pub(super) fn shed_idle(&mut self) {
-        if self.done.is_empty() && self.done.capacity() > 0 {
-            self.done = Vec::new();
-        }
-        if self.current.is_empty() && self.current.values.capacity() > 0 {
-            self.current.values = Vec::new();
+        use super::shed::Shed;
+        self.done.shed();
+        if self.current.is_empty() {
+            self.current.values.shed();
         }
     }
 

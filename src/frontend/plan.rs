@@ -181,9 +181,7 @@ impl Plan {
 
     /// Gives back the queue's capacity once nothing is expected (an idle client holds none).
     pub fn shed_idle(&mut self) {
-        if self.queue.is_empty() && self.queue.capacity() > 0 {
-            self.queue = VecDeque::new();
-        }
+        super::shed::Shed::shed(&mut self.queue);
     }
 
     pub fn len(&self) -> usize {

@@ -80,9 +80,7 @@ pub struct Pending {
 impl Pending {
     /// Gives back the frame list's capacity while no request is being gathered.
     pub fn shed_idle(&mut self) {
-        if self.frames.is_empty() && self.frames.capacity() > 0 {
-            self.frames = Vec::new();
-        }
+        super::shed::Shed::shed(&mut self.frames);
     }
 }
 

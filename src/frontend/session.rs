@@ -390,21 +390,14 @@ impl Session {
     }
 
     /// Idle between requests: hold no buffer and no per-request container's capacity, so an
-    /// idle client costs its session and nothing more (a split-off write shares, and keeps
-    /// alive, the whole allocation it came from). The next request allocates them again: a
-    /// few small allocations against a round trip to the server.
+    /// idle client costs its session and nothing more (frontend/shed.rs).
     fn shed_idle(&mut self) {
+        use super::shed::Shed;
         for buf in [&mut self.rbuf, &mut self.wbuf, &mut self.swbuf] {
-            if buf.is_empty() && buf.capacity() > 0 {
-                *buf = BytesMut::new();
-            }
+            buf.shed();
         }
-        if self.ready_actions.is_empty() && self.ready_actions.capacity() > 0 {
-            self.ready_actions = VecDeque::new();
-        }
-        if self.tx_effects.is_empty() && self.tx_effects.capacity() > 0 {
-            self.tx_effects = Vec::new();
-        }
+        self.ready_actions.shed();
+        self.tx_effects.shed();
         self.plan.shed_idle();
         self.pending.shed_idle();
         self.ryw.shed_idle();
