@@ -3,6 +3,7 @@
 #
 #   benches/compare.sh [--duration S] [--repeat N] [--quick] [--no-build] [--only SECTIONS]
 #                      [--idle-counts N,M] [--storm-count N] [--results DIR] [--quiet-wait S] [--quiet-budget S]
+#                      [--workers N]
 #
 #   --duration S      seconds of each pgbench run (default 15)
 #   --repeat N        runs of each configuration; the median is reported (default 2)
@@ -15,6 +16,7 @@
 #   --quiet-wait S    before each run, wait up to S seconds (default 30; 0: never) until the machine's
 #                     CPUs are < 25% busy for a second, since builds and tests of other people share them
 #   --quiet-budget S  stop waiting once S seconds of waiting have been spent in all (default 600)
+#   --workers N       pgsplit's `workers` (data threads; default: proxy.toml's, 0 = one per core)
 #
 # What it does:
 #   1. builds pgsplit (release), starts the cluster of scripts/cluster.sh if it is down (and stops
@@ -55,9 +57,10 @@ SCALE=10
 QUIET_WAIT=30
 QUIET_BUDGET=600
 QUIET_PCT=25
+WORKERS=
 
 usage() {
-    sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -73,6 +76,7 @@ while (($#)); do
     --results) RESULTS=${2:?}; shift 2 ;;
     --quiet-wait) QUIET_WAIT=${2:?}; shift 2 ;;
     --quiet-budget) QUIET_BUDGET=${2:?}; shift 2 ;;
+    --workers) WORKERS=${2:?}; shift 2 ;;
     -h | --help) usage ;;
     *) echo "unknown option: $1" >&2; usage ;;
     esac
@@ -263,6 +267,7 @@ pick_port PGBOUNCER_PORT $((PGSPLIT_PORT + 1))
 start_pgsplit() {
     sed -e "s/^listen = .*/listen = \"$HOST:$PGSPLIT_PORT\"/" \
         -e "/^\[stats\]/,\$ s/^listen = .*/listen = \"$HOST:$STATS_PORT\"/" \
+        -e "${WORKERS:+s/^workers = .*/workers = $WORKERS/}" \
         "$REPO_ROOT/proxy.toml" >"$RESULTS/pgsplit.toml"
     NO_COLOR=1 RUST_LOG=${RUST_LOG:-info} \
         PGSPLIT_LISTEN=$HOST:$PGSPLIT_PORT PGSPLIT_STATS_LISTEN=$HOST:$STATS_PORT \
@@ -463,7 +468,7 @@ report() {
     echo "## pgsplit vs PgBouncer vs direct PostgreSQL"
     echo
     echo "- $(date -u '+%F %T UTC'), $(nproc) cores ($(lscpu | sed -n 's/^Model name: *//p' | head -n1)), $(free -g | awk '/^Mem:/ {print $2}') GiB RAM"
-    echo "- pgsplit $(git -C "$REPO_ROOT" rev-parse --short HEAD)$(git -C "$REPO_ROOT" diff --quiet HEAD -- src Cargo.toml 2>/dev/null || echo ' + uncommitted changes in src/'), $BUILD_NOTE; $(postgres --version 2>/dev/null || "$PG_BINDIR/postgres" --version); $(pgbouncer --version | head -n1)"
+    echo "- pgsplit $(git -C "$REPO_ROOT" rev-parse --short HEAD)$(git -C "$REPO_ROOT" diff --quiet HEAD -- src Cargo.toml 2>/dev/null || echo ' + uncommitted changes in src/'), $BUILD_NOTE, workers = ${WORKERS:-$(sed -n 's/^workers = //p' "$REPO_ROOT/proxy.toml")}; $(postgres --version 2>/dev/null || "$PG_BINDIR/postgres" --version); $(pgbouncer --version | head -n1)"
     echo "- pgbench -n -S, scale $SCALE, -T $DURATION s, median of $REPEAT interleaved runs (direct, pgsplit, PgBouncer in turn)"
     echo "- **direct** = the primary (127.0.0.1:$PRIMARY_PORT). **pgsplit** sends these read-only queries to the streaming"
     echo "  replica (127.0.0.1:$REPLICA_PORT). **PgBouncer** (transaction mode, pool 50) points at the primary only: it does not split reads."

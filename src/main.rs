@@ -66,10 +66,14 @@ fn init_logging(format: LogFormat) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // `serve` keeps clients on data threads of their own (the `workers` key); what is left here
+    // (accepting, health checks, stats, the WAL follower) is the control plane, which one
+    // thread carries without taking a core from them.
+    let mut builder = match cli.command {
+        Command::Serve { .. } => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("pgsplit: cannot start the runtime: {e}");

@@ -110,7 +110,15 @@ pub async fn start(config: Arc<Config>, listener: TcpListener) -> Result<ProxyHa
         stats_listener,
         rx.clone(),
     ));
-    let task = tokio::spawn(crate::frontend::serve(shared.clone(), listener, rx));
+    let workers =
+        crate::frontend::workers::Workers::start(shared.config.worker_count(), &shared, &rx)
+            .map_err(StartError::Workers)?;
+    let task = tokio::spawn(crate::frontend::serve(
+        shared.clone(),
+        listener,
+        workers,
+        rx,
+    ));
     Ok(ProxyHandle {
         addr,
         stats_addr,

@@ -43,6 +43,8 @@ pub enum StartError {
     Secret { user: String, reason: String },
     #[error("TLS: {0}")]
     Tls(String),
+    #[error("cannot start the data threads: {0}")]
+    Workers(std::io::Error),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,

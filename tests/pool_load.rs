@@ -184,3 +184,42 @@ async fn after_a_peak_the_pool_reuses_its_warmest_server_and_retires_the_rest() 
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(show_pools(&proxy, "app_md5", "replica", "size").await, 2);
 }
+
+/// With two data workers each keeping its own server connections, a pool of one still serves
+/// clients on both: a worker that needs the pool's only connection while another worker holds
+/// it idle closes that one and opens its own, so the server never sees more than the pool's
+/// size, and the hand-over is counted.
+#[tokio::test]
+async fn a_full_pool_hands_an_idle_connection_over_to_the_worker_that_needs_one() {
+    let proxy = TestProxy::start_with("workers = 2\n[pool]\nprimary_size = 1\n").await;
+    let url = proxy.url("app_md5", "app_md5");
+    // The second client goes to the worker with fewer clients: the other one.
+    let first = connect(&url).await;
+    let second = connect(&url).await;
+    let mut pids = Vec::new();
+    for round in 0..3 {
+        for c in [&first, &second] {
+            // A transaction, so the primary's pool serves it.
+            let rows = c
+                .simple_query("begin; select pg_backend_pid()::text; commit")
+                .await
+                .unwrap_or_else(|e| panic!("round {round}: {e}"));
+            pids.extend(rows.iter().find_map(|m| match m {
+                SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+                _ => None,
+            }));
+        }
+    }
+    assert_eq!(show_pools(&proxy, "app_md5", "primary", "size").await, 1);
+    let handed = show_pools(&proxy, "app_md5", "primary", "handed_over").await;
+    assert_eq!(
+        handed, 5,
+        "every turn after the first changes worker: {pids:?}"
+    );
+    let distinct: std::collections::BTreeSet<_> = pids.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        6,
+        "each hand-over opens a new backend: {pids:?}"
+    );
+}

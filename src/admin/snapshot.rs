@@ -33,6 +33,9 @@ pub struct PoolSnapshot {
     pub connections_closed: u64,
     pub connections_broken: u64,
     pub connect_errors: u64,
+    /// Idle connections of one data worker closed so that another worker could open one while
+    /// the pool was full: a steady count means the workers' loads are uneven.
+    pub connections_handed_over: u64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -254,7 +257,7 @@ fn primary_only(shared: &Shared) -> (Vec<PrimaryOnlySnapshot>, u64) {
 }
 
 fn pool_snapshot(database: &str, user: &str, p: &ServerPool) -> PoolSnapshot {
-    let status = p.pool.status();
+    let status = p.status();
     let hist: LatencyHistogram = p.acquire_time();
     let churn = p.churn();
     PoolSnapshot {
@@ -279,6 +282,7 @@ fn pool_snapshot(database: &str, user: &str, p: &ServerPool) -> PoolSnapshot {
         connections_closed: churn.closed.load(Ordering::Relaxed),
         connections_broken: churn.broken.load(Ordering::Relaxed),
         connect_errors: churn.connect_errors.load(Ordering::Relaxed),
+        connections_handed_over: p.handed_over.load(Ordering::Relaxed),
     }
 }
 

@@ -103,6 +103,8 @@ impl ServerAddr {
 pub struct Config {
     pub listen: SocketAddr,
     pub listen_backlog: u32,
+    /// Data threads as configured; 0 means one per core (see [`Config::worker_count`]).
+    pub workers: usize,
     pub max_client_connections: usize,
     pub max_message_bytes: usize,
     /// Unsent response bytes to one client beyond which its socket is not read.
@@ -150,6 +152,14 @@ impl EnvOverrides {
 }
 
 impl Config {
+    /// How many data threads serve clients: `workers`, or with 0 one per core the process may use.
+    pub fn worker_count(&self) -> usize {
+        match self.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+
     /// Reads, overrides from the process environment, and validates. A missing file is an error.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         Config::load_with(path, &EnvOverrides::from_env())
@@ -192,6 +202,7 @@ impl Config {
         Ok(Config {
             listen,
             listen_backlog: raw.listen_backlog.max(1),
+            workers: raw.workers,
             max_client_connections: raw.max_client_connections,
             max_message_bytes: raw.max_message_bytes,
             max_client_buffer_bytes: raw.max_client_buffer_bytes,

@@ -18,6 +18,7 @@ section! {
     keys {
         listen: String = "127.0.0.1:6432".into(), RESTART, |c| c.listen;
         listen_backlog: u32 = 4096, RESTART, |c| c.listen_backlog;
+        workers: usize = 0, RESTART, |c| c.workers;
         max_client_connections: usize = 10_000, LIVE, |c| c.max_client_connections;
         max_client_connections_per_ip: usize = 0, LIVE,
             |c| c.limits.max_clients_per_ip.unwrap_or(0);

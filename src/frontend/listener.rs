@@ -13,6 +13,7 @@ use tokio::sync::watch;
 pub async fn serve(
     shared: Arc<Shared>,
     listener: TcpListener,
+    workers: super::workers::Workers,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let slots = shared.clients.clone();
@@ -45,12 +46,13 @@ pub async fn serve(
         let shared = shared.clone();
         let shutdown = shutdown.clone();
         match slots.try_take(max, per_ip, peer.ip()) {
-            Ok(slot) => {
-                tokio::spawn(async move {
+            Ok(slot) => match socket.into_std() {
+                Ok(socket) => workers.spawn(socket, move |socket| async move {
                     client(shared, socket, peer, shutdown).await;
                     drop(slot);
-                });
-            }
+                }),
+                Err(e) => tracing::warn!(%peer, error = %e, "cannot hand a client to a worker"),
+            },
             Err(e) => {
                 tokio::spawn(refuse(socket, e));
             }

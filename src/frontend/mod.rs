@@ -20,6 +20,7 @@ mod startup;
 pub mod stream;
 mod translate;
 mod verify;
+pub mod workers;
 
 pub use listener::serve;
 pub use session::Session;

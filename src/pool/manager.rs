@@ -72,7 +72,8 @@ pub struct ServerManager {
     pub login: LoginParams,
     pub max_prepared: usize,
     pub settings: Arc<ArcSwap<ServerSettings>>,
-    pub churn: ChurnCounters,
+    /// Shared by the workers' shares of one pool.
+    pub churn: Arc<ChurnCounters>,
     pub defaults: Arc<DefaultsClock>,
 }
 

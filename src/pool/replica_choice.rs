@@ -4,7 +4,8 @@ use super::health::ServerHealth;
 use super::lsn::ReadNeed;
 use super::role::Role;
 use super::routing::PrimaryReason;
-use super::set::{AcquireError, Lease, PoolSet, ServerPool};
+use super::server_pool::ServerPool;
+use super::set::{AcquireError, Lease, PoolSet};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 

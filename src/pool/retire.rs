@@ -6,6 +6,7 @@
 
 use super::manager::ServerManager;
 use super::set::PoolSet;
+use super::worker::split;
 use deadpool::managed::Pool;
 use std::sync::Weak;
 use std::time::Duration;
@@ -43,7 +44,14 @@ pub fn spawn_sweeper(set: Weak<PoolSet>) {
             let Some(set) = set.upgrade() else { return };
             let (idle_timeout, min_idle) = set.retire_settings();
             for p in set.all() {
-                let closed = retire_idle(&p.pool, idle_timeout, min_idle);
+                // `min_idle` is the pool's, so each worker's share keeps its part of it.
+                let n = p.shares().len();
+                let closed: usize = p
+                    .shares()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, share)| retire_idle(share, idle_timeout, split(min_idle, i, n)))
+                    .sum();
                 if closed > 0 {
                     tracing::debug!(pool = %p.name, closed, "closed server connections idle past server_idle_timeout_ms");
                 }

@@ -1,21 +1,21 @@
 //! The pools of one database/user (primary and replicas) and the choice of a server for a request.
 
-use super::cap::{Cap, CapPermit};
+use super::cap::CapPermit;
 use super::health::{HealthPolicy, ServerHealth};
 use super::lsn::{ReadNeed, WriteLsns};
 use super::manager::{ChurnCounters, ServerManager, ServerSettings};
 use super::role::Role;
 use super::routing::RouteStats;
+use super::server_pool::ServerPool;
 use super::wal_history::WalHistory;
 use crate::backend::{BackendError, LoginParams, ServerConn, ServerTls};
 use crate::config::{Config, ServerAddr};
-use crate::stats::LatencyHistogram;
 use arc_swap::ArcSwap;
 use deadpool::managed::{Object, Pool, PoolError, QueueMode, TimeoutType, Timeouts};
 use deadpool::Runtime;
 use parking_lot::RwLock;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
@@ -56,66 +56,6 @@ impl ServerInfo {
 
     pub fn is_up(&self) -> bool {
         !self.health.is_banned()
-    }
-}
-
-pub struct ServerPool {
-    pub name: String,
-    pub server: Arc<ServerInfo>,
-    pub pool: Pool<ServerManager>,
-    /// How many connections may be in use; resized on reload.
-    pub cap: Cap,
-    pub timeouts: AtomicU64,
-    /// Clients waiting for a connection right now (deadpool's own count misses those queued
-    /// on the cap, which is where they wait).
-    pub waiting: AtomicUsize,
-    /// Time clients waited for a connection, successful acquisitions only; sharded so that
-    /// concurrent acquisitions rarely meet on one lock.
-    acquire_time: [parking_lot::Mutex<LatencyHistogram>; ACQUIRE_SHARDS],
-    pub acquisitions: AtomicU64,
-    /// Acquisitions served within the efficiency target (5 ms by default).
-    pub fast_acquisitions: AtomicU64,
-    fast_us: u64,
-}
-
-impl ServerPool {
-    pub fn churn(&self) -> &ChurnCounters {
-        &self.pool.manager().churn
-    }
-
-    fn record_acquire(&self, waited: Duration) {
-        let us = waited.as_micros() as u64;
-        let n = self.acquisitions.fetch_add(1, Ordering::Relaxed);
-        if us <= self.fast_us {
-            self.fast_acquisitions.fetch_add(1, Ordering::Relaxed);
-        }
-        self.acquire_time[n as usize % ACQUIRE_SHARDS]
-            .lock()
-            .record_us(us);
-    }
-
-    /// Every acquisition's wait, merged from the shards.
-    pub fn acquire_time(&self) -> LatencyHistogram {
-        let mut all = LatencyHistogram::new();
-        for shard in &self.acquire_time {
-            all.merge(&shard.lock());
-        }
-        all
-    }
-
-    /// Share of acquisitions served within the target time; `None` before the first.
-    pub fn efficiency(&self) -> Option<f64> {
-        let all = self.acquisitions.load(Ordering::Relaxed);
-        (all > 0).then(|| self.fast_acquisitions.load(Ordering::Relaxed) as f64 / all as f64)
-    }
-
-    pub fn reset_stats(&self) {
-        self.acquisitions.store(0, Ordering::Relaxed);
-        self.fast_acquisitions.store(0, Ordering::Relaxed);
-        self.timeouts.store(0, Ordering::Relaxed);
-        for shard in &self.acquire_time {
-            shard.lock().reset();
-        }
     }
 }
 
@@ -220,8 +160,6 @@ pub struct PoolSet {
     pub server_params: tokio::sync::OnceCell<Arc<Vec<(bytes::Bytes, bytes::Bytes)>>>,
 }
 
-const ACQUIRE_SHARDS: usize = 8;
-
 impl PoolSet {
     /// A connection for a request routed to `role`. Reads go to the least busy replica that
     /// is healthy, within the lag limits and has replayed what `need` asks; otherwise to the
@@ -298,7 +236,8 @@ impl PoolSet {
         let mut stalls = pool.server.health.stalls();
         let got = tokio::time::timeout(wait, async {
             let place = pool.cap.acquire().await;
-            (place, pool.pool.timeout_get(&timeouts).await)
+            pool.make_room();
+            (place, pool.local().timeout_get(&timeouts).await)
         });
         let result = tokio::select! {
             r = got => match r {
@@ -445,11 +384,9 @@ impl Pools {
         self.settings.store(Arc::new(server_settings(&config, tls)));
         let per_replica = self.per_replica(&config);
         for set in self.sets() {
-            set.primary.cap.resize(config.pool.primary_size);
-            set.primary.pool.resize(config.pool.primary_size);
+            set.primary.resize(config.pool.primary_size);
             for r in &set.replicas {
-                r.cap.resize(per_replica);
-                r.pool.resize(per_replica);
+                r.resize(per_replica);
             }
         }
         self.config.store(config);
@@ -497,6 +434,7 @@ impl Pools {
         let password = c
             .user(user)
             .and_then(|u| u.server_password().map(str::to_string));
+        let workers = c.worker_count();
         let make = |server: &Arc<ServerInfo>, size: usize| {
             let login = LoginParams {
                 host: server.addr.host.clone(),
@@ -509,46 +447,40 @@ impl Pools {
                 tls: ServerTls::disabled(),
                 keepalive: None,
             };
-            let manager = ServerManager {
-                login,
-                max_prepared: c.pool.max_prepared_per_server,
-                settings: self.settings.clone(),
-                churn: ChurnCounters::default(),
-                defaults: self.defaults.clone(),
-            };
-            // Last in, first out: a light load after a peak keeps reusing the few warm
-            // connections (caches, prepared statements) while the rest age out idle, as
-            // PgBouncer does; FIFO would spread it over every cold backend the peak opened.
-            let pool = Pool::builder(manager)
-                .queue_mode(QueueMode::Lifo)
-                .max_size(size)
-                .runtime(Runtime::Tokio1)
-                .build();
-            let pool = match pool {
-                Ok(p) => p,
-                // Only fails without a runtime, which is always set above.
-                Err(e) => unreachable!("pool builder: {e}"),
-            };
-            ServerPool {
-                name: format!(
-                    "{}@{}/{} ({})",
-                    user,
-                    server.addr,
-                    database,
-                    server.configured_role.as_str()
-                ),
-                server: server.clone(),
-                pool,
-                cap: Cap::new(size),
-                timeouts: AtomicU64::new(0),
-                waiting: AtomicUsize::new(0),
-                acquire_time: std::array::from_fn(|_| {
-                    parking_lot::Mutex::new(LatencyHistogram::new())
-                }),
-                acquisitions: AtomicU64::new(0),
-                fast_acquisitions: AtomicU64::new(0),
-                fast_us: (c.stats.settings.thresholds.fast_acquire_ms * 1000.0) as u64,
-            }
+            let churn = Arc::new(ChurnCounters::default());
+            let pools = (0..workers)
+                .map(|_| {
+                    let manager = ServerManager {
+                        login: login.clone(),
+                        max_prepared: c.pool.max_prepared_per_server,
+                        settings: self.settings.clone(),
+                        churn: churn.clone(),
+                        defaults: self.defaults.clone(),
+                    };
+                    // Last in, first out: a light load after a peak keeps reusing the few warm
+                    // connections (caches, prepared statements) while the rest age out idle, as
+                    // PgBouncer does; FIFO would spread it over every cold backend the peak opened.
+                    let pool = Pool::builder(manager)
+                        .queue_mode(QueueMode::Lifo)
+                        .max_size(size)
+                        .runtime(Runtime::Tokio1)
+                        .build();
+                    match pool {
+                        Ok(p) => p,
+                        // Only fails without a runtime, which is always set above.
+                        Err(e) => unreachable!("pool builder: {e}"),
+                    }
+                })
+                .collect();
+            let name = format!(
+                "{}@{}/{} ({})",
+                user,
+                server.addr,
+                database,
+                server.configured_role.as_str()
+            );
+            let fast_us = (c.stats.settings.thresholds.fast_acquire_ms * 1000.0) as u64;
+            ServerPool::new(name, server.clone(), pools, churn, size, fast_us)
         };
         let per_replica = self.per_replica(&c);
         PoolSet {

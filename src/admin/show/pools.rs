@@ -20,6 +20,7 @@ pub fn table(shared: &Shared) -> Table {
             "timeouts",
             "opened",
             "broken",
+            "handed_over",
         ],
         rows: snapshot::pools(shared)
             .into_iter()
@@ -38,6 +39,7 @@ pub fn table(shared: &Shared) -> Table {
                     n(p.timeouts),
                     n(p.connections_opened),
                     n(p.connections_broken),
+                    n(p.connections_handed_over),
                 ]
             })
             .collect(),

@@ -65,6 +65,15 @@ pub(super) fn register(r: &Registry, s: &StatsSnapshot) -> Result<()> {
         POOL,
         pools.iter().map(|p| (pool(p), p.connections_broken as f64)),
     )?;
+    counters(
+        r,
+        "pgsplit_pool_connections_handed_over_total",
+        "Idle connections of one data worker closed so that another could open one in a full pool.",
+        POOL,
+        pools
+            .iter()
+            .map(|p| (pool(p), p.connections_handed_over as f64)),
+    )?;
     gauges(
         r,
         "pgsplit_pool_efficiency_ratio",

@@ -62,6 +62,7 @@ fn pool(name: &str, role: &'static str) -> PoolSnapshot {
         connections_opened: 6,
         connections_closed: 1,
         connections_broken: 2,
+        connections_handed_over: 0,
         connect_errors: 0,
     }
 }
@@ -168,8 +169,8 @@ fn has(out: &str, line: &str) {
 #[test]
 fn every_family_renders_with_its_labels_values_and_escaping() {
     let out = render(snapshot()).unwrap();
-    // 45 families, each with HELP and TYPE once.
-    assert_eq!(out.lines().filter(|l| l.starts_with("# TYPE ")).count(), 45);
+    // 46 families, each with HELP and TYPE once.
+    assert_eq!(out.lines().filter(|l| l.starts_with("# TYPE ")).count(), 46);
     has(
         &out,
         "# TYPE pgsplit_fingerprint_duration_seconds_total counter",
@@ -316,6 +317,7 @@ pgsplit_pool_acquire_seconds gauge percentile,pool,role
 pgsplit_pool_acquisitions_total counter pool,role
 pgsplit_pool_connections gauge pool,role,state
 pgsplit_pool_connections_broken_total counter pool,role
+pgsplit_pool_connections_handed_over_total counter pool,role
 pgsplit_pool_connections_opened_total counter pool,role
 pgsplit_pool_efficiency_ratio gauge pool,role
 pgsplit_pool_max_connections gauge pool,role
