@@ -152,10 +152,12 @@ impl EnvOverrides {
 }
 
 impl Config {
-    /// How many data threads serve clients: `workers`, or with 0 one per core the process may use.
+    /// How many data threads serve clients: `workers`, or with 0 one per core the process may
+    /// use but one, which the control thread and the kernel's network work need (on 2 shared
+    /// cores one worker cost 15-25 % less CPU per transaction than two: BENCHMARKS.md).
     pub fn worker_count(&self) -> usize {
         match self.workers {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1)),
             n => n,
         }
     }
