@@ -157,7 +157,9 @@ impl Config {
     /// cores one worker cost 15-25 % less CPU per transaction than two: BENCHMARKS.md).
     pub fn worker_count(&self) -> usize {
         match self.workers {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1)),
+            0 => {
+                std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
+            }
             n => n,
         }
     }

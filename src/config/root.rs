@@ -155,6 +155,13 @@ pub(super) fn check_sizes(raw: &RawConfig) -> Result<(), ConfigError> {
             "must be between 1024 and 1073741824",
         ));
     }
+    // Each worker is a thread with its own deadpool per pool: thousands would only cost memory.
+    if raw.workers > 1024 {
+        return Err(invalid(
+            "workers",
+            "must be between 0 (one per core less one) and 1024",
+        ));
+    }
     Ok(())
 }
 

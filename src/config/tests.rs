@@ -320,3 +320,14 @@ fn min_idle_is_checked_against_the_pool_sizes() {
     ))
     .contains("pool.min_idle"));
 }
+
+#[test]
+fn workers_beyond_1024_are_refused() {
+    let e = Config::from_toml(
+        &format!("workers = 1025\n{MINIMAL}"),
+        &EnvOverrides::default(),
+    );
+    assert!(e.is_err_and(|e| e.to_string().contains("workers")));
+    let c = Config::from_toml(&format!("workers = 3\n{MINIMAL}"), &EnvOverrides::default());
+    assert_eq!(c.map(|c| c.worker_count()).ok(), Some(3));
+}
