@@ -185,13 +185,13 @@ async fn after_a_peak_the_pool_reuses_its_warmest_server_and_retires_the_rest() 
     assert_eq!(show_pools(&proxy, "app_md5", "replica", "size").await, 2);
 }
 
-/// With two data workers each keeping its own server connections, a pool of one still serves
-/// clients on both: a worker that needs the pool's only connection while another worker holds
-/// it idle closes that one and opens its own, so the server never sees more than the pool's
-/// size, and the hand-over is counted.
+/// With two data workers (as every test proxy has) each keeping its own server connections, a
+/// pool of one still serves clients on both: a worker that needs the pool's only connection
+/// while another worker holds it idle closes that one and opens its own, so the server never
+/// sees more than the pool's size, and the hand-over is counted.
 #[tokio::test]
 async fn a_full_pool_hands_an_idle_connection_over_to_the_worker_that_needs_one() {
-    let proxy = TestProxy::start_with("workers = 2\n[pool]\nprimary_size = 1\n").await;
+    let proxy = TestProxy::start_with("[pool]\nprimary_size = 1\n").await;
     let url = proxy.url("app_md5", "app_md5");
     // The second client goes to the worker with fewer clients: the other one.
     let first = connect(&url).await;

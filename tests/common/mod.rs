@@ -34,6 +34,8 @@ pub fn config_text_with_stats(pool: &str, stats: &str) -> String {
         r#"
 listen = "127.0.0.1:0"
 startup_timeout_ms = 3000
+# Two data threads whatever the machine, so every test also crosses workers (pool hand-overs).
+workers = 2
 {pool}
 
 [[users]]
