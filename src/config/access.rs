@@ -1,8 +1,7 @@
 //! The `[[users]]` and `[[databases]]` sections: who may log in, how, and to which databases.
 
-use super::keys::{section, Word, RESTART};
+use super::keys::{section, words, Word, RESTART};
 use super::{invalid, ConfigError, ADMIN_DATABASE};
-use serde::Deserialize;
 use std::collections::HashMap;
 
 section! {
@@ -30,20 +29,11 @@ section! {
 pub use database::SECTION as DATABASES;
 pub use user::SECTION as USERS;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-pub enum AuthMethod {
-    #[serde(rename = "scram-sha-256")]
-    ScramSha256,
-    #[serde(rename = "md5")]
-    Md5,
-}
-
-impl AuthMethod {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            AuthMethod::ScramSha256 => "scram-sha-256",
-            AuthMethod::Md5 => "md5",
-        }
+words! {
+    /// How a user's client proves its password.
+    pub enum AuthMethod {
+        ScramSha256 = "scram-sha-256",
+        Md5 = "md5",
     }
 }
 
@@ -106,7 +96,7 @@ pub(super) fn users(raw: &[RawUser]) -> Result<Vec<User>, ConfigError> {
                 ));
             }
         }
-        let auth = u.auth.get(&format!("{key}.auth"), "scram-sha-256, md5")?;
+        let auth = u.auth.get(&format!("{key}.auth"))?;
         if auth == AuthMethod::Md5 && u.password.is_none() {
             return Err(invalid(
                 format!("{key}.auth"),

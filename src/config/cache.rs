@@ -1,8 +1,7 @@
 //! The `[cache]` and `[[cache.rules]]` sections: declared, validated into the result cache's settings.
 
-use super::keys::{section, Word, LIVE, RESTART};
+use super::keys::{section, words, Word, LIVE, RESTART};
 use super::{invalid, ConfigError};
-use serde::Deserialize;
 use std::time::Duration;
 
 section! {
@@ -45,22 +44,13 @@ section! {
 pub use cache::SECTION;
 pub use rule::SECTION as RULES;
 
-/// How writes made outside this proxy are noticed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Invalidation {
-    /// Only writes through this proxy invalidate; the TTL bounds staleness for others.
-    Proxy,
-    /// Also follow the primary's WAL through a logical replication slot.
-    Wal,
-}
-
-impl Invalidation {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Invalidation::Proxy => "proxy",
-            Invalidation::Wal => "wal",
-        }
+words! {
+    /// How writes made outside this proxy are noticed.
+    pub enum Invalidation {
+        /// Only writes through this proxy invalidate; the TTL bounds staleness for others.
+        Proxy = "proxy",
+        /// Also follow the primary's WAL through a logical replication slot.
+        Wal = "wal",
     }
 }
 
@@ -119,9 +109,7 @@ pub fn settings(r: &RawCache) -> Result<CacheSettings, ConfigError> {
     if r.wal_poll_ms == 0 {
         return Err(invalid("cache.wal_poll_ms", "must be at least 1 ms"));
     }
-    let invalidation = r
-        .invalidation
-        .get("cache.invalidation", "\"proxy\", \"wal\"")?;
+    let invalidation = r.invalidation.get("cache.invalidation")?;
     let mut rules = Vec::with_capacity(r.rules.len());
     for (i, rule) in r.rules.iter().enumerate() {
         let key = format!("cache.rules[{i}]");

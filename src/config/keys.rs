@@ -246,33 +246,75 @@ impl<T: Lit + ?Sized> Lit for &T {
     }
 }
 
-/// A word from a fixed set (`server_sslmode = "require"`), or the unknown one the file gave,
-/// so validation can name the key and the words it takes.
+/// A closed set of words a key takes (`server_sslmode = "require"`), each spelled once, in
+/// [`words!`]: parsing, rendering and the error that lists them all read that one table.
+pub trait Words: Copy + 'static {
+    const ALL: &'static [Self];
+    fn word(&self) -> &'static str;
+}
+
+/// Declares an enum of words: `Variant = "spelling"` once each, giving [`Words`] and `as_str`.
+macro_rules! words {
+    ($(#[$m:meta])* $vis:vis enum $name:ident {
+        $($(#[$vm:meta])* $variant:ident = $word:literal,)+
+    }) => {
+        $(#[$m])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        $vis enum $name {
+            $($(#[$vm])* $variant,)+
+        }
+
+        impl $crate::config::keys::Words for $name {
+            const ALL: &'static [Self] = &[$($name::$variant,)+];
+            fn word(&self) -> &'static str {
+                match self {
+                    $($name::$variant => $word,)+
+                }
+            }
+        }
+
+        impl $name {
+            pub fn as_str(&self) -> &'static str {
+                $crate::config::keys::Words::word(self)
+            }
+        }
+    };
+}
+pub(crate) use words;
+
+/// Every word of `T`, quoted and comma-separated, for an error naming what a key takes.
+pub fn one_of<T: Words>() -> String {
+    let quoted: Vec<String> = T::ALL.iter().map(|w| format!("\"{}\"", w.word())).collect();
+    quoted.join(", ")
+}
+
+/// A word of `T`, or the unknown one the file gave, so validation can name the key and the
+/// words it takes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Word<T> {
     Known(T),
     Unknown(String),
 }
 
-impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for Word<T> {
+impl<'de, T: Words> serde::Deserialize<'de> for Word<T> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        use serde::de::IntoDeserializer;
         let s = String::deserialize(d)?;
-        let known: Result<T, serde::de::value::Error> =
-            T::deserialize(s.as_str().into_deserializer());
-        Ok(match known {
-            Ok(t) => Word::Known(t),
-            Err(_) => Word::Unknown(s),
+        Ok(match T::ALL.iter().find(|w| w.word() == s) {
+            Some(w) => Word::Known(*w),
+            None => Word::Unknown(s),
         })
     }
 }
 
-impl<T: Copy> Word<T> {
-    /// The known word, or the error naming `key` and the words it takes (`one_of`).
-    pub fn get(&self, key: &str, one_of: &str) -> Result<T, super::ConfigError> {
+impl<T: Words> Word<T> {
+    /// The known word, or the error naming `key` and every word it takes.
+    pub fn get(&self, key: &str) -> Result<T, super::ConfigError> {
         match self {
             Word::Known(t) => Ok(*t),
-            Word::Unknown(w) => Err(super::invalid(key, format!("`{w}` is not one of {one_of}"))),
+            Word::Unknown(w) => Err(super::invalid(
+                key,
+                format!("`{w}` is not one of {}", one_of::<T>()),
+            )),
         }
     }
 }

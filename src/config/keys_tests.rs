@@ -126,3 +126,46 @@ fn a_required_key_left_out_is_a_parse_error() {
         assert!(e.contains("missing field"), "{text}: {e}");
     }
 }
+
+/// Each word set is spelled once: every word parses back to itself, and an unknown word's
+/// error lists them all, in declaration order.
+#[test]
+fn every_word_parses_and_an_unknown_one_lists_them_all() {
+    use super::keys::{one_of, Word, Words};
+    fn round_trip<T: Words + PartialEq + std::fmt::Debug>() {
+        for w in T::ALL {
+            let parsed: Word<T> = toml::Value::String(w.word().into()).try_into().unwrap();
+            assert_eq!(parsed, Word::Known(*w));
+        }
+    }
+    round_trip::<SslMode>();
+    round_trip::<Consistency>();
+    round_trip::<crate::config::AuthMethod>();
+    round_trip::<crate::cache::Invalidation>();
+    assert_eq!(
+        one_of::<Consistency>(),
+        r#""table_lsn", "session", "global", "none""#
+    );
+    let e = Config::from_toml(
+        &format!("[replication]\nconsistency = \"eventual\"\n{MINIMAL}"),
+        &EnvOverrides::default(),
+    )
+    .map(|_| ())
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("replication.consistency") && e.contains(&one_of::<Consistency>()),
+        "{e}"
+    );
+    let e = Config::from_toml(
+        &format!("server_sslmode = \"allow\"\n{MINIMAL}"),
+        &EnvOverrides::default(),
+    )
+    .map(|_| ())
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains(r#""disable", "prefer", "require", "verify-full""#),
+        "{e}"
+    );
+}

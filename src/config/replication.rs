@@ -1,8 +1,7 @@
 //! The `[replication]` section: replica lag limits and how reads are kept from missing writes.
 
-use super::keys::{section, Word, RESTART};
+use super::keys::{section, words, Word, RESTART};
 use super::{millis, positive, ConfigError};
-use serde::Deserialize;
 use std::time::Duration;
 
 section! {
@@ -20,31 +19,22 @@ section! {
 
 pub use replication::SECTION;
 
-/// How reads are kept from missing writes made through the proxy (`replication.consistency`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Consistency {
-    /// A read goes to a replica only if it has replayed the last write to every table it reads.
-    TableLsn,
-    /// A session's reads go to a replica only if it has replayed that session's last write.
-    Session,
-    /// A read goes to a replica only if it has replayed the primary's WAL position read after
-    /// the read arrived: it sees every write acknowledged before it, through any instance.
-    Global,
-    /// No tracking: reads may miss recent writes (replication lag).
-    None,
+words! {
+    /// How reads are kept from missing writes made through the proxy (`replication.consistency`).
+    pub enum Consistency {
+        /// A read goes to a replica only if it has replayed the last write to every table it reads.
+        TableLsn = "table_lsn",
+        /// A session's reads go to a replica only if it has replayed that session's last write.
+        Session = "session",
+        /// A read goes to a replica only if it has replayed the primary's WAL position read after
+        /// the read arrived: it sees every write acknowledged before it, through any instance.
+        Global = "global",
+        /// No tracking: reads may miss recent writes (replication lag).
+        None = "none",
+    }
 }
 
 impl Consistency {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Consistency::TableLsn => "table_lsn",
-            Consistency::Session => "session",
-            Consistency::Global => "global",
-            Consistency::None => "none",
-        }
-    }
-
     /// A replica answers a read only once it has replayed what the read needs.
     pub fn routes_by_lsn(&self) -> bool {
         matches!(self, Consistency::TableLsn | Consistency::Global)
@@ -71,10 +61,7 @@ pub(super) fn replication(r: &RawReplication) -> Result<ReplicationConfig, Confi
         lag_poll: millis("replication.lag_poll_ms", r.lag_poll_ms)?,
         max_lag_bytes: r.max_lag_bytes,
         max_lag_ms: r.max_lag_ms,
-        consistency: r.consistency.get(
-            "replication.consistency",
-            "table_lsn, global, session, none",
-        )?,
+        consistency: r.consistency.get("replication.consistency")?,
         max_tracked_tables: r.max_tracked_tables,
         max_replica_wait: Duration::from_millis(r.max_replica_wait_ms),
     };

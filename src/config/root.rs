@@ -2,13 +2,12 @@
 
 use super::access::{RawDatabase, RawUser};
 use super::cache::RawCache;
-use super::keys::{section, Word, LIVE, RESTART};
+use super::keys::{section, words, Word, LIVE, RESTART};
 use super::observe::{RawNPlusOne, RawStats};
 use super::pool::RawPool;
 use super::replication::RawReplication;
 use super::servers::{self, RawHealth, RawPrimary, RawReplica};
 use super::{invalid, positive, ConfigError};
-use serde::Deserialize;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -102,28 +101,17 @@ impl Keepalive {
     }
 }
 
-/// libpq's sslmode values that make sense for a proxy's server connections.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SslMode {
-    /// Plain TCP.
-    Disable,
-    /// TLS if the server offers it, plain TCP if it answers SSLRequest with 'N'; no certificate check.
-    Prefer,
-    /// TLS or fail; any certificate accepted (encryption against eavesdroppers, no identity).
-    Require,
-    /// TLS or fail; the chain must lead to `server_ssl_ca_file` and name the host.
-    VerifyFull,
-}
-
-impl SslMode {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            SslMode::Disable => "disable",
-            SslMode::Prefer => "prefer",
-            SslMode::Require => "require",
-            SslMode::VerifyFull => "verify-full",
-        }
+words! {
+    /// libpq's sslmode values that make sense for a proxy's server connections.
+    pub enum SslMode {
+        /// Plain TCP.
+        Disable = "disable",
+        /// TLS if the server offers it, plain TCP if it answers SSLRequest with 'N'; no certificate check.
+        Prefer = "prefer",
+        /// TLS or fail; any certificate accepted (encryption against eavesdroppers, no identity).
+        Require = "require",
+        /// TLS or fail; the chain must lead to `server_ssl_ca_file` and name the host.
+        VerifyFull = "verify-full",
     }
 }
 
@@ -199,9 +187,7 @@ pub(super) fn limits(raw: &RawConfig) -> Result<Limits, ConfigError> {
 }
 
 pub(super) fn server_tls(raw: &RawConfig) -> Result<ServerTlsConfig, ConfigError> {
-    let mode = raw
-        .server_sslmode
-        .get("server_sslmode", "disable, prefer, require, verify-full")?;
+    let mode = raw.server_sslmode.get("server_sslmode")?;
     let ca_file = raw.server_ssl_ca_file.as_ref().map(PathBuf::from);
     if mode == SslMode::VerifyFull && ca_file.is_none() {
         return Err(invalid(

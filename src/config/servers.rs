@@ -1,8 +1,7 @@
 //! The `[primary]`, `[[replicas]]` and `[health]` sections: the servers, their roles, and how failing ones are banned.
 
-use super::keys::{section, Word, RESTART};
+use super::keys::{section, words, Word, RESTART};
 use super::{invalid, millis, ConfigError, EnvOverrides, ServerAddr};
-use serde::Deserialize;
 use std::time::Duration;
 
 /// The host of a server entry that names none.
@@ -61,22 +60,12 @@ pub(super) fn default_replica() -> Result<RawReplica, String> {
     })
 }
 
-/// A server entry's `role`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Primary,
-    Replica,
-    Auto,
-}
-
-impl Role {
-    fn as_str(&self) -> &'static str {
-        match self {
-            Role::Primary => "primary",
-            Role::Replica => "replica",
-            Role::Auto => "auto",
-        }
+words! {
+    /// A server entry's `role`.
+    pub enum Role {
+        Primary = "primary",
+        Replica = "replica",
+        Auto = "auto",
     }
 }
 
