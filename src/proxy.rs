@@ -110,9 +110,8 @@ pub async fn start(config: Arc<Config>, listener: TcpListener) -> Result<ProxyHa
         stats_listener,
         rx.clone(),
     ));
-    let workers =
-        crate::frontend::workers::Workers::start(shared.config.worker_count(), &shared, &rx)
-            .map_err(StartError::Workers)?;
+    let workers = crate::frontend::workers::Workers::start(shared.pools.workers(), &shared, &rx)
+        .map_err(StartError::Workers)?;
     let task = tokio::spawn(crate::frontend::serve(
         shared.clone(),
         listener,

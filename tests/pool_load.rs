@@ -223,3 +223,40 @@ async fn a_full_pool_hands_an_idle_connection_over_to_the_worker_that_needs_one(
         "each hand-over opens a new backend: {pids:?}"
     );
 }
+
+/// Clients on both workers opening connections at once never take the server past the pool's
+/// size: each worker opens one only after taking a place for it, and hands over otherwise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_opening_at_once_never_exceed_the_pool_size() {
+    const SIZE: usize = 3;
+    let proxy = TestProxy::start_with(&format!("[pool]\nprimary_size = {SIZE}\n")).await;
+    let url = proxy.url("app_md5", "app_md5");
+    let mut clients = Vec::new();
+    for _ in 0..12 {
+        clients.push(connect(&url).await);
+    }
+    let work = clients.into_iter().map(|c| {
+        tokio::spawn(async move {
+            for _ in 0..15 {
+                c.simple_query("begin; select pg_sleep(0.002); commit")
+                    .await
+                    .unwrap();
+            }
+        })
+    });
+    let work: Vec<_> = work.collect();
+    let mut most = 0;
+    while !work.iter().all(|t| t.is_finished()) {
+        most = most.max(show_pools(&proxy, "app_md5", "primary", "size").await);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for t in work {
+        t.await.unwrap();
+    }
+    most = most.max(show_pools(&proxy, "app_md5", "primary", "size").await);
+    assert!(
+        most <= SIZE,
+        "{most} server connections open for a pool of {SIZE}"
+    );
+    assert!(most > 0);
+}

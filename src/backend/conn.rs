@@ -45,6 +45,10 @@ pub enum BackendError {
     },
     #[error("server {addr} stopped answering (its health check timed out)")]
     Stalled { addr: String },
+    /// The pool already has its size of connections open on other workers; never reaches a
+    /// client: the pool makes room and asks again, within the acquire timeout.
+    #[error("the pool has all its connections open")]
+    PoolFull,
     #[error("server connection lost: {0}")]
     Io(#[from] std::io::Error),
 }

@@ -38,9 +38,8 @@ impl Drop for OnWorker {
 }
 
 impl Workers {
-    /// Starts `count` threads. Each runs until shutdown is sent and its clients are gone (or
-    /// the live `shutdown_timeout_ms` has passed); if the proxy's handle is dropped without a
-    /// shutdown, they run for the life of the process, as the proxy does.
+    /// Starts `count` threads. Each runs until shutdown is sent (or the proxy's handle dropped)
+    /// and its clients are gone, or the live `shutdown_timeout_ms` has passed.
     pub fn start(
         count: usize,
         shared: &Arc<Shared>,
@@ -58,9 +57,9 @@ impl Workers {
                 .spawn(move || {
                     crate::pool::worker::enter(index);
                     runtime.block_on(async move {
-                        if shutdown.wait_for(|stop| *stop).await.is_err() {
-                            std::future::pending::<()>().await;
-                        }
+                        // A dropped handle ends the sessions as a shutdown does (session.rs), and
+                        // so this thread, its runtime and what they hold.
+                        let _ = shutdown.wait_for(|stop| *stop).await;
                         // Sessions end themselves at the deadline; this only bounds the wait.
                         let grace = shared.live.load().limits.shutdown_timeout;
                         shared.clients.drained(grace + Duration::from_secs(2)).await;

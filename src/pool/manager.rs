@@ -4,7 +4,7 @@ use crate::backend::{BackendError, LoginParams, ServerConn, ServerTls};
 use crate::config::Keepalive;
 use arc_swap::ArcSwap;
 use deadpool::managed::{Manager, Metrics, RecycleError, RecycleResult};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,6 +30,48 @@ pub struct ChurnCounters {
     pub closed: AtomicU64,
     pub broken: AtomicU64,
     pub connect_errors: AtomicU64,
+}
+
+/// The connections open to one server for one pool, across the workers' deadpools, against
+/// the pool's size: a worker opens one only after taking a place here, so the server never
+/// sees more than the pool's size however many workers open at once.
+#[derive(Debug)]
+pub struct OpenSlots {
+    open: AtomicUsize,
+    limit: AtomicUsize,
+}
+
+impl OpenSlots {
+    pub fn new(limit: usize) -> OpenSlots {
+        OpenSlots {
+            open: AtomicUsize::new(0),
+            limit: AtomicUsize::new(limit),
+        }
+    }
+
+    /// Takes a place for a connection about to be opened; false when the pool is full.
+    fn reserve(&self) -> bool {
+        let limit = self.limit.load(Ordering::Acquire);
+        self.open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < limit).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    fn release(&self) {
+        let _ = self
+            .open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    }
+
+    pub fn set_limit(&self, limit: usize) {
+        self.limit.store(limit, Ordering::Release);
+    }
+
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Acquire)
+    }
 }
 
 /// When role or database defaults last changed (`ALTER ROLE/DATABASE ... SET` through the
@@ -72,8 +114,9 @@ pub struct ServerManager {
     pub login: LoginParams,
     pub max_prepared: usize,
     pub settings: Arc<ArcSwap<ServerSettings>>,
-    /// Shared by the workers' shares of one pool.
+    /// Shared by the workers' deadpools of one pool, as `slots` is.
     pub churn: Arc<ChurnCounters>,
+    pub slots: Arc<OpenSlots>,
     pub defaults: Arc<DefaultsClock>,
 }
 
@@ -91,12 +134,17 @@ impl Manager for ServerManager {
                 ..self.login.clone()
             }
         };
+        if !self.slots.reserve() {
+            // The caller makes room on another worker and asks again (ServerPool::make_room).
+            return Err(BackendError::PoolFull);
+        }
         match ServerConn::connect(&login, self.max_prepared).await {
             Ok(c) => {
                 self.churn.opened.fetch_add(1, Ordering::Relaxed);
                 Ok(c)
             }
             Err(e) => {
+                self.slots.release();
                 self.churn.connect_errors.fetch_add(1, Ordering::Relaxed);
                 Err(e)
             }
@@ -148,7 +196,10 @@ impl Manager for ServerManager {
         }
     }
 
+    // deadpool detaches every connection it created and then lets go of (recycle failures,
+    // discards, `retain`, returns above a shrunk size), so each place taken in `create` comes back.
     fn detach(&self, _conn: &mut ServerConn) {
+        self.slots.release();
         self.churn.closed.fetch_add(1, Ordering::Relaxed);
     }
 }

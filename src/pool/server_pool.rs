@@ -3,11 +3,12 @@
 //! Each worker leases from its own deadpool (pool/worker.rs), so a connection is only ever
 //! used on the thread whose reactor it is registered with. The deadpools are not fixed
 //! shares: any worker may use the whole pool. The cap bounds the connections in use across
-//! them, and a worker that must open one while the pool is full first closes an idle one of
-//! another worker's, so the server sees no more connections than the pool's size.
+//! them and `OpenSlots` the connections open; a worker that must open one while the pool has
+//! all of its connections open closes an idle one of another worker's first, so the server
+//! never sees more connections than the pool's size.
 
 use super::cap::Cap;
-use super::manager::{ChurnCounters, ServerManager};
+use super::manager::{ChurnCounters, OpenSlots, ServerManager};
 use super::set::ServerInfo;
 use crate::stats::LatencyHistogram;
 use deadpool::managed::Pool;
@@ -23,6 +24,8 @@ pub struct ServerPool {
     /// One deadpool per data worker, indexed by `worker::current()`.
     pools: Box<[Pool<ServerManager>]>,
     churn: Arc<ChurnCounters>,
+    /// The connections open across the deadpools, shared with their managers.
+    slots: Arc<OpenSlots>,
     /// How many connections may be in use, across the workers; resized on reload.
     pub cap: Cap,
     pub timeouts: AtomicU64,
@@ -41,12 +44,13 @@ pub struct ServerPool {
 }
 
 impl ServerPool {
-    /// `pools` holds one deadpool per worker, each as large as the whole pool (`size`).
+    /// `pools` holds one deadpool per worker, each as large as the whole pool (`size`), whose
+    /// managers share `churn` and `slots`.
     pub(super) fn new(
         name: String,
         server: Arc<ServerInfo>,
         pools: Box<[Pool<ServerManager>]>,
-        churn: Arc<ChurnCounters>,
+        (churn, slots): (Arc<ChurnCounters>, Arc<OpenSlots>),
         size: usize,
         fast_us: u64,
     ) -> ServerPool {
@@ -55,6 +59,7 @@ impl ServerPool {
             server,
             pools,
             churn,
+            slots,
             cap: Cap::new(size),
             timeouts: AtomicU64::new(0),
             waiting: AtomicUsize::new(0),
@@ -80,19 +85,12 @@ impl ServerPool {
         &self.pools
     }
 
-    /// Called with a place under the cap, before leasing from this worker's deadpool: if that
-    /// lease would open a connection while the pool is at its size, closes the least recently
-    /// used idle connection of another worker first. Some other worker has one, since this
-    /// caller's place under the cap is not in use. Concurrent callers may close one too many,
-    /// never keep one too many for long.
-    pub(super) fn make_room(&self) {
-        if self.pools.len() < 2 || self.local().status().available > 0 {
-            return;
-        }
-        let open: usize = self.pools.iter().map(|p| p.status().size).sum();
-        if open < self.cap.size() {
-            return;
-        }
+    /// Called when this worker's deadpool could not open a connection because the pool has
+    /// all of its connections open: closes the least recently used idle connection of another
+    /// worker's. The caller holds a place under the cap that is not in use, so some connection
+    /// is idle or on its way back; if none is idle yet, waits a moment before the caller asks
+    /// again (within its acquire timeout).
+    pub(super) async fn make_room(&self) {
         let me = super::worker::current() % self.pools.len();
         for (i, p) in self.pools.iter().enumerate() {
             if i == me {
@@ -109,6 +107,7 @@ impl ServerPool {
                 return;
             }
         }
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
 
     /// The workers' deadpools summed; `max_size` is the cap, the limit that counts.
@@ -130,6 +129,7 @@ impl ServerPool {
 
     pub(super) fn resize(&self, size: usize) {
         self.cap.resize(size);
+        self.slots.set_limit(size);
         for p in self.pools.iter() {
             p.resize(size);
         }

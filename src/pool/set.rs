@@ -3,7 +3,7 @@
 use super::cap::CapPermit;
 use super::health::{HealthPolicy, ServerHealth};
 use super::lsn::{ReadNeed, WriteLsns};
-use super::manager::{ChurnCounters, ServerManager, ServerSettings};
+use super::manager::{ChurnCounters, OpenSlots, ServerManager, ServerSettings};
 use super::role::Role;
 use super::routing::RouteStats;
 use super::server_pool::ServerPool;
@@ -236,8 +236,12 @@ impl PoolSet {
         let mut stalls = pool.server.health.stalls();
         let got = tokio::time::timeout(wait, async {
             let place = pool.cap.acquire().await;
-            pool.make_room();
-            (place, pool.local().timeout_get(&timeouts).await)
+            loop {
+                match pool.local().timeout_get(&timeouts).await {
+                    Err(PoolError::Backend(BackendError::PoolFull)) => pool.make_room().await,
+                    r => break (place, r),
+                }
+            }
         });
         let result = tokio::select! {
             r = got => match r {
@@ -317,6 +321,9 @@ pub struct Pools {
     pub primary: Arc<ServerInfo>,
     pub replicas: Vec<Arc<ServerInfo>>,
     sets: RwLock<HashMap<(String, String), Arc<PoolSet>>>,
+    /// Data threads the proxy started with, one deadpool each per pool: fixed at start, as the
+    /// threads are, whatever a reload says.
+    workers: usize,
     /// Role and database defaults' last change, for every pool's recycle check.
     pub defaults: Arc<super::manager::DefaultsClock>,
 }
@@ -365,6 +372,7 @@ impl Pools {
                 ))
             })
             .collect();
+        let workers = config.worker_count();
         Pools {
             lsns: WriteLsns::new(config.replication.max_tracked_tables),
             global: Default::default(),
@@ -374,6 +382,7 @@ impl Pools {
             primary,
             replicas,
             sets: RwLock::new(HashMap::new()),
+            workers,
             defaults: Arc::default(),
         }
     }
@@ -416,6 +425,11 @@ impl Pools {
             .clone()
     }
 
+    /// How many data threads the pools were built for (the proxy starts that many).
+    pub fn workers(&self) -> usize {
+        self.workers
+    }
+
     /// Every configured server, primary first.
     pub fn servers(&self) -> impl Iterator<Item = &Arc<ServerInfo>> {
         std::iter::once(&self.primary).chain(self.replicas.iter())
@@ -434,7 +448,7 @@ impl Pools {
         let password = c
             .user(user)
             .and_then(|u| u.server_password().map(str::to_string));
-        let workers = c.worker_count();
+        let workers = self.workers;
         let make = |server: &Arc<ServerInfo>, size: usize| {
             let login = LoginParams {
                 host: server.addr.host.clone(),
@@ -448,6 +462,7 @@ impl Pools {
                 keepalive: None,
             };
             let churn = Arc::new(ChurnCounters::default());
+            let slots = Arc::new(OpenSlots::new(size));
             let pools = (0..workers)
                 .map(|_| {
                     let manager = ServerManager {
@@ -455,6 +470,7 @@ impl Pools {
                         max_prepared: c.pool.max_prepared_per_server,
                         settings: self.settings.clone(),
                         churn: churn.clone(),
+                        slots: slots.clone(),
                         defaults: self.defaults.clone(),
                     };
                     // Last in, first out: a light load after a peak keeps reusing the few warm
@@ -480,7 +496,7 @@ impl Pools {
                 server.configured_role.as_str()
             );
             let fast_us = (c.stats.settings.thresholds.fast_acquire_ms * 1000.0) as u64;
-            ServerPool::new(name, server.clone(), pools, churn, size, fast_us)
+            ServerPool::new(name, server.clone(), pools, (churn, slots), size, fast_us)
         };
         let per_replica = self.per_replica(&c);
         PoolSet {
