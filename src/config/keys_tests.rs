@@ -146,24 +146,18 @@ fn every_word_parses_and_an_unknown_one_lists_them_all() {
         one_of::<Consistency>(),
         r#""table_lsn", "session", "global", "none""#
     );
-    let e = Config::from_toml(
-        &format!("[replication]\nconsistency = \"eventual\"\n{MINIMAL}"),
-        &EnvOverrides::default(),
-    )
-    .map(|_| ())
-    .unwrap_err()
-    .to_string();
+    let error_of = |extra: &str| {
+        Config::from_toml(&format!("{extra}\n{MINIMAL}"), &EnvOverrides::default())
+            .map(|_| ())
+            .unwrap_err()
+            .to_string()
+    };
+    let e = error_of("[replication]\nconsistency = \"eventual\"");
     assert!(
         e.contains("replication.consistency") && e.contains(&one_of::<Consistency>()),
         "{e}"
     );
-    let e = Config::from_toml(
-        &format!("server_sslmode = \"allow\"\n{MINIMAL}"),
-        &EnvOverrides::default(),
-    )
-    .map(|_| ())
-    .unwrap_err()
-    .to_string();
+    let e = error_of("server_sslmode = \"allow\"");
     assert!(
         e.contains(r#""disable", "prefer", "require", "verify-full""#),
         "{e}"
