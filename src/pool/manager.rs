@@ -68,10 +68,6 @@ impl OpenSlots {
     pub fn set_limit(&self, limit: usize) {
         self.limit.store(limit, Ordering::Release);
     }
-
-    pub fn open(&self) -> usize {
-        self.open.load(Ordering::Acquire)
-    }
 }
 
 /// When role or database defaults last changed (`ALTER ROLE/DATABASE ... SET` through the
