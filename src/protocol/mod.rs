@@ -3,6 +3,7 @@
 pub mod build;
 pub mod frame;
 pub mod lsn;
+pub mod message;
 pub mod messages;
 pub mod sqlstate;
 pub mod startup;
