@@ -1,7 +1,6 @@
 //! What one Sync/Query/FunctionCall's ReadyForQuery settles: the statements a request ran, their rows, effects and writes.
 
 use crate::nplusone::Call;
-use crate::protocol::frame::Frame;
 use crate::router::{Analysis, WriteSet};
 use std::sync::Arc;
 use std::time::Instant;
@@ -24,7 +23,7 @@ pub struct ReadyAction {
     /// A ROLLBACK completed within the request, undoing SETs it made.
     pub rolled_back: bool,
     /// With `stats.log_parameters`: the Query text or the last Bind, for the slow-query log.
-    pub parameters: Option<Frame>,
+    pub parameters: Option<crate::protocol::message::Message>,
     /// Captures the reply for the result cache (the request missed it).
     pub fill: Option<Box<crate::cache::Fill>>,
     /// The result cache was consulted and missed.

@@ -1,14 +1,12 @@
 //! The session's side of the result cache: which requests it may answer, replaying hits, capturing fills, and invalidating on writes.
 
 use super::action::ReadyAction;
-use super::request::ClientStatement;
 use super::session::{End, Session};
+use super::statements::ClientStatement;
 use crate::cache::{CacheKey, Entry, Fill, Fresh, Lookup};
 use crate::protocol::build;
-use crate::protocol::frame::Frame;
-use crate::protocol::messages::{
-    Bind, Parse, Query, Target, TxStatus, TARGET_PORTAL, TARGET_STATEMENT,
-};
+use crate::protocol::message::Message;
+use crate::protocol::messages::{TxStatus, TARGET_PORTAL, TARGET_STATEMENT};
 use crate::protocol::tags::{backend, frontend as tag};
 use crate::router::{Analysis, WriteSet};
 use crate::stats::AnsweredBy;
@@ -48,7 +46,7 @@ impl Session {
         {
             return None;
         }
-        let frames = &self.pending.frames;
+        let messages = &self.pending.messages;
         let shared_users = cache.live.load().share_across_users;
         let cacheable = |a: &Option<Arc<Analysis>>| {
             a.as_ref()
@@ -62,11 +60,8 @@ impl Session {
             settings: self.settings.result_hash(),
             request,
         };
-        if let [q] = frames.as_slice() {
-            if q.tag() != tag::QUERY {
-                return None;
-            }
-            Query::decode(q.body()).ok()?;
+        if let [q] = messages.as_slice() {
+            q.query()?;
             return Some(Probe {
                 key: key(q.raw().clone()),
                 analysis: cacheable(analyses.first()?)?,
@@ -74,30 +69,29 @@ impl Session {
                 simple: true,
             });
         }
-        let (parse, rest) = match frames.first()?.tag() {
-            tag::PARSE => (Some(0), &frames[1..]),
-            _ => (None, &frames[..]),
+        let (parse, rest) = match messages.first()?.parse() {
+            Some(p) => (Some(p), &messages[1..]),
+            None => (None, &messages[..]),
         };
         let (bind, describe, execute) = match rest {
             [b, e, s] if s.tag() == tag::SYNC => (b, None, e),
             [b, d, e, s] if s.tag() == tag::SYNC => (b, Some(d), e),
             _ => return None,
         };
-        if bind.tag() != tag::BIND || execute.tag() != tag::EXECUTE {
+        if execute.tag() != tag::EXECUTE {
             return None;
         }
-        let b = Bind::decode(bind.body()).ok()?;
+        let b = bind.bind()?;
         // Describe of the portal (RowDescription) or of the statement being bound
         // (ParameterDescription and RowDescription), as drivers send them.
         let mut describe_kind = 0u8;
         if let Some(d) = describe {
-            let t = Target::decode(d.body(), "Describe").ok()?;
-            let ok = d.tag() == tag::DESCRIBE
-                && match t.kind {
-                    TARGET_PORTAL => t.name.is_empty(),
-                    TARGET_STATEMENT => t.name == b.statement,
-                    _ => false,
-                };
+            let t = d.describe()?;
+            let ok = match t.kind {
+                TARGET_PORTAL => t.name.is_empty(),
+                TARGET_STATEMENT => t.name == b.statement,
+                _ => false,
+            };
             if !ok {
                 return None;
             }
@@ -110,9 +104,8 @@ impl Session {
         if !b.portal.is_empty() {
             return None;
         }
-        let (sql, types) = match parse {
-            Some(i) => {
-                let p = Parse::decode(frames[i].body()).ok()?;
+        let (sql, types) = match &parse {
+            Some(p) => {
                 // A duplicate name must reach the error path; a Bind of another statement
                 // than the one just parsed is unusual enough not to cache.
                 if p.name != b.statement
@@ -134,7 +127,9 @@ impl Session {
                 (s.sql.clone(), s.param_types.clone())
             }
         };
-        let analysis = cacheable(analyses.get(parse.map_or(0, |i| i + 1))?)?;
+        // The analysis of the Bind, after the Parse if there is one.
+        let parse = parse.map(|_| 0);
+        let analysis = cacheable(analyses.get(usize::from(parse.is_some()))?)?;
         if binds_time_literal(b.rest) {
             return None;
         }
@@ -227,9 +222,9 @@ impl Session {
     fn replay(&mut self, probe: &Probe, entry: &Entry) -> Result<(), End> {
         let (reply, rows) = (&entry.reply, entry.rows);
         let started = self.pending.arrived;
-        let frames = std::mem::take(&mut self.pending).frames;
+        let messages = self.take_pending();
         if let Some(i) = probe.parse {
-            self.register_parsed(&frames[i], probe.analysis.clone())?;
+            self.register_parsed(&messages[i], probe.analysis.clone())?;
             build::parse_complete(&mut self.wbuf);
         }
         if !probe.simple {
@@ -246,10 +241,13 @@ impl Session {
         if self.shared.n_plus_one.settings.load().enabled {
             // A loop answered from the cache is still a loop in the application.
             let call = if probe.simple {
-                super::n_plus_one::query_call(frames[0].body())
+                super::n_plus_one::query_call(messages[0].body())
             } else {
-                let bind = &frames[probe.parse.map_or(0, |i| i + 1)];
-                let b = Bind::decode(bind.body())?;
+                let Some(b) = messages[probe.parse.map_or(0, |i| i + 1)].bind() else {
+                    return Err(End::Fatal(crate::error::ClientError::Internal(
+                        "a cached request without its Bind".into(),
+                    )));
+                };
                 let stmt = if b.statement.is_empty() {
                     self.unnamed.as_deref()
                 } else {
@@ -263,13 +261,17 @@ impl Session {
         self.record_as(&action, AnsweredBy::Cache);
         self.n1_capture.feed_entry(entry);
         self.detect_bursts(&action, true);
-        self.recycle_frames(frames);
+        self.recycle_messages(messages);
         Ok(())
     }
 
     /// A Parse answered from the cache: the statement exists for the client all the same.
-    fn register_parsed(&mut self, f: &Frame, analysis: Arc<Analysis>) -> Result<(), End> {
-        let p = Parse::decode(f.body())?;
+    fn register_parsed(&mut self, m: &Message, analysis: Arc<Analysis>) -> Result<(), End> {
+        let Some(p) = m.parse() else {
+            return Err(End::Fatal(crate::error::ClientError::Internal(
+                "a cached request without its Parse".into(),
+            )));
+        };
         let trace = if self.shared.n_plus_one.settings.load().enabled {
             crate::nplusone::trace_id(p.sql)
         } else {

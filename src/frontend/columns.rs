@@ -1,8 +1,8 @@
 //! Result columns a client was shown for its statements, and the checks that a server connection preparing one again returns the same.
 
 use super::plan::{Event, Release};
-use super::request::ClientStatement;
 use super::session::Session;
+use super::statements::ClientStatement;
 use crate::protocol::build;
 use crate::protocol::tags::frontend;
 

@@ -6,7 +6,8 @@ use super::session::Session;
 use super::translate::Question;
 use crate::config::Consistency;
 use crate::pool::{Lease, ReadNeed, Role, WriteSet};
-use crate::protocol::frame::{Frame, Reader};
+use crate::protocol::frame::Reader;
+use crate::protocol::message::Message;
 use crate::protocol::messages::TxStatus;
 use crate::protocol::tags::{backend, frontend as tag};
 use crate::router::Analysis;
@@ -31,7 +32,7 @@ pub struct Ryw {
     /// was lost with its connection (reads then use the primary until the next write is probed).
     session_lsn: u64,
     /// A copy of the read in flight while it may still be re-sent elsewhere.
-    pub(super) retry_frames: Vec<Frame>,
+    pub(super) retry_messages: Vec<Message>,
     retry_terminator: Option<u8>,
     pub(super) retry_arrived: Option<Instant>,
     retry_bytes: usize,
@@ -71,13 +72,13 @@ impl Ryw {
     pub(super) fn drop_attempt(&mut self) {
         self.retry_armed = false;
         self.held.clear();
-        self.retry_frames.clear();
+        self.retry_messages.clear();
     }
 
     /// Between requests: the retry copy's and held answer's capacity go.
     pub(super) fn shed_idle(&mut self) {
         use super::shed::Shed;
-        self.retry_frames.shed();
+        self.retry_messages.shed();
         self.held.shed();
     }
 
@@ -426,12 +427,12 @@ impl Session {
             && self.tx == TxStatus::Idle
             && self.pin.is_none()
             && matches!(self.pending.terminator, Some(tag::QUERY | tag::SYNC))
-            && self.pending.frames.iter().all(retry_safe);
-        self.ryw.retry_frames.clear();
+            && self.pending.messages.iter().all(retry_safe);
+        self.ryw.retry_messages.clear();
         if eligible {
             self.ryw
-                .retry_frames
-                .extend(self.pending.frames.iter().cloned());
+                .retry_messages
+                .extend(self.pending.messages.iter().cloned());
             self.ryw.retry_terminator = self.pending.terminator;
             self.ryw.retry_arrived = self.pending.arrived;
             self.ryw.retry_bytes = self.pending.bytes;
@@ -442,7 +443,7 @@ impl Session {
     /// of it itself (`wbuf` grew), which a second attempt would answer again.
     pub(super) fn arm_retry(&mut self, wbuf_before: usize) {
         self.ryw.retry_armed = self.shared.config.health.retry_reads
-            && !self.ryw.retry_frames.is_empty()
+            && !self.ryw.retry_messages.is_empty()
             && self.wbuf.len() == wbuf_before
             && self.ready_actions.len() == 1;
     }
@@ -458,7 +459,7 @@ impl Session {
     pub(super) fn retry_read(&mut self, why: &str) -> bool {
         if !self.ryw.retry_armed
             || self.ready_actions.len() != 1
-            || !self.pending.frames.is_empty()
+            || !self.pending.messages.is_empty()
             || self.tx != TxStatus::Idle
             || self.server.is_none()
         {
@@ -480,9 +481,8 @@ impl Session {
         self.swbuf.clear();
         self.plan.clear();
         self.ready_actions.clear();
-        let frames = std::mem::take(&mut self.ryw.retry_frames);
         self.pending = Pending {
-            frames,
+            messages: std::mem::take(&mut self.ryw.retry_messages),
             bytes: self.ryw.retry_bytes,
             terminator: self.ryw.retry_terminator,
             blocked: false,
@@ -504,10 +504,10 @@ fn ends_idle(a: &Analysis) -> bool {
 
 /// Messages a second attempt can send again without the client seeing a difference. A named
 /// Parse or a Close changes the session's statement map on the first attempt.
-fn retry_safe(f: &Frame) -> bool {
-    match f.tag() {
+fn retry_safe(m: &Message) -> bool {
+    match m.tag() {
         tag::QUERY | tag::BIND | tag::EXECUTE | tag::DESCRIBE | tag::SYNC => true,
-        tag::PARSE => f.body().first() == Some(&0),
+        tag::PARSE => m.parse().is_some_and(|p| p.name.is_empty()),
         _ => false,
     }
 }

@@ -172,7 +172,7 @@ mod tests {
     #[test]
     fn an_idle_session_waits_in_a_small_future() {
         let drive = returned_size(|s: &'static mut Session| s.drive());
-        let dispatch = returned_size(|s: &'static mut Session| s.dispatch());
+        let dispatch = returned_size(|s: &'static mut Session| s.dispatch(None));
         let pump = returned_size(|s: &'static mut Session| s.pump_client());
         let read = returned_size(|s: &'static mut Session| s.client.read_into(&mut s.rbuf));
         let task = returned_size(|(a, b, c, d)| super::client(a, b, c, d));

@@ -17,6 +17,7 @@ mod session;
 pub mod settings;
 mod shed;
 mod startup;
+mod statements;
 pub mod stream;
 mod translate;
 mod verify;

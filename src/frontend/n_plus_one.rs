@@ -1,8 +1,8 @@
 //! Feeding each executed statement to the N+1 detector (the session's stream, or its trace's) and reporting bursts: log line and client notice.
 
 use super::action::ReadyAction;
-use super::request::ClientStatement;
 use super::session::Session;
+use super::statements::ClientStatement;
 use crate::nplusone::flow::{self, Rows, Values};
 use crate::nplusone::{CacheUse, Call, Class, Detection, Kind, Origin, Statement};
 use crate::protocol::build;

@@ -12,8 +12,8 @@
 use super::request::Pending;
 use super::session::Session;
 use crate::pool::Role;
-use crate::protocol::frame::Frame;
-use crate::protocol::messages::{error_field, Parse, TxStatus};
+use crate::protocol::message::Message;
+use crate::protocol::messages::{error_field, TxStatus};
 use crate::protocol::tags::{backend, frontend as tag};
 use crate::router::Analysis;
 use bytes::Bytes;
@@ -70,7 +70,7 @@ pub(super) enum Seen {
 
 /// One request sent to the replica: what a re-send needs.
 struct InFlight {
-    frames: Vec<Frame>,
+    messages: Vec<Message>,
     terminator: Option<u8>,
     arrived: Option<Instant>,
     bytes: usize,
@@ -101,9 +101,9 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 /// Messages a second attempt can send again unseen. A Close changed the session's statement
 /// map on the first attempt; a named Parse did too, but only by adding its name, which a
 /// re-send takes back first (see `new_names`).
-fn resendable(f: &Frame) -> bool {
+fn resendable(m: &Message) -> bool {
     matches!(
-        f.tag(),
+        m.tag(),
         tag::QUERY | tag::BIND | tag::EXECUTE | tag::DESCRIBE | tag::SYNC | tag::PARSE
     )
 }
@@ -182,7 +182,7 @@ impl Session {
         self.tx == TxStatus::Idle
             && self.pin.is_none()
             && matches!(self.pending.terminator, Some(tag::QUERY | tag::SYNC))
-            && self.pending.frames.iter().all(resendable)
+            && self.pending.messages.iter().all(resendable)
             && self.new_names().is_some()
     }
 
@@ -191,8 +191,7 @@ impl Session {
     /// statement that holds the name).
     fn new_names(&self) -> Option<Vec<Bytes>> {
         let mut names: Vec<Bytes> = Vec::new();
-        for f in self.pending.frames.iter().filter(|f| f.tag() == tag::PARSE) {
-            let p = Parse::decode(f.body()).ok()?;
+        for p in self.pending.messages.iter().filter_map(Message::parse) {
             if p.name.is_empty() {
                 continue;
             }
@@ -208,8 +207,8 @@ impl Session {
     fn refusal_copy(&self, analyses: &[Option<Arc<Analysis>>]) -> InFlight {
         let mut units = Vec::new();
         let mut bound = None;
-        for (f, a) in self.pending.frames.iter().zip(analyses) {
-            match f.tag() {
+        for (m, a) in self.pending.messages.iter().zip(analyses) {
+            match m.tag() {
                 tag::QUERY => units.extend(a.clone()),
                 tag::BIND => bound = a.clone(),
                 tag::EXECUTE => units.extend(bound.clone()),
@@ -217,7 +216,7 @@ impl Session {
             }
         }
         InFlight {
-            frames: self.pending.frames.clone(),
+            messages: self.pending.messages.clone(),
             terminator: self.pending.terminator,
             arrived: self.pending.arrived,
             bytes: self.pending.bytes,
@@ -359,9 +358,9 @@ impl Session {
         self.ready_actions.clear();
         // What the client sent after the requests in flight is read again after them.
         let later = std::mem::take(&mut self.pending);
-        if !later.frames.is_empty() {
+        if !later.messages.is_empty() {
             let mut unread = bytes::BytesMut::with_capacity(later.bytes + self.rbuf.len());
-            for f in &later.frames {
+            for f in &later.messages {
                 unread.extend_from_slice(f.raw());
             }
             unread.extend_from_slice(&self.rbuf);
@@ -374,10 +373,10 @@ impl Session {
             for name in &req.names {
                 self.statements.remove(&name[..]);
             }
-            if pending.frames.is_empty() {
+            if pending.messages.is_empty() {
                 pending.arrived = req.arrived;
             }
-            pending.frames.extend(req.frames);
+            pending.messages.extend(req.messages);
             pending.bytes += req.bytes;
             pending.terminator = req.terminator;
         }

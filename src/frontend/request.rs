@@ -7,67 +7,18 @@ use super::session::{End, Session};
 use crate::error::ClientError;
 use crate::pool::{AcquireError, ReadNeed, Role};
 use crate::protocol::build;
-use crate::protocol::frame::{self, Frame};
-use crate::protocol::messages::{Bind, Parse, Query, Target, TxStatus, TARGET_STATEMENT};
+use crate::protocol::frame;
+use crate::protocol::message::{Fields, Message};
+use crate::protocol::messages::{TxStatus, TARGET_STATEMENT};
 use crate::protocol::tags::frontend as tag;
 use crate::router::{Analysis, Deallocate, Route};
-use bytes::Bytes;
-use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::time::Instant;
-
-/// A client's prepared statement, enough to prepare it again on any server connection.
-#[derive(Debug, Clone)]
-pub struct ClientStatement {
-    /// Hash of text and parameter types: the statement's name on every server.
-    pub key: u64,
-    pub sql: Bytes,
-    pub param_types: Bytes,
-    pub analysis: Arc<Analysis>,
-    /// The router's catalog salt `analysis` was made under: a catalog loaded since (the first
-    /// one, after a statement prepared at start-up with every write's reach unknown) makes the
-    /// next Bind analyze the text again.
-    pub catalog_salt: u64,
-    /// W3C trace id of a `traceparent` in the text (0: none), found once at Parse.
-    pub trace: u128,
-    /// The shape of the result columns a Describe showed the client (plan::columns_shape):
-    /// a server connection preparing the text again must return the same, or the client
-    /// would decode its rows by the old types.
-    pub columns: Option<u64>,
-    /// The text now returns other columns than the client was shown: like PostgreSQL's own
-    /// prepared statement, every Bind of it fails with 0A000 until the client prepares again.
-    pub columns_changed: bool,
-}
-
-impl ClientStatement {
-    /// `schema_epoch`: the router's when the client parsed it. The server statement is named
-    /// for it, so a text parsed after DDL never reuses a server statement parsed before, whose
-    /// inferred parameter types and result columns may differ (PostgreSQL keeps the types a
-    /// statement was parsed with and fails it with 0A000 when its result columns change).
-    pub fn new(
-        p: &Parse<'_>,
-        analysis: Arc<Analysis>,
-        trace: u128,
-        schema_epoch: u64,
-        catalog_salt: u64,
-    ) -> ClientStatement {
-        ClientStatement {
-            key: statement_key(p.sql, p.param_types, schema_epoch),
-            sql: Bytes::copy_from_slice(p.sql),
-            param_types: Bytes::copy_from_slice(p.param_types),
-            analysis,
-            catalog_salt,
-            trace,
-            columns: None,
-            columns_changed: false,
-        }
-    }
-}
 
 /// The request being assembled from client messages.
 #[derive(Default)]
 pub struct Pending {
-    pub frames: Vec<Frame>,
+    pub messages: Vec<Message>,
     pub bytes: usize,
     /// The message that completes the request: Query, Sync, Flush or FunctionCall.
     pub terminator: Option<u8>,
@@ -80,72 +31,38 @@ pub struct Pending {
 impl Pending {
     /// Gives back the frame list's capacity while no request is being gathered.
     pub fn shed_idle(&mut self) {
-        super::shed::Shed::shed(&mut self.frames);
+        super::shed::Shed::shed(&mut self.messages);
+    }
+}
+
+/// The pending request's server role and each message's analysis, worked out once per
+/// request and shared by the cache probe, translation, stats and N+1 detection.
+pub(super) struct Routed {
+    role: Role,
+    analyses: Vec<Option<Arc<Analysis>>>,
+}
+
+/// Whether the pending request may go now.
+enum Admission {
+    /// It must wait for the attached server to be released.
+    Wait,
+    Go(Option<Routed>),
+}
+
+impl Admission {
+    fn when(go: bool, routed: Routed) -> Admission {
+        if go {
+            Admission::Go(Some(routed))
+        } else {
+            Admission::Wait
+        }
     }
 }
 
 /// A request with no Sync this large is sent on as if the client had sent Flush.
 const MAX_PENDING_BYTES: usize = 1 << 20;
 
-fn statement_key(sql: &[u8], param_types: &[u8], schema_epoch: u64) -> u64 {
-    let mut h = ahash::RandomState::with_seeds(11, 22, 33, 44).build_hasher();
-    h.write(sql);
-    h.write_u8(0);
-    h.write(param_types);
-    h.write_u64(schema_epoch);
-    h.finish()
-}
-
 impl Session {
-    /// After a catalog change, analyzes every statement the client prepared again, once, so
-    /// that Binds after it use the stored analysis instead of analyzing the text each time.
-    fn refresh_statements(&mut self) {
-        let salt = self.shared.router.catalog_salt();
-        if self.statements_salt == salt {
-            return;
-        }
-        self.statements_salt = salt;
-        let fresh = |session: &Session, s: &Arc<ClientStatement>| {
-            Arc::new(ClientStatement {
-                analysis: session.analyze(&s.sql),
-                catalog_salt: salt,
-                ..(**s).clone()
-            })
-        };
-        let refreshed: Vec<(Bytes, Arc<ClientStatement>)> = self
-            .statements
-            .iter()
-            .filter(|(_, s)| s.catalog_salt != salt)
-            .map(|(name, s)| (name.clone(), fresh(self, s)))
-            .collect();
-        self.statements.extend(refreshed);
-        if let Some(s) = self.unnamed.as_ref().filter(|s| s.catalog_salt != salt) {
-            self.unnamed = Some(fresh(self, s));
-        }
-    }
-
-    /// A statement's analysis under the current catalog: its own when none was loaded since it
-    /// was parsed, else the text's again (one analysis-cache lookup; only between a change and
-    /// the next `refresh_statements`).
-    fn current_analysis(&self, s: &ClientStatement) -> Arc<Analysis> {
-        if s.catalog_salt == self.shared.router.catalog_salt() {
-            s.analysis.clone()
-        } else {
-            self.analyze(&s.sql)
-        }
-    }
-
-    fn analyze(&self, sql: &[u8]) -> Arc<Analysis> {
-        // Text that is not UTF-8 (a LATIN1 client) cannot be parsed: it goes to the primary.
-        match std::str::from_utf8(sql) {
-            Ok(s) => self
-                .shared
-                .router
-                .analyze_with(s, self.settings.string_rules()),
-            Err(_) => self.shared.router.analyze(""),
-        }
-    }
-
     /// Reads whole client messages and dispatches complete requests while the server allows.
     pub(super) async fn pump_client(&mut self) -> Result<(), End> {
         let max = self.shared.live.load().max_message_bytes;
@@ -156,15 +73,16 @@ impl Session {
                     // (and reads no more of the client meanwhile), then comes back here.
                     return Ok(());
                 }
-                if !self.can_dispatch() {
+                self.refresh_statements();
+                let Admission::Go(routed) = self.admission() else {
                     self.pending.blocked = true;
                     self.close_implicit_transaction();
                     return Ok(());
-                }
+                };
                 self.pending.blocked = false;
                 // Boxed: dispatch's state (pool wait, probes) lives only while a request is
                 // being dispatched, not in every idle client's task.
-                Box::pin(self.dispatch()).await?;
+                Box::pin(self.dispatch(routed)).await?;
                 continue;
             }
             let Some(f) = frame::decode_frontend(&mut self.rbuf, max)? else {
@@ -189,7 +107,7 @@ impl Session {
             let in_flight = self.server.is_some() && !self.plan.is_empty();
             match self
                 .copy
-                .on_client(t, in_flight, !self.pending.frames.is_empty())
+                .on_client(t, in_flight, !self.pending.messages.is_empty())
             {
                 CopyRoute::Request => {}
                 CopyRoute::Server => {
@@ -198,11 +116,11 @@ impl Session {
                 }
                 CopyRoute::Drop => continue,
             }
-            if self.pending.frames.is_empty() {
+            if self.pending.messages.is_empty() {
                 self.pending.arrived = Some(self.ryw.resumed.take().unwrap_or_else(Instant::now));
             }
             self.pending.bytes += f.len();
-            self.pending.frames.push(f);
+            self.pending.messages.push(Message::decode(f)?);
             match t {
                 tag::QUERY | tag::SYNC | tag::FUNCTION_CALL | tag::FLUSH => {
                     self.pending.terminator = Some(t)
@@ -237,26 +155,33 @@ impl Session {
 
     /// A request may join the attached server unless it needs the primary and that server is a
     /// replica, or it is a read and that server, a primary, is held only for a position probe.
-    fn can_dispatch(&self) -> bool {
+    /// A route worked out to decide is handed on, so dispatch does not work it out again.
+    fn admission(&self) -> Admission {
         match &self.server {
-            None => true,
-            Some(_) if self.server_dying => false,
+            None => Admission::Go(None),
+            Some(_) if self.server_dying => Admission::Wait,
             // The server waits for the Sync of a request being checked (translate.rs).
-            Some(_) if self.plan.holds_sync() => false,
+            Some(_) if self.plan.holds_sync() => Admission::Wait,
             // The read in flight may yet run again elsewhere (frontend/verify.rs).
-            Some(_) if self.verifying() => false,
+            Some(_) if self.verifying() => Admission::Wait,
+            Some(_) if self.in_server_transaction() || self.continues_portals() => {
+                Admission::Go(None)
+            }
+            // A primary held only for a write's position probe: a read waits for the answer
+            // (one round trip) and is routed afresh, to a replica if it can, instead of riding
+            // along to the primary.
+            Some(lease) if lease.server.role() == Role::Primary => {
+                if !self.server_held_only_for_probe() {
+                    return Admission::Go(None);
+                }
+                let routed = self.route();
+                Admission::when(routed.role == Role::Primary, routed)
+            }
             Some(lease) => {
-                if self.in_server_transaction() || self.continues_portals() {
-                    return true;
-                }
-                if lease.server.role() == Role::Primary {
-                    // A primary held only for a write's position probe: a read waits for the
-                    // answer (one round trip) and is routed afresh, to a replica if it can,
-                    // instead of riding along to the primary.
-                    return !self.server_held_only_for_probe() || self.route().0 == Role::Primary;
-                }
-                let (role, analyses) = self.route();
-                role == Role::Replica && self.replica_serves(lease, &analyses)
+                let routed = self.route();
+                let joins =
+                    routed.role == Role::Replica && self.replica_serves(lease, &routed.analyses);
+                Admission::when(joins, routed)
             }
         }
     }
@@ -264,7 +189,7 @@ impl Session {
     /// The request only goes on with what the attached server holds (pg-cursor's next
     /// Execute after a Flush): its portal exists nowhere else, so it cannot move to the primary.
     fn continues_portals(&self) -> bool {
-        self.pending.frames.iter().all(|f| {
+        self.pending.messages.iter().all(|f| {
             matches!(
                 f.tag(),
                 tag::EXECUTE | tag::DESCRIBE | tag::CLOSE | tag::SYNC | tag::FLUSH
@@ -273,26 +198,26 @@ impl Session {
     }
 
     /// The server role the pending request needs, with each message's analysis.
-    fn route(&self) -> (Role, Vec<Option<Arc<Analysis>>>) {
+    fn route(&self) -> Routed {
         let mut role = Role::Replica;
         let mut any_statement = false;
-        let mut analyses = Vec::with_capacity(self.pending.frames.len());
+        let mut analyses = Vec::with_capacity(self.pending.messages.len());
         let mut unnamed = self.unnamed.as_ref().map(|s| self.current_analysis(s));
         // Statements named by a Parse of this request (pgjdbc prepares and binds in one batch).
         let mut parsed: Vec<(&[u8], Arc<Analysis>)> = Vec::new();
-        for f in &self.pending.frames {
-            let a = match f.tag() {
-                tag::QUERY => Query::decode(f.body()).ok().map(|q| self.analyze(q.sql)),
-                tag::PARSE => Parse::decode(f.body()).ok().map(|p| {
+        for m in &self.pending.messages {
+            let a = match m.fields() {
+                Fields::Query(q) => Some(self.analyze(q.sql)),
+                Fields::Parse(p) => {
                     let a = self.analyze(p.sql);
                     if p.name.is_empty() {
                         unnamed = Some(a.clone());
                     } else {
                         parsed.push((p.name, a.clone()));
                     }
-                    a
-                }),
-                tag::BIND => Bind::decode(f.body()).ok().and_then(|b| {
+                    Some(a)
+                }
+                Fields::Bind(b) => {
                     if b.statement.is_empty() {
                         unnamed.clone()
                     } else if let Some((_, a)) =
@@ -304,8 +229,8 @@ impl Session {
                             .get(b.statement)
                             .map(|s| self.current_analysis(s))
                     }
-                }),
-                tag::FUNCTION_CALL => {
+                }
+                _ if m.tag() == tag::FUNCTION_CALL => {
                     role = Role::Primary;
                     None
                 }
@@ -331,15 +256,15 @@ impl Session {
         if self.pending.terminator == Some(tag::FLUSH) && self.pending.bytes > MAX_PENDING_BYTES {
             role = Role::Primary;
         }
-        (role, analyses)
+        Routed { role, analyses }
     }
 
-    /// Sends the pending request to a server, acquiring one first if needed.
-    pub(super) async fn dispatch(&mut self) -> Result<(), End> {
+    /// Sends the pending request to a server, acquiring one first if needed; `routed` if
+    /// admission already worked out its route.
+    pub(super) async fn dispatch(&mut self, routed: Option<Routed>) -> Result<(), End> {
         // Reads in flight stay protected only if this request joins them (refusal_join).
         let refusal_armed = self.refusal.pause();
-        self.refresh_statements();
-        let (mut role, analyses) = self.route();
+        let Routed { mut role, analyses } = routed.unwrap_or_else(|| self.route());
         if self.refusal_resend() {
             role = Role::Primary;
         }
@@ -347,7 +272,7 @@ impl Session {
         // A lone Sync with nothing in flight needs no server.
         // Between requests even while the server answers the proxy's WAL-position probe.
         let between = self.server.is_none() || self.server_held_only_for_probe();
-        if between && self.pending.frames.len() == 1 && terminator == Some(tag::SYNC) {
+        if between && self.pending.messages.len() == 1 && terminator == Some(tag::SYNC) {
             self.take_pending();
             build::ready_for_query(&mut self.wbuf, self.tx);
             return Ok(());
@@ -405,7 +330,7 @@ impl Session {
                 ReadNeed::Any
             };
             // A read kept for a re-send may ask its replica's position in its own round trip.
-            let in_line = role == Role::Replica && !self.ryw.retry_frames.is_empty();
+            let in_line = role == Role::Replica && !self.ryw.retry_messages.is_empty();
             // Boxed: the pool's wait future is large and would otherwise sit in every idle
             // client's task for its whole life.
             match Box::pin(self.pools.acquire(role, need, in_line)).await {
@@ -472,45 +397,43 @@ impl Session {
         conn.settings_hash = want;
     }
 
-    pub(super) fn take_pending(&mut self) -> Vec<Frame> {
-        let p = std::mem::take(&mut self.pending);
-        p.frames
+    pub(super) fn take_pending(&mut self) -> Vec<Message> {
+        std::mem::take(&mut self.pending).messages
     }
 
-    /// Hands a drained frame list back, so the next request reuses its allocation.
-    pub(super) fn recycle_frames(&mut self, mut frames: Vec<Frame>) {
-        frames.clear();
-        if frames.capacity() <= 64 && self.pending.frames.is_empty() {
-            self.pending.frames = frames;
+    /// Hands a drained message list back, so the next request reuses its allocation.
+    pub(super) fn recycle_messages(&mut self, mut messages: Vec<Message>) {
+        messages.clear();
+        if messages.capacity() <= 64 && self.pending.messages.is_empty() {
+            self.pending.messages = messages;
         }
     }
 
     /// Close of named statements then Sync (what drivers send when a statement is dropped) is
     /// answered by the proxy: the server statements stay for reuse, so no server is needed.
     fn try_local_close(&mut self) -> bool {
-        let frames = &self.pending.frames;
-        let Some((last, closes)) = frames.split_last() else {
+        let messages = &self.pending.messages;
+        let Some((last, closes)) = messages.split_last() else {
             return false;
         };
         if last.tag() != tag::SYNC
             || closes.is_empty()
-            || !closes.iter().all(|f| {
-                f.tag() == tag::CLOSE
-                    && Target::decode(f.body(), "Close")
-                        .is_ok_and(|c| c.kind == TARGET_STATEMENT && !c.name.is_empty())
+            || !closes.iter().all(|m| {
+                m.close()
+                    .is_some_and(|c| c.kind == TARGET_STATEMENT && !c.name.is_empty())
             })
         {
             return false;
         }
-        let frames = self.take_pending();
-        for f in &frames[..frames.len() - 1] {
-            if let Ok(c) = Target::decode(f.body(), "Close") {
+        let messages = self.take_pending();
+        for m in &messages[..messages.len() - 1] {
+            if let Some(c) = m.close() {
                 self.statements.remove(c.name);
             }
             build::close_complete(&mut self.wbuf);
         }
         build::ready_for_query(&mut self.wbuf, self.tx);
-        self.recycle_frames(frames);
+        self.recycle_messages(messages);
         true
     }
 
@@ -518,7 +441,7 @@ impl Session {
     /// under another name.
     fn try_local_deallocate(&mut self, analyses: &[Option<Arc<Analysis>>]) -> bool {
         if self.pin.is_some()
-            || self.pending.frames.len() != 1
+            || self.pending.messages.len() != 1
             || self.pending.terminator != Some(tag::QUERY)
         {
             return false;
@@ -547,30 +470,5 @@ impl Session {
         );
         build::ready_for_query(&mut self.wbuf, self.tx);
         true
-    }
-}
-
-/// A fresh identity for a client's unnamed statement, unique across all sessions: a server
-/// connection holds the client's current one only if it was the last to parse it, not merely
-/// some earlier statement of the same client (or of a client with a reused pid).
-pub fn next_unnamed_id(_previous: u64) -> u64 {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn statement_keys_depend_on_text_types_and_schema_epoch() {
-        let a = statement_key(b"select $1", b"\x00\x00", 0);
-        assert_eq!(a, statement_key(b"select $1", b"\x00\x00", 0));
-        assert_ne!(a, statement_key(b"select $2", b"\x00\x00", 0));
-        assert_ne!(
-            a,
-            statement_key(b"select $1", b"\x00\x01\x00\x00\x00\x17", 0)
-        );
-        assert_ne!(a, statement_key(b"select $1", b"\x00\x00", 1));
     }
 }

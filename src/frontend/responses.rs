@@ -314,7 +314,7 @@ impl Session {
         } else {
             self.skip_until_sync = true;
         }
-        self.recycle_frames(pending.frames);
+        self.recycle_messages(pending.messages);
     }
 
     /// A Sync, Query or FunctionCall finished: record its statements and apply its session effects.
@@ -496,13 +496,12 @@ impl Session {
 
 /// The literal text of a simple Query, or a Bind's parameter values (text ones as text), for
 /// the slow-query log when `stats.log_parameters` allows it.
-fn describe_parameters(f: &crate::protocol::Frame) -> String {
+fn describe_parameters(m: &crate::protocol::message::Message) -> String {
     use crate::protocol::frame::Reader;
-    if f.tag() == crate::protocol::tags::frontend::QUERY {
-        return String::from_utf8_lossy(f.body().strip_suffix(&[0]).unwrap_or(f.body()))
-            .into_owned();
+    if let Some(q) = m.query() {
+        return String::from_utf8_lossy(q.sql).into_owned();
     }
-    let Ok(b) = crate::protocol::messages::Bind::decode(f.body()) else {
+    let Some(b) = m.bind() else {
         return String::new();
     };
     let mut r = Reader::new(b.rest, "Bind");
@@ -566,6 +565,7 @@ fn apply(settings: &mut super::settings::Settings, e: &SessionEffect) -> bool {
 #[cfg(test)]
 mod tests {
     use super::describe_parameters;
+    use crate::protocol::message::Message;
     use crate::protocol::{build, frame};
     use bytes::{BufMut, BytesMut};
 
@@ -585,9 +585,10 @@ mod tests {
         rest.put_i32(-1);
         rest.put_i16(0);
         build::bind(&mut out, b"", b"s1", &rest);
-        let q = frame::decode(&mut out, 1024).unwrap().unwrap();
+        let mut next = || Message::decode(frame::decode(&mut out, 1024).unwrap().unwrap()).unwrap();
+        let q = next();
         assert_eq!(describe_parameters(&q), "select 42");
-        let b = frame::decode(&mut out, 1024).unwrap().unwrap();
+        let b = next();
         assert_eq!(describe_parameters(&b), "['ab', <4 binary bytes>, NULL]");
     }
 }

@@ -2,8 +2,9 @@
 
 use super::action::ReadyAction;
 use super::plan::Plan;
-use super::request::{ClientStatement, Pending};
+use super::request::Pending;
 use super::settings::Settings;
+use super::statements::ClientStatement;
 use super::stream::ClientStream;
 use crate::backend::{ServerConn, ServerIo};
 use crate::clients::{CancelTarget, Registration};
@@ -110,7 +111,7 @@ pub struct Session {
     pub(super) user_key: Arc<str>,
     /// Writes of the open transaction, for the result cache when it ends.
     pub(super) tx_writes: crate::router::WriteSet,
-    /// Identity of the client's current unnamed statement (see `request::next_unnamed_id`).
+    /// Identity of the client's current unnamed statement (see `statements::next_unnamed_id`).
     pub(super) unnamed_id: u64,
     /// This session's recent statements, for N+1 detection.
     pub(super) n_plus_one: crate::nplusone::Stream,
@@ -438,7 +439,7 @@ impl Session {
 
     /// The client's unnamed statement changes without a server seeing it.
     pub(super) fn next_unnamed_id(&mut self) {
-        self.unnamed_id = super::request::next_unnamed_id(self.unnamed_id);
+        self.unnamed_id = super::statements::next_unnamed_id(self.unnamed_id);
     }
 
     fn wrote_server(&mut self, n: usize) {

@@ -2,13 +2,14 @@
 
 use super::action::ReadyAction;
 use super::plan::Expect;
-use super::request::{next_unnamed_id, ClientStatement};
 use super::session::{End, Session};
+use super::statements::{next_unnamed_id, ClientStatement};
 use crate::backend::prepared::server_name;
 use crate::backend::ServerConn;
 use crate::error::ClientError;
 use crate::protocol::build;
-use crate::protocol::messages::{Bind, Parse, Target, TARGET_STATEMENT};
+use crate::protocol::message::Fields;
+use crate::protocol::messages::TARGET_STATEMENT;
 use crate::protocol::tags::frontend as tag;
 use crate::router::Analysis;
 use bytes::{Bytes, BytesMut};
@@ -63,8 +64,8 @@ impl Session {
             if failed_at.is_some() && t != tag::SYNC {
                 continue;
             }
-            match t {
-                tag::QUERY => {
+            match f.fields() {
+                Fields::Query(_) => {
                     out.extend_from_slice(f.raw());
                     plan.push(Expect::Query);
                     action.simple = true;
@@ -90,14 +91,14 @@ impl Session {
                     self.ready_actions
                         .push_back(std::mem::replace(&mut action, ReadyAction::new(started, 0)));
                 }
-                tag::FUNCTION_CALL => {
+                Fields::Opaque if t == tag::FUNCTION_CALL => {
                     out.extend_from_slice(f.raw());
                     plan.push(Expect::FunctionCall);
                     action.function_call();
                     self.ready_actions
                         .push_back(std::mem::replace(&mut action, ReadyAction::new(started, 0)));
                 }
-                tag::SYNC => {
+                Fields::Opaque if t == tag::SYNC => {
                     if checks > 0 {
                         // Sent when the checks are answered (responses.rs).
                         build::flush(out);
@@ -110,9 +111,7 @@ impl Session {
                         .push_back(std::mem::replace(&mut action, ReadyAction::new(started, 0)));
                     failed_at = None;
                 }
-                tag::FLUSH => out.extend_from_slice(f.raw()),
-                tag::PARSE => {
-                    let p = Parse::decode(f.body())?;
+                Fields::Parse(p) => {
                     let Some(a) = a else {
                         return Err(End::Fatal(ClientError::Internal("unanalyzed Parse".into())));
                     };
@@ -154,8 +153,7 @@ impl Session {
                         ensure_prepared(conn, out, plan, &stmt, Some(name), None);
                     }
                 }
-                tag::BIND => {
-                    let b = Bind::decode(f.body())?;
+                Fields::Bind(b) => {
                     if log_parameters {
                         action.parameters = Some(f.clone());
                     }
@@ -194,8 +192,7 @@ impl Session {
                         }
                     }
                 }
-                tag::DESCRIBE => {
-                    let d = Target::decode(f.body(), "Describe")?;
+                Fields::Describe(d) => {
                     let mut statement = None;
                     if d.kind == TARGET_STATEMENT && d.name.is_empty() {
                         reparse_unnamed(conn, out, plan, &self.unnamed, parsed_unnamed, unnamed_id);
@@ -220,8 +217,7 @@ impl Session {
                     }
                     plan.push(Expect::Describe { statement });
                 }
-                tag::CLOSE => {
-                    let c = Target::decode(f.body(), "Close")?;
+                Fields::Close(c) => {
                     if c.kind == TARGET_STATEMENT && !c.name.is_empty() {
                         // The server statement stays for other clients; the client's name goes.
                         self.statements.remove(c.name);
@@ -233,12 +229,12 @@ impl Session {
                         plan.push(Expect::Close);
                     }
                 }
-                tag::EXECUTE => {
+                Fields::Opaque if t == tag::EXECUTE => {
                     out.extend_from_slice(f.raw());
                     plan.push(Expect::Execute);
                 }
-                // CopyData/CopyDone/CopyFail outside COPY: the server reports the error.
-                _ => out.extend_from_slice(f.raw()),
+                // Flush; CopyData/CopyDone/CopyFail outside COPY: the server reports the error.
+                Fields::Opaque => out.extend_from_slice(f.raw()),
             }
         }
         self.unnamed_id = unnamed_id;
@@ -258,7 +254,7 @@ impl Session {
         self.probe_in_line();
         // Replies the proxy makes itself are due now if nothing before them is outstanding.
         self.plan.drain_synthetic(&mut self.wbuf);
-        self.recycle_frames(frames);
+        self.recycle_messages(frames);
         self.write_server()
     }
 }

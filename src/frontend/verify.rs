@@ -91,15 +91,15 @@ impl Session {
         self.ready_actions.pop_front();
         self.ryw.retry_armed = false;
         self.ryw.held.clear();
-        let frames = std::mem::take(&mut self.ryw.retry_frames);
+        let messages = std::mem::take(&mut self.ryw.retry_messages);
         let later = std::mem::take(&mut self.pending);
-        let len = frames
+        let len = messages
             .iter()
-            .chain(&later.frames)
-            .map(|f| f.len())
+            .chain(&later.messages)
+            .map(|m| m.len())
             .sum::<usize>();
         let mut rbuf = BytesMut::with_capacity(len + self.rbuf.len());
-        for f in frames.iter().chain(&later.frames) {
+        for f in messages.iter().chain(&later.messages) {
             rbuf.extend_from_slice(f.raw());
         }
         rbuf.extend_from_slice(&self.rbuf);
