@@ -1,5 +1,6 @@
 //! Read-your-writes and read retry for one session: what a read needs, marking writes pending, the WAL-position probe, and re-sending a read whose server died.
 
+use super::attachment::Fate;
 use super::plan::Expect;
 use super::request::Pending;
 use super::session::Session;
@@ -321,13 +322,7 @@ impl Session {
                 }
             }
         }
-        let due = !self.ryw.written.is_empty()
-            && self.ryw.probing.is_none()
-            && self.tx == TxStatus::Idle
-            && self.plan.is_empty()
-            && self.ready_actions.is_empty()
-            && !self.unsynced
-            && !self.copy.active();
+        let due = !self.ryw.written.is_empty() && self.ryw.probing.is_none() && self.at_rest();
         if due && (self.server_dying || self.server.is_none()) {
             // The connection is closing and cannot be asked: the next primary poll answers.
             let set = std::mem::take(&mut self.ryw.written);
@@ -466,18 +461,15 @@ impl Session {
             self.disarm_retry();
             return false;
         }
-        let Some(lease) = self.server.take() else {
+        let Some(server) = self.release(Fate::Discard) else {
             return false;
         };
         self.ryw.retry_armed = false;
         self.ryw.verify = None;
         // What the failed attempt said is not the client's to see.
         self.ryw.held.clear();
-        tracing::warn!(server = %lease.server.addr, reason = why, "server lost under a read; retrying it elsewhere");
-        lease.server.health.suspect(why);
-        lease.discard();
-        self.server_dying = false;
-        self.cancel.slot.set(None);
+        tracing::warn!(server = %server.addr, reason = why, "server lost under a read; retrying it elsewhere");
+        server.health.suspect(why);
         self.swbuf.clear();
         self.plan.clear();
         self.ready_actions.clear();

@@ -59,9 +59,7 @@ impl QueryClock {
 impl Session {
     /// Feeds the query clock what the session waits for now.
     pub(super) fn observe_query_clock(&mut self) {
-        let busy = self.server.is_some()
-            && !self.copy.active()
-            && (!self.ready_actions.is_empty() || !self.plan.is_empty());
+        let busy = self.server.is_some() && !self.copy.active() && self.in_flight();
         self.query_clock
             .observe(Instant::now(), busy, self.ready_actions.len());
     }
@@ -109,7 +107,7 @@ impl Session {
     /// A request is about to wait on a server connection the session already held: only
     /// stalls from now on concern it.
     pub(super) fn watch_stalls_from_now(&mut self) {
-        let idle = self.ready_actions.is_empty() && self.plan.is_empty();
+        let idle = !self.in_flight();
         if let Some(lease) = self.server.as_mut().filter(|_| idle) {
             lease.stalls.mark_unchanged();
         }

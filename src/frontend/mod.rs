@@ -1,6 +1,7 @@
 //! Client side: the listener, the handshake, and one session task per client that drives requests through the pools.
 
 mod action;
+mod attachment;
 mod cached;
 mod columns;
 mod consistency;

@@ -9,6 +9,7 @@
 //! `pgsplit_replica_refusals_total`). Separate from the read retry of frontend/consistency.rs,
 //! which re-sends a read whose server died.
 
+use super::attachment::Fate;
 use super::request::Pending;
 use super::session::Session;
 use crate::pool::Role;
@@ -335,24 +336,21 @@ impl Session {
     /// it and every later request again, ahead of what the client sent since.
     pub(super) fn refused(&mut self, reason: String) {
         let culprits = self.pin_culprits(&reason);
-        let r = &mut self.refusal;
-        let Some(lease) = self.server.take() else {
+        // The connection is healthy, but its reply is half read: cheaper to drop than to drain.
+        let Some(server) = self.release(Fate::Discard) else {
             return;
         };
+        let r = &mut self.refusal;
         tracing::warn!(
-            server = %lease.server.addr,
+            server = %server.addr,
             fingerprints = ?culprits.iter().map(|a| format!("{:016x}", a.fingerprint)).collect::<Vec<_>>(),
             requests = r.flight.len(),
             reason = %reason,
             "replica refused a read that writes; re-sent to the primary and pinned there"
         );
-        // The connection is healthy, but its reply is half read: cheaper to drop than to drain.
-        lease.discard();
         self.wbuf.truncate(r.mark);
         // What the read-retry held of this attempt is the replica's too.
         self.ryw.drop_attempt();
-        self.server_dying = false;
-        self.cancel.slot.set(None);
         self.swbuf.clear();
         self.plan.clear();
         self.ready_actions.clear();

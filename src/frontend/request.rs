@@ -139,8 +139,7 @@ impl Session {
     fn close_implicit_transaction(&mut self) {
         if self.server.is_some()
             && !self.server_dying
-            && self.plan.is_empty()
-            && self.ready_actions.is_empty()
+            && !self.in_flight()
             && self.tx == TxStatus::Idle
         {
             build::sync(&mut self.swbuf);

@@ -1,6 +1,7 @@
 //! Handling what the server sends: forward, swallow or answer in order, track transactions, release when idle.
 
 use super::action::ReadyAction;
+use super::attachment::Fate;
 use super::plan::{columns_shape, Expect, Forget, Step};
 use super::refusal::Seen;
 use super::session::{End, Session};
@@ -270,14 +271,11 @@ impl Session {
     /// so the client hears the server's own error and is closed, as a direct connection would
     /// be: nothing it sends afterwards may run on another server as if the transaction went on.
     fn server_ended_idle(&mut self, error: bytes::Bytes) -> Result<(), End> {
-        let Some(lease) = self.server.take() else {
+        let Some(server) = self.release(Fate::Discard) else {
             return Ok(());
         };
         let lost_state = self.tx != TxStatus::Idle || self.pin.is_some();
-        tracing::info!(server = %lease.server.addr, in_transaction = lost_state, "server ended an idle connection");
-        lease.discard();
-        self.server_dying = false;
-        self.cancel.slot.set(None);
+        tracing::info!(server = %server.addr, in_transaction = lost_state, "server ended an idle connection");
         if !lost_state {
             return Ok(());
         }

@@ -1,13 +1,14 @@
 //! One client's session: the state it keeps between requests and the loop that drives client and server I/O.
 
 use super::action::ReadyAction;
+use super::attachment::Fate;
 use super::plan::Plan;
 use super::request::Pending;
 use super::settings::Settings;
 use super::statements::ClientStatement;
 use super::stream::ClientStream;
 use crate::backend::{ServerConn, ServerIo};
-use crate::clients::{CancelTarget, Registration};
+use crate::clients::Registration;
 use crate::error::ClientError;
 use crate::pool::{Lease, PoolSet};
 use crate::protocol::build;
@@ -20,7 +21,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// Bytes read from a server at a time while a reply is streaming.
-const SERVER_READ_CHUNK: usize = 64 * 1024;
+pub(super) const SERVER_READ_CHUNK: usize = 64 * 1024;
 
 /// Proxy memory per request awaiting its ReadyForQuery: its entry, the deque slack behind it
 /// (a deque doubles) and the allocator's header.
@@ -197,17 +198,6 @@ impl Session {
         }
     }
 
-    /// At shutdown: nothing would be lost by closing now (no transaction open, no request in
-    /// flight; a pinned but idle server connection is simply closed).
-    fn can_close_now(&self) -> bool {
-        self.server.is_none()
-            || (self.tx == TxStatus::Idle
-                && self.ready_actions.is_empty()
-                && self.plan.is_empty()
-                && !self.unsynced
-                && !self.copy.active())
-    }
-
     /// The next deadline for this session, if it is idle (or draining at shutdown).
     fn timer(&self) -> Option<(Instant, Timer)> {
         let query = self
@@ -220,7 +210,7 @@ impl Session {
                 _ => Some((at, Timer::Drain)),
             };
         }
-        let quiet = self.ready_actions.is_empty() && self.plan.is_empty() && self.swbuf.is_empty();
+        let quiet = !self.in_flight() && self.swbuf.is_empty();
         if !quiet || !self.rbuf.is_empty() {
             return query;
         }
@@ -303,7 +293,7 @@ impl Session {
             let want_write = !self.swbuf.is_empty();
             let has_server = self.server.is_some();
             // Only a session waiting on its server cares that the server stalled.
-            let awaiting = has_server && !(self.ready_actions.is_empty() && self.plan.is_empty());
+            let awaiting = has_server && self.in_flight();
             self.observe_query_clock();
             let timer = self.timer();
             let draining = self.drain_deadline.is_some();
@@ -449,44 +439,6 @@ impl Session {
         }
     }
 
-    /// Attaches a server connection for the request about to be sent.
-    pub(super) fn attach(&mut self, lease: Lease) {
-        let conn = lease.conn_ref();
-        self.cancel.slot.set(Some(CancelTarget {
-            host: lease.server.host.clone(),
-            port: lease.server.addr.port,
-            pid: conn.backend_pid,
-            secret: conn.backend_secret,
-        }));
-        self.server = Some(lease);
-        self.sequences_here = false;
-    }
-
-    /// Gives the server connection back once nothing is in flight and no transaction is open.
-    pub(super) fn maybe_release(&mut self) {
-        let idle = self.ready_actions.is_empty()
-            && self.plan.is_empty()
-            && self.tx == TxStatus::Idle
-            && !self.copy.active()
-            && !self.unsynced
-            && self.pin.is_none()
-            && self.swbuf.is_empty();
-        if !idle {
-            return;
-        }
-        if let Some(mut lease) = self.server.take() {
-            self.cancel.slot.set(None);
-            let conn = lease.conn();
-            if !conn.rbuf.is_empty() {
-                conn.broken = true;
-            }
-            if conn.rbuf.capacity() > 4 * SERVER_READ_CHUNK {
-                conn.rbuf = BytesMut::with_capacity(8192);
-            }
-            drop(lease);
-        }
-    }
-
     /// The server connection died: tell the client and carry on if no transaction was lost.
     pub(super) fn server_lost(&mut self, why: &str) -> Result<(), End> {
         if self.retry_read(why) {
@@ -494,13 +446,11 @@ impl Session {
         }
         self.writes_orphaned();
         let was_in_tx = self.tx != TxStatus::Idle || self.pin.is_some();
-        if let Some(lease) = self.server.take() {
-            tracing::warn!(server = %lease.server.addr, reason = why, "server connection lost");
-            lease.discard();
-        }
         // The server's FATAL already reached the client.
-        let fatal_forwarded = std::mem::take(&mut self.server_dying);
-        self.cancel.slot.set(None);
+        let fatal_forwarded = self.server_dying;
+        if let Some(server) = self.release(Fate::Discard) {
+            tracing::warn!(server = %server.addr, reason = why, "server connection lost");
+        }
         self.swbuf.clear();
         self.copy = Default::default();
         self.unsynced = false;
@@ -554,23 +504,12 @@ impl Session {
     /// At the end of the session: a server still held is mid-transaction or pinned, so close it.
     fn finish_server(&mut self) {
         self.writes_orphaned();
-        let clean = self.tx == TxStatus::Idle
-            && self.pin.is_none()
-            && self.plan.is_empty()
-            && self.ready_actions.is_empty()
-            && !self.unsynced;
+        let clean = self.between_transactions();
         // Writes still in flight or in an unfinished transaction may have landed (a COMMIT
         // the client did not wait for): invalidate as if they did.
         let mut cut: Vec<ReadyAction> = self.ready_actions.drain(..).collect();
         cut.push(std::mem::take(&mut self.flushed));
         self.cache_writes_unknown_outcome(&cut);
-        if let Some(lease) = self.server.take() {
-            if clean {
-                drop(lease);
-            } else {
-                lease.discard();
-            }
-        }
-        self.cancel.slot.set(None);
+        self.release(if clean { Fate::Return } else { Fate::Discard });
     }
 }
