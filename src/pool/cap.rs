@@ -47,6 +47,15 @@ impl Cap {
         }
     }
 
+    /// A place if one is free now, without queueing behind waiters.
+    pub fn try_acquire(&self) -> Option<CapPermit> {
+        let permit = self.inner.sem.clone().try_acquire_owned().ok()?;
+        Some(CapPermit {
+            permit: Some(permit),
+            inner: self.inner.clone(),
+        })
+    }
+
     pub fn size(&self) -> usize {
         *self.size.lock()
     }

@@ -74,6 +74,9 @@ pub enum AcquireError {
     PrimaryDown(String),
 }
 
+/// A place under the cap and the connection it holds.
+type Taken = (CapPermit, Object<ServerManager>);
+
 /// A server connection held by one client for one request or transaction.
 ///
 /// Dropping it returns the connection to its pool, where `recycle` discards it if the
@@ -220,6 +223,66 @@ impl PoolSet {
     pub(super) async fn acquire_from(&self, pool: &ServerPool) -> Result<Lease, AcquireError> {
         let started = Instant::now();
         pool.server.outstanding.fetch_add(1, Ordering::Relaxed);
+        let connect_timeout = self.settings.load().connect_timeout;
+        // Boxed: the wait's futures (cap queue, deadpool, timeout, stall watch) are large and
+        // are only built when no idle connection is there to take.
+        let result = match Self::take_idle(pool, connect_timeout).await {
+            Some(r) => r,
+            None => Box::pin(self.wait_for(pool)).await,
+        };
+        let waited = started.elapsed();
+        match result {
+            Ok((place, conn)) => {
+                pool.record_acquire(waited);
+                let mut stalls = pool.server.health.stalls();
+                stalls.mark_unchanged();
+                Ok(Lease {
+                    conn: Some(conn),
+                    _cap: place,
+                    server: pool.server.clone(),
+                    waited,
+                    stalls,
+                    verify: None,
+                })
+            }
+            Err(e) => {
+                pool.server.outstanding.fetch_sub(1, Ordering::Relaxed);
+                Err(self.acquire_error(pool, e))
+            }
+        }
+    }
+
+    /// The common case, with no timer armed and nothing queued: a place under the cap is free
+    /// and the worker's share holds an idle connection. None when either is missing, so the
+    /// caller waits. An idle connection that fails its recycle check makes deadpool open a
+    /// new one, bounded by the connect timeout.
+    async fn take_idle(
+        pool: &ServerPool,
+        connect_timeout: Duration,
+    ) -> Option<Result<Taken, PoolError<BackendError>>> {
+        let share = pool.local();
+        if share.status().available == 0 {
+            return None;
+        }
+        let place = pool.cap.try_acquire()?;
+        let now = Timeouts {
+            wait: Some(Duration::ZERO),
+            create: Some(connect_timeout),
+            // Recycling only inspects the connection; it never waits on the server.
+            recycle: None,
+        };
+        match share.timeout_get(&now).await {
+            Ok(conn) => Some(Ok((place, conn))),
+            Err(
+                PoolError::Timeout(TimeoutType::Wait) | PoolError::Backend(BackendError::PoolFull),
+            ) => None,
+            Err(e) => Some(Err(e)),
+        }
+    }
+
+    /// Waits for a place and a connection, within `acquire_timeout`, giving up at once if the
+    /// server stops answering meanwhile.
+    async fn wait_for(&self, pool: &ServerPool) -> Result<Taken, PoolError<BackendError>> {
         let (wait, timeouts) = {
             let s = self.settings.load();
             let t = Timeouts {
@@ -230,7 +293,7 @@ impl PoolSet {
             };
             (s.acquire_timeout, t)
         };
-        let waiting = Waiting::new(&pool.waiting);
+        let _waiting = Waiting::new(&pool.waiting);
         // A server that stops answering while we connect to it (or wait for one of its
         // connections) is given up at once, so the caller can try another node.
         let mut stalls = pool.server.health.stalls();
@@ -243,7 +306,7 @@ impl PoolSet {
                 }
             }
         });
-        let result = tokio::select! {
+        tokio::select! {
             r = got => match r {
                 Ok((place, r)) => r.map(|conn| (place, conn)),
                 Err(_) => Err(PoolError::Timeout(TimeoutType::Wait)),
@@ -251,47 +314,31 @@ impl PoolSet {
             Ok(()) = stalls.changed() => Err(PoolError::Backend(BackendError::Stalled {
                 addr: pool.server.addr.to_string(),
             })),
-        };
-        drop(waiting);
-        stalls.mark_unchanged();
-        let waited = started.elapsed();
-        match result {
-            Ok((place, conn)) => {
-                pool.record_acquire(waited);
-                Ok(Lease {
-                    conn: Some(conn),
-                    _cap: place,
-                    server: pool.server.clone(),
-                    waited,
-                    stalls,
-                    verify: None,
-                })
-            }
-            Err(e) => {
-                pool.server.outstanding.fetch_sub(1, Ordering::Relaxed);
-                Err(match e {
-                    PoolError::Backend(source) => AcquireError::Backend {
-                        pool: pool.name.clone(),
-                        source,
-                    },
-                    PoolError::Timeout(TimeoutType::Create) => AcquireError::Backend {
-                        pool: pool.name.clone(),
-                        source: BackendError::ConnectTimeout {
-                            addr: pool.server.addr.to_string(),
-                        },
-                    },
-                    PoolError::Timeout(_)
-                    | PoolError::Closed
-                    | PoolError::NoRuntimeSpecified
-                    | PoolError::PostCreateHook(_) => {
-                        pool.timeouts.fetch_add(1, Ordering::Relaxed);
-                        AcquireError::Timeout {
-                            pool: pool.name.clone(),
-                            waited: wait,
-                            size: pool.cap.size(),
-                        }
-                    }
-                })
+        }
+    }
+
+    fn acquire_error(&self, pool: &ServerPool, e: PoolError<BackendError>) -> AcquireError {
+        match e {
+            PoolError::Backend(source) => AcquireError::Backend {
+                pool: pool.name.clone(),
+                source,
+            },
+            PoolError::Timeout(TimeoutType::Create) => AcquireError::Backend {
+                pool: pool.name.clone(),
+                source: BackendError::ConnectTimeout {
+                    addr: pool.server.addr.to_string(),
+                },
+            },
+            PoolError::Timeout(_)
+            | PoolError::Closed
+            | PoolError::NoRuntimeSpecified
+            | PoolError::PostCreateHook(_) => {
+                pool.timeouts.fetch_add(1, Ordering::Relaxed);
+                AcquireError::Timeout {
+                    pool: pool.name.clone(),
+                    waited: self.settings.load().acquire_timeout,
+                    size: pool.cap.size(),
+                }
             }
         }
     }
