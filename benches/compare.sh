@@ -46,6 +46,10 @@ BENCH_DIR=$REPO_ROOT/benches
 HOST=127.0.0.1
 PG_BINDIR=/usr/lib/postgresql/15/bin
 export PATH=$PG_BINDIR:$PATH
+# clients.py needs asyncpg: the drivers venv that scripts/test.sh installs has it pinned, a bare
+# Debian python3 does not.
+PYTHON=${PGSPLIT_BENCH_PYTHON:-${PGSPLIT_DRIVERS_DIR:-/opt/pgsplit-drivers}/venv/bin/python}
+[[ -x $PYTHON ]] || PYTHON=python3
 
 DURATION=15
 REPEAT=2
@@ -439,7 +443,7 @@ if has_section idle; then
         ((QUIET_WAIT == 0)) || wait_quiet
         log "idle connections to $t: $IDLE_COUNTS (asyncpg)"
         out=$RESULTS/idle-$t.jsonl
-        timeout --kill-after=10 900 python3 "$BENCH_DIR/clients.py" idle --client asyncpg \
+        timeout --kill-after=10 900 "$PYTHON" "$BENCH_DIR/clients.py" idle --client asyncpg \
             --port "${PORT[$t]}" --pid "${PID[$t]}" --counts "$IDLE_COUNTS" >"$out" 2>"$RESULTS/idle-$t.err" || {
             rc=$?
             NOTES+=("idle-client test against $t exited with status $rc: $(tail -n 3 "$RESULTS/idle-$t.err" | tr '\n' ' ' | cut -c1-300)")
@@ -459,7 +463,7 @@ if has_section storm; then
                 ensure_alive "$t" storm
                 ((QUIET_WAIT == 0)) || wait_quiet
                 out=$RESULTS/storm-$t-$client-r$rep.json
-                timeout --kill-after=10 300 python3 "$BENCH_DIR/clients.py" storm --client "$client" \
+                timeout --kill-after=10 300 "$PYTHON" "$BENCH_DIR/clients.py" storm --client "$client" \
                     --port "${PORT[$t]}" --count "$STORM_COUNT" >"$out" 2>"$RESULTS/storm-$t-$client-r$rep.err" || {
                     rc=$?
                     NOTES+=("login storm ($client) against $t exited with status $rc: $(tail -n 3 "$RESULTS/storm-$t-$client-r$rep.err" | tr '\n' ' ' | cut -c1-300)")
