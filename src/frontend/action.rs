@@ -165,3 +165,39 @@ impl ReadyAction {
         }
     }
 }
+
+/// The statements sent before a Flush, waiting for the Sync whose ReadyForQuery settles them.
+/// Boxed and made only when a request ends with Flush: most clients never do, and an
+/// action inline would be a few hundred bytes in every session.
+#[derive(Default, Debug)]
+pub struct Flushed(Option<Box<ReadyAction>>);
+
+impl Flushed {
+    pub fn is_open(&self) -> bool {
+        self.0.as_ref().is_some_and(|a| a.is_open())
+    }
+
+    pub fn get(&self) -> Option<&ReadyAction> {
+        self.0.as_deref()
+    }
+
+    /// The action replies go to when no Sync of the client's is queued.
+    pub fn get_mut(&mut self) -> &mut ReadyAction {
+        self.0.get_or_insert_default()
+    }
+
+    pub fn take(&mut self) -> ReadyAction {
+        self.0.take().map(|a| *a).unwrap_or_default()
+    }
+
+    pub fn set(&mut self, action: ReadyAction) {
+        self.0 = Some(Box::new(action));
+    }
+
+    /// Between requests: an action with nothing to settle is dropped.
+    pub fn shed(&mut self) {
+        if !self.is_open() {
+            self.0 = None;
+        }
+    }
+}

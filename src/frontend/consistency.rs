@@ -279,7 +279,7 @@ impl Session {
         let sets = self
             .ready_actions
             .range(first_new.min(self.ready_actions.len())..)
-            .chain(std::iter::once(&self.flushed))
+            .chain(self.flushed.get())
             .map(|a| &a.writes);
         let mut fresh = WriteSet::default();
         for set in sets {

@@ -92,7 +92,11 @@ struct HashedReply {
 #[derive(Default)]
 pub(super) struct Capture {
     on: bool,
-    current: Rows,
+    /// The result being read; boxed and made at its first row, so a session between requests
+    /// holds none (a result with its filter is a few hundred bytes).
+    current: Option<Box<Rows>>,
+    /// Rows hashed at most per result ([`flow::rows_to_hash`]).
+    limit: u32,
     /// (statement index in the request, its result).
     done: Vec<(usize, Rows)>,
     index: usize,
@@ -111,21 +115,26 @@ impl Capture {
             return;
         }
         match t {
-            tag::DATA_ROW => self.current.add_row(body),
+            tag::DATA_ROW => {
+                let limit = self.limit;
+                self.current
+                    .get_or_insert_with(|| {
+                        let mut rows = Box::<Rows>::default();
+                        rows.limit = limit;
+                        rows
+                    })
+                    .add_row(body)
+            }
             tag::COMMAND_COMPLETE | tag::PORTAL_SUSPENDED | tag::EMPTY_QUERY_RESPONSE => {
                 // Only a possible parent is moved out; a one-row result (most statements)
-                // leaves its buffer here for the next, so it allocates nothing.
-                if self.current.is_parent() {
-                    let limit = self.current.limit;
-                    self.done
-                        .push((self.index, std::mem::take(&mut self.current)));
-                    self.current.limit = limit;
-                } else {
-                    self.current.clear();
+                // leaves its buffer here for the rest of the request.
+                match self.current.take_if(|c| c.is_parent()) {
+                    Some(parent) => self.done.push((self.index, *parent)),
+                    None => self.clear_current(),
                 }
                 self.index += 1;
             }
-            tag::ERROR_RESPONSE => self.current.clear(),
+            tag::ERROR_RESPONSE => self.clear_current(),
             _ => {}
         }
     }
@@ -151,7 +160,7 @@ impl Capture {
         if !self.on {
             return;
         }
-        let limit = self.current.limit;
+        let limit = self.limit;
         let memo = entry
             .derived
             .get()
@@ -163,12 +172,12 @@ impl Capture {
             self.index += m.statements;
             return;
         }
-        let clean = self.current.is_empty();
+        let clean = self.current_is_empty();
         let (first, index) = (self.done.len(), self.index);
         self.feed_reply(&entry.reply);
         // A reply ends at its CommandComplete, so nothing is left half-read; if something is
         // (a truncated reply), the result is not one to keep.
-        if clean && self.current.is_empty() && memo.is_none() {
+        if clean && self.current_is_empty() && memo.is_none() {
             let results = self.done[first..]
                 .iter()
                 .map(|(i, rows)| (i - index, rows.clone()))
@@ -198,15 +207,28 @@ impl Capture {
     pub(super) fn shed_idle(&mut self) {
         use super::shed::Shed;
         self.done.shed();
-        if self.current.is_empty() {
-            self.current.values.shed();
+        if self.current_is_empty() {
+            self.current = None;
+        }
+    }
+
+    fn current_is_empty(&self) -> bool {
+        self.current.as_ref().is_none_or(|c| c.is_empty())
+    }
+
+    fn clear_current(&mut self) {
+        if let Some(c) = self.current.as_mut() {
+            c.clear();
         }
     }
 
     fn end_request(&mut self, settings: &crate::nplusone::Settings) {
         self.done.clear();
-        self.current.clear();
-        self.current.limit = flow::rows_to_hash(settings.threshold);
+        self.clear_current();
+        self.limit = flow::rows_to_hash(settings.threshold);
+        if let Some(c) = self.current.as_mut() {
+            c.limit = self.limit;
+        }
         self.index = 0;
         self.on = settings.enabled;
     }

@@ -137,9 +137,10 @@ impl Session {
                             match self.ready_actions.front_mut() {
                                 Some(next) => next.absorb(early),
                                 None => {
-                                    let later = std::mem::take(&mut self.flushed);
-                                    self.flushed = early;
-                                    self.flushed.absorb(later);
+                                    let later = self.flushed.take();
+                                    let mut early = early;
+                                    early.absorb(later);
+                                    self.flushed.set(early);
                                 }
                             }
                         }
@@ -159,7 +160,11 @@ impl Session {
                     }
                     // Replies come in order: one not for a queued Sync is for the statements
                     // sent before a Flush.
-                    if let Some(a) = self.ready_actions.front_mut().or(Some(&mut self.flushed)) {
+                    let a = match self.ready_actions.front_mut() {
+                        Some(a) => Some(a),
+                        None => Some(self.flushed.get_mut()),
+                    };
+                    if let Some(a) = a {
                         a.completed(rows);
                         a.rolled_back |= rollback;
                         a.ended_with_rollback = rollback;
@@ -300,7 +305,7 @@ impl Session {
         // The statements sent before the Flush end here, failed: recorded, their writes
         // counted, only their pins kept (as for any failed request); no ReadyForQuery of the
         // server's will come for them. Every earlier Sync is answered, so none waits ahead.
-        let mut flushed = std::mem::take(&mut self.flushed);
+        let mut flushed = self.flushed.take();
         if flushed.is_open() {
             flushed.failed = true;
             self.ready_actions.push_front(flushed);

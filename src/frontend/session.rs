@@ -96,7 +96,7 @@ pub struct Session {
     pub(super) tx_effects: Vec<crate::router::SessionEffect>,
     pub(super) tx_rolled_back: bool,
     /// Statements sent before a Flush, waiting for the Sync whose ReadyForQuery settles them.
-    pub(super) flushed: ReadyAction,
+    pub(super) flushed: super::action::Flushed,
     pub(super) cancel: Registration,
     /// The attached server sent FATAL: requests wait for a fresh connection instead.
     pub(super) server_dying: bool,
@@ -182,7 +182,7 @@ impl Session {
             skip_until_sync: false,
             tx_effects: Vec::new(),
             tx_rolled_back: false,
-            flushed: ReadyAction::default(),
+            flushed: Default::default(),
             cancel,
             shutdown,
             server_dying: false,
@@ -389,6 +389,7 @@ impl Session {
         }
         self.ready_actions.shed();
         self.tx_effects.shed();
+        self.flushed.shed();
         self.plan.shed_idle();
         self.pending.shed_idle();
         self.ryw.shed_idle();
@@ -459,7 +460,7 @@ impl Session {
         // have none of their own (the unsynced branch below answers them), but their writes
         // may have landed.
         let waiting: Vec<bool> = cut.iter().map(|a| a.failed).collect();
-        cut.push(std::mem::take(&mut self.flushed));
+        cut.push(self.flushed.take());
         self.cache_writes_unknown_outcome(&cut);
         tracing::debug!(
             ?waiting,
@@ -508,7 +509,7 @@ impl Session {
         // Writes still in flight or in an unfinished transaction may have landed (a COMMIT
         // the client did not wait for): invalidate as if they did.
         let mut cut: Vec<ReadyAction> = self.ready_actions.drain(..).collect();
-        cut.push(std::mem::take(&mut self.flushed));
+        cut.push(self.flushed.take());
         self.cache_writes_unknown_outcome(&cut);
         self.release(if clean { Fate::Return } else { Fate::Discard });
     }

@@ -53,7 +53,7 @@ impl Session {
         action.fill = fill.take();
         action.cache_miss = cache_miss;
         if self.flushed.is_open() {
-            action.absorb(std::mem::take(&mut self.flushed));
+            action.absorb(self.flushed.take());
         }
         let log_parameters = self.shared.stats.settings.log_parameters;
         let detect = self.shared.n_plus_one.settings.load().enabled;
@@ -248,7 +248,7 @@ impl Session {
         self.unsynced = flush_ended && (self.unsynced || extended);
         // Statements bound before a Flush wait for the Sync that ends them.
         if action.is_open() {
-            self.flushed = action;
+            self.flushed.set(action);
         }
         self.note_writes(first_new);
         self.probe_in_line();

@@ -338,8 +338,11 @@ impl Stream {
             times,
         };
         if self.slots.len() < SLOTS {
-            if self.slots.capacity() == 0 {
-                self.slots.reserve_exact(SLOTS);
+            // Grown by doubling up to SLOTS, not reserved whole: most clients run a handful of
+            // statements, and each slot is a few hundred bytes held for the client's life.
+            if self.slots.len() == self.slots.capacity() {
+                let want = (self.slots.capacity() * 2).clamp(1, SLOTS);
+                self.slots.reserve_exact(want - self.slots.len());
             }
             self.slots.push(fresh(Ring::default()));
             return self.slots.len() - 1;

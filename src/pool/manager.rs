@@ -117,10 +117,13 @@ pub struct ServerManager {
 }
 
 impl Manager for ServerManager {
-    type Type = ServerConn;
+    // Boxed: deadpool moves its objects in and out of the idle queue at every checkout and
+    // return, and a session holds its lease inline, so the connection's few hundred bytes
+    // would be copied per transaction and sit in every idle client.
+    type Type = Box<ServerConn>;
     type Error = BackendError;
 
-    async fn create(&self) -> Result<ServerConn, BackendError> {
+    async fn create(&self) -> Result<Box<ServerConn>, BackendError> {
         let login = {
             let s = self.settings.load();
             LoginParams {
@@ -137,7 +140,7 @@ impl Manager for ServerManager {
         match ServerConn::connect(&login, self.max_prepared).await {
             Ok(c) => {
                 self.churn.opened.fetch_add(1, Ordering::Relaxed);
-                Ok(c)
+                Ok(Box::new(c))
             }
             Err(e) => {
                 self.slots.release();
@@ -151,7 +154,7 @@ impl Manager for ServerManager {
     /// non-blocking read that notices a server which closed the connection while idle.
     async fn recycle(
         &self,
-        conn: &mut ServerConn,
+        conn: &mut Box<ServerConn>,
         metrics: &Metrics,
     ) -> RecycleResult<BackendError> {
         if conn.broken {
@@ -194,7 +197,7 @@ impl Manager for ServerManager {
 
     // deadpool detaches every connection it created and then lets go of (recycle failures,
     // discards, `retain`, returns above a shrunk size), so each place taken in `create` comes back.
-    fn detach(&self, _conn: &mut ServerConn) {
+    fn detach(&self, _conn: &mut Box<ServerConn>) {
         self.slots.release();
         self.churn.closed.fetch_add(1, Ordering::Relaxed);
     }
