@@ -133,13 +133,11 @@ impl Session {
                     self.copy.on_copy_in_response();
                     for _ in 0..self.plan.copy_in_started() {
                         // Their effects move to the Sync that will really end the request.
-                        if let Some(early) = self.ready_actions.pop_front() {
+                        if let Some(mut early) = self.ready_actions.pop_front() {
                             match self.ready_actions.front_mut() {
                                 Some(next) => next.absorb(early),
                                 None => {
-                                    let later = self.flushed.take();
-                                    let mut early = early;
-                                    early.absorb(later);
+                                    early.absorb(self.flushed.take());
                                     self.flushed.set(early);
                                 }
                             }
@@ -161,15 +159,13 @@ impl Session {
                     // Replies come in order: one not for a queued Sync is for the statements
                     // sent before a Flush.
                     let a = match self.ready_actions.front_mut() {
-                        Some(a) => Some(a),
-                        None => Some(self.flushed.get_mut()),
+                        Some(a) => a,
+                        None => self.flushed.get_mut(),
                     };
-                    if let Some(a) = a {
-                        a.completed(rows);
-                        a.rolled_back |= rollback;
-                        a.ended_with_rollback = rollback;
-                        a.ended_transaction |= rollback || body.starts_with(b"COMMIT");
-                    }
+                    a.completed(rows);
+                    a.rolled_back |= rollback;
+                    a.ended_with_rollback = rollback;
+                    a.ended_transaction |= rollback || body.starts_with(b"COMMIT");
                 }
                 tag::ERROR_RESPONSE if is_fatal(body) => {
                     // The server is closing this connection: nothing more may be sent to it.
