@@ -137,7 +137,9 @@ impl Manager for ServerManager {
             // The caller makes room on another worker and asks again (ServerPool::make_room).
             return Err(BackendError::PoolFull);
         }
-        match ServerConn::connect(&login, self.max_prepared).await {
+        // Boxed: a login's state (TLS handshake, SCRAM) would otherwise sit inline in every
+        // checkout's future, which is built and moved per request though it rarely connects.
+        match Box::pin(ServerConn::connect(&login, self.max_prepared)).await {
             Ok(c) => {
                 self.churn.opened.fetch_add(1, Ordering::Relaxed);
                 Ok(Box::new(c))
