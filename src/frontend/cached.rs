@@ -258,9 +258,10 @@ impl Session {
             action.executed.set_call(call);
         }
         action.completed(rows);
-        self.record_as(&action, AnsweredBy::Cache);
+        let now = std::time::Instant::now();
+        self.record_as(&action, AnsweredBy::Cache, now);
         self.n1_capture.feed_entry(entry);
-        self.detect_bursts(&action, true);
+        self.detect_bursts(&action, true, now);
         self.recycle_messages(messages);
         Ok(())
     }

@@ -257,13 +257,13 @@ impl Session {
     /// Feeds a finished request's statements (answered by the result cache when `cached`) and
     /// their results' values to the detector; allocation-free per statement unless a burst is
     /// found or a statement returned several rows.
-    pub(super) fn detect_bursts(&mut self, action: &ReadyAction, cached: bool) {
-        self.feed_detector(action, cached);
+    pub(super) fn detect_bursts(&mut self, action: &ReadyAction, cached: bool, now: Instant) {
+        self.feed_detector(action, cached, now);
         let settings = self.shared.n_plus_one.settings.load();
         self.n1_capture.end_request(&settings);
     }
 
-    fn feed_detector(&mut self, action: &ReadyAction, cached: bool) {
+    fn feed_detector(&mut self, action: &ReadyAction, cached: bool, now: Instant) {
         let detector = &self.shared.n_plus_one;
         let settings = detector.settings.load();
         if !settings.enabled {
@@ -275,7 +275,6 @@ impl Session {
             return;
         };
         let cache_on = self.shared.cache.enabled();
-        let now = Instant::now();
         // Empty (no allocation) unless a burst is found.
         let mut bursts: Vec<(Detection, u128)> = Vec::new();
         let us = now.saturating_duration_since(started).as_micros() as u64;

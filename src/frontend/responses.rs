@@ -16,6 +16,7 @@ use crate::protocol::tags::{backend as tag, frontend};
 use crate::router::{PinReason, SessionEffect};
 use crate::stats::{AnsweredBy, Sample};
 use bytes::Buf;
+use std::time::Instant;
 
 /// Server messages may be large (a wide row); they are bounded only by PostgreSQL's own 1 GiB.
 const MAX_SERVER_MESSAGE: usize = 1 << 30;
@@ -321,8 +322,10 @@ impl Session {
         let Some(mut action) = self.ready_actions.pop_front() else {
             return;
         };
-        self.record(&action);
-        self.detect_bursts(&action, false);
+        // One clock read for the request's stats and its N+1 window.
+        let now = Instant::now();
+        self.record(&action, now);
+        self.detect_bursts(&action, false, now);
         self.catalog_on_ready(&action);
         if action.executed.iter().any(|(a, _)| a.reason == "ddl") {
             // Views, casts, domains or functions may now reach something new.
@@ -437,16 +440,16 @@ impl Session {
     }
 
     /// Adds the request's statements to the per-fingerprint stats and logs it if slow.
-    fn record(&self, action: &ReadyAction) {
+    fn record(&self, action: &ReadyAction, now: Instant) {
         let answered_by = match self.server.as_ref().map(|l| l.server.role()) {
             Some(Role::Replica) => AnsweredBy::Replica,
             _ => AnsweredBy::Primary,
         };
-        self.record_as(action, answered_by);
+        self.record_as(action, answered_by, now);
     }
 
     /// Adds the request's statements to the stats as answered by `answered_by`.
-    pub(super) fn record_as(&self, action: &ReadyAction, answered_by: AnsweredBy) {
+    pub(super) fn record_as(&self, action: &ReadyAction, answered_by: AnsweredBy, now: Instant) {
         let stats = &self.shared.stats;
         let Some(started) = action.started else {
             return;
@@ -454,7 +457,7 @@ impl Session {
         if !stats.settings.enabled {
             return;
         }
-        let us = started.elapsed().as_micros() as u64;
+        let us = now.saturating_duration_since(started).as_micros() as u64;
         let shared_users = self.shared.cache.live.load().share_across_users;
         for (i, (a, rows)) in action.executed.iter().enumerate() {
             // After an error the server skipped the rest of an extended-protocol request.
@@ -473,6 +476,7 @@ impl Session {
                 pool_wait_us: if i == 0 { action.pool_wait_us } else { 0 },
                 cache_miss: action.cache_miss,
                 not_cacheable: a.cache_refusal(shared_users),
+                at: now,
             });
         }
         if us / 1000 >= stats.settings.slow_query_ms {

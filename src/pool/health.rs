@@ -110,6 +110,10 @@ impl ServerHealth {
     /// Remaining ban in ms, 0 when the server takes requests; at least 1 while a ban waits
     /// for a passing check.
     pub fn banned_for_ms(&self) -> u64 {
+        // Never banned: no clock read, on every read routed.
+        if self.banned_until_ms.load(Ordering::Relaxed) == 0 && !self.awaits_check() {
+            return 0;
+        }
         self.banned_for_ms_at(self.now_ms())
     }
 

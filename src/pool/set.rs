@@ -221,16 +221,19 @@ impl PoolSet {
     }
 
     pub(super) async fn acquire_from(&self, pool: &ServerPool) -> Result<Lease, AcquireError> {
-        let started = Instant::now();
         pool.server.outstanding.fetch_add(1, Ordering::Relaxed);
         let connect_timeout = self.settings.load().connect_timeout;
         // Boxed: the wait's futures (cap queue, deadpool, timeout, stall watch) are large and
-        // are only built when no idle connection is there to take.
-        let result = match Self::take_idle(pool, connect_timeout).await {
-            Some(r) => r,
-            None => Box::pin(self.wait_for(pool)).await,
+        // are only built when no idle connection is there to take. An idle connection taken at
+        // once counts as no wait, so the common case reads no clock.
+        let (result, waited) = match Self::take_idle(pool, connect_timeout).await {
+            Some(r) => (r, Duration::ZERO),
+            None => {
+                let started = Instant::now();
+                let r = Box::pin(self.wait_for(pool)).await;
+                (r, started.elapsed())
+            }
         };
-        let waited = started.elapsed();
         match result {
             Ok((place, conn)) => {
                 pool.record_acquire(waited);

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 /// Where a statement's answer came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,6 +32,27 @@ pub struct Sample<'a> {
     pub cache_miss: bool,
     /// Why the cache may not answer this statement (`Analysis::cache_refusal`), if it may not.
     pub not_cacheable: Option<&'a str>,
+    /// When it finished, for the entry's last-seen time.
+    pub at: Instant,
+}
+
+/// The wall clock and the monotonic one read together, to date instants in a snapshot.
+struct WallClock {
+    unix: f64,
+    at: Instant,
+}
+
+impl WallClock {
+    fn now() -> WallClock {
+        WallClock {
+            unix: unix_now(),
+            at: Instant::now(),
+        }
+    }
+
+    fn unix(&self, at: Instant) -> f64 {
+        self.unix - self.at.saturating_duration_since(at).as_secs_f64()
+    }
 }
 
 #[derive(Clone)]
@@ -51,15 +73,16 @@ struct Entry {
     /// The last reason the cache could not answer it (a catalog change may alter it).
     not_cacheable: Option<Arc<str>>,
     hist: LatencyHistogram,
-    first_seen: f64,
-    last_seen: f64,
+    // Instants, not wall-clock seconds: a statement's `at` is already read, and the wall
+    // clock is read once per snapshot instead of once per call.
+    first_seen: Instant,
+    last_seen: Instant,
     /// Logical clock of the last use, for least-recently-used folding.
     tick: u64,
 }
 
 impl Entry {
-    fn new(query: Arc<str>, database: Arc<str>, fingerprint: u64) -> Entry {
-        let now = unix_now();
+    fn new(query: Arc<str>, database: Arc<str>, fingerprint: u64, now: Instant) -> Entry {
         Entry {
             query,
             database,
@@ -99,7 +122,7 @@ impl Entry {
             self.not_cacheable = s.not_cacheable.map(Arc::from);
         }
         self.hist.record_us(s.duration_us);
-        self.last_seen = unix_now();
+        self.last_seen = s.at;
         self.tick = tick;
     }
 
@@ -121,7 +144,7 @@ impl Entry {
         self.last_seen = self.last_seen.max(o.last_seen);
     }
 
-    fn snapshot(&self) -> QuerySnapshot {
+    fn snapshot(&self, clock: &WallClock) -> QuerySnapshot {
         let calls = self.calls.max(1) as f64;
         QuerySnapshot {
             fingerprint: format!("{:016x}", self.fingerprint),
@@ -151,8 +174,8 @@ impl Entry {
                 .not_cacheable
                 .as_ref()
                 .map(|r| format!("not cacheable: {r}")),
-            first_seen: self.first_seen,
-            last_seen: self.last_seen,
+            first_seen: clock.unix(self.first_seen),
+            last_seen: clock.unix(self.last_seen),
         }
     }
 }
@@ -224,7 +247,12 @@ impl QueryStats {
                 })
                 .collect(),
             per_shard: max_fingerprints.div_ceil(SHARDS).max(1),
-            other: Mutex::new(Entry::new(Arc::from("<other>"), Arc::from("*"), 0)),
+            other: Mutex::new(Entry::new(
+                Arc::from("<other>"),
+                Arc::from("*"),
+                0,
+                Instant::now(),
+            )),
             folded: AtomicU64::new(0),
             clock: AtomicU64::new(0),
             generation: AtomicU64::new(0),
@@ -243,7 +271,12 @@ impl QueryStats {
                 if shard.entries.len() >= self.per_shard {
                     self.fold_oldest(&mut shard);
                 }
-                let mut e = Entry::new(s.normalized.clone(), s.database.clone(), s.fingerprint);
+                let mut e = Entry::new(
+                    s.normalized.clone(),
+                    s.database.clone(),
+                    s.fingerprint,
+                    s.at,
+                );
                 e.add(s, tick);
                 shard.entries.insert(key, e);
             }
@@ -268,13 +301,14 @@ impl QueryStats {
 
     /// Every tracked row, plus the "other" row when something was folded.
     pub fn snapshot(&self) -> Vec<QuerySnapshot> {
+        let clock = WallClock::now();
         let mut out = Vec::new();
         for shard in &self.shards {
-            out.extend(shard.lock().entries.values().map(Entry::snapshot));
+            out.extend(shard.lock().entries.values().map(|e| e.snapshot(&clock)));
         }
         let other = self.other.lock();
         if other.calls > 0 {
-            out.push(other.snapshot());
+            out.push(other.snapshot(&clock));
         }
         out
     }
@@ -320,7 +354,7 @@ impl QueryStats {
         for shard in &self.shards {
             shard.lock().entries.clear();
         }
-        *self.other.lock() = Entry::new(Arc::from("<other>"), Arc::from("*"), 0);
+        *self.other.lock() = Entry::new(Arc::from("<other>"), Arc::from("*"), 0, Instant::now());
         self.folded.store(0, Ordering::Relaxed);
     }
 }
@@ -341,6 +375,7 @@ mod tests {
             pool_wait_us: 10,
             cache_miss: false,
             not_cacheable: None,
+            at: Instant::now(),
         }
     }
 
