@@ -241,7 +241,8 @@ impl Session {
         if self.shared.n_plus_one.settings.load().enabled {
             // A loop answered from the cache is still a loop in the application.
             let call = if probe.simple {
-                super::n_plus_one::query_call(messages[0].body())
+                let values = self.literals_may_link() || probe.analysis.statement_count != 1;
+                super::n_plus_one::query_call(messages[0].body(), values)
             } else {
                 let Some(b) = messages[probe.parse.map_or(0, |i| i + 1)].bind() else {
                     return Err(End::Fatal(crate::error::ClientError::Internal(

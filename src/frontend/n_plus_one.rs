@@ -19,14 +19,21 @@ fn hasher() -> ahash::AHasher {
     ahash::RandomState::with_seeds(71, 72, 73, 74).build_hasher()
 }
 
-/// A simple Query: its literals are in its text, so the text stands for its parameters.
-pub(super) fn query_call(body: &[u8]) -> Call {
+/// A simple Query: its literals are in its text, so the text stands for its parameters. Their
+/// values are read only when they can meet a parent result (`values`, or a trace, whose stream
+/// other sessions feed): scanning every text for them was a twentieth of a request's work.
+pub(super) fn query_call(body: &[u8], values: bool) -> Call {
     let mut h = hasher();
     h.write(body);
+    let trace = crate::nplusone::trace_id(body);
     Call {
         params: h.finish(),
-        trace: crate::nplusone::trace_id(body),
-        values: flow::literals(body),
+        trace,
+        values: if values || trace != 0 {
+            flow::literals(body)
+        } else {
+            Values::default()
+        },
     }
 }
 
@@ -254,6 +261,12 @@ fn class(a: &Analysis) -> Option<Class> {
 }
 
 impl Session {
+    /// Whether a simple Query's literal values may meet a parent result when it is fed: the
+    /// session keeps one, or a request before it, not yet fed, may leave one.
+    pub(super) fn literals_may_link(&self) -> bool {
+        self.n_plus_one.has_parents() || !self.ready_actions.is_empty() || self.flushed.is_open()
+    }
+
     /// Feeds a finished request's statements (answered by the result cache when `cached`) and
     /// their results' values to the detector; allocation-free per statement unless a burst is
     /// found or a statement returned several rows.
@@ -515,13 +528,30 @@ mod tests {
 
     #[test]
     fn parameters_and_statements_both_count() {
-        let a = query_call(b"select 1 where id = 5\0");
-        assert_eq!(a, query_call(b"select 1 where id = 5\0"));
-        assert_ne!(a.params, query_call(b"select 1 where id = 6\0").params);
+        let a = query_call(b"select 1 where id = 5\0", true);
+        assert_eq!(a, query_call(b"select 1 where id = 5\0", true));
+        assert_ne!(
+            a.params,
+            query_call(b"select 1 where id = 6\0", true).params
+        );
         assert_eq!(a.trace, 0);
         assert_ne!(
             bind_call(None, b"\0\0\0\x01"),
             bind_call(None, b"\0\0\0\x02")
         );
+    }
+
+    #[test]
+    fn literal_values_are_read_only_where_they_may_link() {
+        let text = b"select 1 where id = 5 and name = 'x'\0";
+        assert_eq!(query_call(text, true).values.len, 3);
+        let skipped = query_call(text, false);
+        assert_eq!(skipped.values.len, 0, "no parent to meet");
+        assert_eq!(skipped.params, query_call(text, true).params);
+        // A traced statement feeds its trace's stream, which other sessions fill with parents.
+        let traced = b"/* traceparent='00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' */ select 1 where id = 5\0";
+        let call = query_call(traced, false);
+        assert_ne!(call.trace, 0);
+        assert_eq!(call.values.len, 2);
     }
 }

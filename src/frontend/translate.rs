@@ -39,6 +39,7 @@ impl Session {
                 == 1;
         let mut checks = 0;
         let mut unnamed_id = self.unnamed_id;
+        let mut may_link = self.literals_may_link();
         let Some(lease) = self.server.as_mut() else {
             return Err(End::Fatal(ClientError::Internal(
                 "no server for request".into(),
@@ -75,9 +76,10 @@ impl Session {
                     if let Some(a) = a {
                         action.execute(a.clone());
                         if detect {
+                            let values = may_link || a.statement_count != 1;
                             action
                                 .executed
-                                .set_call(super::n_plus_one::query_call(f.body()));
+                                .set_call(super::n_plus_one::query_call(f.body(), values));
                         }
                         if a.discard_all {
                             conn.prepared.clear();
@@ -90,6 +92,7 @@ impl Session {
                     }
                     self.ready_actions
                         .push_back(std::mem::replace(&mut action, ReadyAction::new(started, 0)));
+                    may_link = true;
                 }
                 Fields::Opaque if t == tag::FUNCTION_CALL => {
                     out.extend_from_slice(f.raw());

@@ -299,6 +299,11 @@ impl Stream {
         })
     }
 
+    /// Some recent result may be the parent of a loop.
+    pub fn has_parents(&self) -> bool {
+        !self.parents.is_empty()
+    }
+
     /// Drops the hashed results and the links into them (detection was turned off).
     pub fn forget_results(&mut self) {
         self.parents.clear();

@@ -220,6 +220,10 @@ pub struct Parents {
 }
 
 impl Parents {
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
     /// Keeps `rows` as the latest result of `fingerprint` (executed as `seq`).
     pub fn keep(&mut self, fingerprint: u64, seq: u64, query: &Arc<str>, rows: Rows) {
         if let Some(i) = self.list.iter().position(|p| p.fingerprint == fingerprint) {
