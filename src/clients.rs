@@ -4,8 +4,9 @@ use crate::error::ClientError;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::Waker;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Notify;
@@ -20,13 +21,30 @@ pub struct CancelTarget {
     pub secret: i32,
 }
 
-/// The server a session is using, updated on every lease and release.
+/// The server a session is using, updated on every lease and release, and the session's task,
+/// woken when the proxy stops.
 #[derive(Default, Debug)]
 pub struct CancelSlot {
     target: Mutex<Option<CancelTarget>>,
+    task: Mutex<Option<Waker>>,
 }
 
 impl CancelSlot {
+    /// The session waits with this waker: the proxy's stop wakes it. One uncontended lock, where
+    /// listening on the shutdown channel took its lock twice per wait, several waits a request.
+    pub fn park(&self, waker: &Waker) {
+        let mut task = self.task.lock();
+        if !task.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            *task = Some(waker.clone());
+        }
+    }
+
+    fn wake(&self) {
+        if let Some(w) = self.task.lock().take() {
+            w.wake();
+        }
+    }
+
     pub fn set(&self, t: Option<CancelTarget>) {
         *self.target.lock() = t;
     }
@@ -61,6 +79,7 @@ type Entry = (i32, Arc<CancelSlot>, Arc<ClientInfo>);
 #[derive(Default)]
 pub struct CancelRegistry {
     sessions: Mutex<HashMap<i32, Entry>>,
+    stopping: AtomicBool,
 }
 
 /// Removes a session's key when the session ends.
@@ -131,6 +150,38 @@ impl CancelRegistry {
 
     pub fn len(&self) -> usize {
         self.sessions.lock().len()
+    }
+
+    /// The proxy is stopping: every session's wait ends, and later ones end at once.
+    pub fn stop_all(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        let slots: Vec<Arc<CancelSlot>> = self
+            .sessions
+            .lock()
+            .values()
+            .map(|(_, s, _)| s.clone())
+            .collect();
+        for slot in slots {
+            slot.wake();
+        }
+    }
+
+    /// Ready once the proxy is stopping; otherwise `slot`'s task is woken when it does.
+    pub fn poll_stop(
+        &self,
+        slot: &CancelSlot,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.stopping.load(Ordering::SeqCst) {
+            return std::task::Poll::Ready(());
+        }
+        slot.park(cx.waker());
+        // A stop between the check and the park found no waker to wake.
+        if self.stopping.load(Ordering::SeqCst) {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
     }
 
     pub fn is_empty(&self) -> bool {

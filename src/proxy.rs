@@ -81,6 +81,15 @@ pub async fn start(config: Arc<Config>, listener: TcpListener) -> Result<ProxyHa
         })?;
     let (tx, rx) = watch::channel(false);
     tokio::spawn(refresh_catalog(shared.clone(), rx.clone()));
+    // Sessions learn of a stop through their registry slot (clients.rs), not by each listening
+    // on the channel; a dropped handle stops them too.
+    {
+        let (cancels, mut stop) = (shared.cancels.clone(), rx.clone());
+        tokio::spawn(async move {
+            let _ = stop.wait_for(|s| *s).await;
+            cancels.stop_all();
+        });
+    }
     spawn_health_checks(&shared, &rx);
     // Global reads ask it for every read; table_lsn reads only when a pending write's
     // position is slow to arrive. No demand, no query.

@@ -308,6 +308,7 @@ impl Session {
                 None => (None, None),
             };
             let out = &self.swbuf;
+            let stop = (&*self.shared.cancels, &*self.cancel.slot);
             tokio::select! {
                 r = self.client.read_into(&mut self.rbuf), if read_client => {
                     match r {
@@ -367,9 +368,8 @@ impl Session {
                         Some((_, Timer::Drain | Timer::Query(_))) | None => End::ShuttingDown,
                     };
                 }
-                // After shutdown began the channel has nothing more to say (and once its
-                // sender is gone it would answer at once, forever).
-                _ = self.shutdown.changed(), if !draining => {
+                // After shutdown began the signal has nothing more to say (and stays ready).
+                _ = std::future::poll_fn(|cx| stop.0.poll_stop(stop.1, cx)), if !draining => {
                     if self.can_close_now() {
                         return End::ShuttingDown;
                     }
