@@ -11,6 +11,7 @@ mod catalog;
 mod clock_reads;
 mod facts;
 mod forced;
+mod front;
 mod lexer;
 mod reach;
 mod reach_check;
@@ -179,6 +180,8 @@ const MAX_CACHED_TEXT: usize = 64 * 1024;
 
 /// The statement analyzer shared by all client tasks (`Arc<Router>`).
 pub struct Router {
+    /// Tells this router's entries in the per-thread memo (router/front.rs) from another's.
+    id: u64,
     cache: moka::sync::Cache<u64, Arc<Analysis>, PassThrough>,
     catalog: RwLock<CatalogState>,
     /// Mirrors `catalog.salt` so a cache hit takes no lock.
@@ -219,7 +222,9 @@ impl Router {
                 u32::try_from(analysis.normalized.len() / 1024 + 1).unwrap_or(u32::MAX)
             })
             .build_with_hasher(PassThrough);
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         Self {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             cache,
             catalog: RwLock::new(CatalogState {
                 catalog: Arc::new(catalog),
@@ -365,7 +370,11 @@ impl Router {
         let strings = shape::effective(sql, strings);
         let shape = shape::shape_with(sql, strings);
         let key = shape.hash ^ self.salt.load(Ordering::Acquire);
+        if let Some(hit) = front::get(self.id, key) {
+            return hit;
+        }
         if let Some(hit) = self.cache.get(&key) {
+            front::put(self.id, key, &hit);
             return hit;
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
