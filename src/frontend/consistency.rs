@@ -63,7 +63,13 @@ impl Ryw {
     pub(super) fn disarm(&mut self, wbuf: &mut bytes::BytesMut) {
         self.retry_armed = false;
         if !self.held.is_empty() {
-            wbuf.extend_from_slice(&self.held);
+            // Usually nothing is waiting ahead of it: the held bytes become the write buffer
+            // instead of being copied into a fresh one.
+            if wbuf.is_empty() {
+                std::mem::swap(wbuf, &mut self.held);
+            } else {
+                wbuf.extend_from_slice(&self.held);
+            }
             self.held = bytes::BytesMut::new();
         }
     }

@@ -15,6 +15,29 @@ pub type ClientStream = crate::backend::MaybeTls<TlsStream<TcpStream>>;
 const READ_CHUNK: usize = 16 * 1024;
 const HANDSHAKE_CHUNK: usize = 512;
 
+/// Room left in a read buffer below which the next read first makes a full chunk of room.
+const MIN_READ_ROOM: usize = 2 * 1024;
+
+/// Between messages, the room left after the last one will do unless it is nearly gone;
+/// mid-message (a large one, a COPY stream) a full chunk. Asking for a whole chunk between
+/// requests made each request's next read reallocate: the bytes already split off as messages
+/// keep the allocation shared, so it cannot be reclaimed.
+fn reserve_room(buf: &mut BytesMut, chunk: usize) {
+    if !buf.is_empty() || buf.capacity() < MIN_READ_ROOM.min(chunk) {
+        buf.reserve(chunk);
+    }
+}
+
+/// Appends the first `n` bytes of what was read to `to`, making room at once for all of it:
+/// most of it is forwarded too, and growing message by message from an empty buffer (as each
+/// request's answer does) reallocates several times.
+pub(super) fn append(to: &mut BytesMut, read: &[u8], n: usize) {
+    if to.capacity() - to.len() < n {
+        to.reserve(read.len());
+    }
+    to.extend_from_slice(&read[..n]);
+}
+
 impl ClientStream {
     /// Reads more bytes into `buf`; an empty `buf` is allocated only once data is ready, so an
     /// idle client holds no read buffer. Cancel safe: no bytes are lost if the future is dropped.
@@ -44,14 +67,14 @@ impl ClientStream {
                         return Poll::Ready(Err(e));
                     }
                 }
-                buf.reserve(chunk);
+                reserve_room(buf, chunk);
                 // AsyncRead rather than try_read: after a short read tokio clears the readiness
                 // itself, so the next wait goes to epoll instead of costing a read that finds
                 // the socket empty (one syscall less per message).
                 pin!(s.read_buf(buf)).poll(cx)
             }
             ClientStream::Tls(s) => {
-                buf.reserve(chunk);
+                reserve_room(buf, chunk);
                 pin!(s.read_buf(buf)).poll(cx)
             }
         }
