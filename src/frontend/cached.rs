@@ -238,7 +238,7 @@ impl Session {
             ..Default::default()
         };
         action.executed.push(probe.analysis.clone());
-        if self.shared.n_plus_one.settings.load().enabled {
+        if self.live.detection().enabled {
             // A loop answered from the cache is still a loop in the application.
             let call = if probe.simple {
                 let values = self.literals_may_link() || probe.analysis.statement_count != 1;
@@ -274,7 +274,7 @@ impl Session {
                 "a cached request without its Parse".into(),
             )));
         };
-        let trace = if self.shared.n_plus_one.settings.load().enabled {
+        let trace = if self.live.detection().enabled {
             crate::nplusone::trace_id(p.sql)
         } else {
             0

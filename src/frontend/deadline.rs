@@ -67,8 +67,8 @@ impl Session {
     }
 
     /// The query clock's next deadline under the live configuration.
-    pub(super) fn query_deadline(&self) -> Option<(Instant, Due)> {
-        let live = self.shared.live.load();
+    pub(super) fn query_deadline(&mut self) -> Option<(Instant, Due)> {
+        let live = self.live.config();
         self.query_clock
             .next(live.pool.query_timeout, live.health.check_timeout)
     }

@@ -8,6 +8,7 @@ mod consistency;
 mod copy;
 mod deadline;
 mod listener;
+mod live;
 mod n_plus_one;
 pub mod plan;
 mod refusal;

@@ -272,13 +272,13 @@ impl Session {
     /// found or a statement returned several rows.
     pub(super) fn detect_bursts(&mut self, action: &ReadyAction, cached: bool, now: Instant) {
         self.feed_detector(action, cached, now);
-        let settings = self.shared.n_plus_one.settings.load();
-        self.n1_capture.end_request(&settings);
+        let settings = self.live.detection();
+        self.n1_capture.end_request(settings);
     }
 
     fn feed_detector(&mut self, action: &ReadyAction, cached: bool, now: Instant) {
         let detector = &self.shared.n_plus_one;
-        let settings = detector.settings.load();
+        let settings = self.live.detection();
         if !settings.enabled {
             // Detection was turned off: the results it kept go now, not at the session's end.
             self.n_plus_one.forget_results();
@@ -328,13 +328,13 @@ impl Session {
                     now,
                     &s,
                     result,
-                    &settings,
+                    settings,
                     &detector.registry,
                     origin,
                 )
             } else {
                 self.n_plus_one
-                    .observe(now, &s, result, &settings, &detector.registry, origin)
+                    .observe(now, &s, result, settings, &detector.registry, origin)
             };
             if let Some(d) = found {
                 bursts.push((d, call.trace));
@@ -374,7 +374,7 @@ impl Session {
             suggestion = %d.suggestion,
             "{what}"
         );
-        if self.shared.n_plus_one.settings.load().notify_client {
+        if self.live.detection().notify_client {
             let message = notice_text(d);
             build::notice_response(
                 &mut self.wbuf,

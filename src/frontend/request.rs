@@ -65,7 +65,7 @@ const MAX_PENDING_BYTES: usize = 1 << 20;
 impl Session {
     /// Reads whole client messages and dispatches complete requests while the server allows.
     pub(super) async fn pump_client(&mut self) -> Result<(), End> {
-        let max = self.shared.live.load().max_message_bytes;
+        let max = self.live.config().max_message_bytes;
         loop {
             if self.pending.terminator.is_some() {
                 if self.over_budget() {

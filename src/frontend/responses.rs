@@ -199,7 +199,7 @@ impl Session {
                 if ev.checked_failed {
                     ClientError::ResultColumnsChanged.write(to);
                 }
-                to.extend_from_slice(&conn.rbuf[..end]);
+                super::stream::append(to, &conn.rbuf, end);
             }
             conn.rbuf.advance(end);
             if ev.error {
@@ -440,7 +440,7 @@ impl Session {
     }
 
     /// Adds the request's statements to the per-fingerprint stats and logs it if slow.
-    fn record(&self, action: &ReadyAction, now: Instant) {
+    fn record(&mut self, action: &ReadyAction, now: Instant) {
         let answered_by = match self.server.as_ref().map(|l| l.server.role()) {
             Some(Role::Replica) => AnsweredBy::Replica,
             _ => AnsweredBy::Primary,
@@ -448,8 +448,8 @@ impl Session {
         self.record_as(action, answered_by, now);
     }
 
-    /// Adds the request's statements to the stats as answered by `answered_by`.
-    pub(super) fn record_as(&self, action: &ReadyAction, answered_by: AnsweredBy, now: Instant) {
+    /// Adds the request's statements to the stats as answered `by`.
+    pub(super) fn record_as(&mut self, action: &ReadyAction, by: AnsweredBy, now: Instant) {
         let stats = &self.shared.stats;
         let Some(started) = action.started else {
             return;
@@ -458,7 +458,7 @@ impl Session {
             return;
         }
         let us = now.saturating_duration_since(started).as_micros() as u64;
-        let shared_users = self.shared.cache.live.load().share_across_users;
+        let shared_users = self.live.caching().share_across_users;
         for (i, (a, rows)) in action.executed.iter().enumerate() {
             // After an error the server skipped the rest of an extended-protocol request.
             let error = action.failed && (action.simple || i == action.cursor);
@@ -469,7 +469,7 @@ impl Session {
                 fingerprint: a.fingerprint,
                 normalized: &a.normalized,
                 database: &self.db,
-                answered_by,
+                answered_by: by,
                 duration_us: us,
                 rows: *rows,
                 error,
@@ -485,7 +485,7 @@ impl Session {
                     fingerprint = format_args!("{:016x}", a.fingerprint),
                     query = %a.normalized,
                     duration_ms = us as f64 / 1000.0,
-                    route = match answered_by { AnsweredBy::Replica => "replica", AnsweredBy::Primary => "primary", AnsweredBy::Cache => "cache" },
+                    route = match by { AnsweredBy::Replica => "replica", AnsweredBy::Primary => "primary", AnsweredBy::Cache => "cache" },
                     database = %self.db,
                     user = %self.user,
                     application_name = %self.application_name,

@@ -56,6 +56,8 @@ impl From<crate::protocol::ProtocolError> for End {
 
 pub struct Session {
     pub(super) shared: Arc<Shared>,
+    /// What a reload replaces, as this session last saw it (frontend/live.rs).
+    pub(super) live: super::live::Live,
     pub(super) client: ClientStream,
     /// Client bytes not yet handled.
     pub(super) rbuf: BytesMut,
@@ -154,6 +156,7 @@ impl Session {
         let capture = super::n_plus_one::Capture::new(&shared.n_plus_one.settings.load());
         let statements_salt = shared.router.catalog_salt();
         Session {
+            live: super::live::Live::new(&shared),
             shared,
             client,
             rbuf,
@@ -199,7 +202,7 @@ impl Session {
     }
 
     /// The next deadline for this session, if it is idle (or draining at shutdown).
-    fn timer(&self) -> Option<(Instant, Timer)> {
+    fn timer(&mut self) -> Option<(Instant, Timer)> {
         let query = self
             .query_deadline()
             .map(|(at, due)| (at, Timer::Query(due)));
@@ -218,11 +221,11 @@ impl Session {
             if self.copy.active() {
                 return None;
             }
-            let t = self.shared.live.load().limits.idle_in_transaction_timeout?;
+            let t = self.live.config().limits.idle_in_transaction_timeout?;
             Some((Instant::now() + t, Timer::IdleInTransaction(t)))
         } else {
             // Also a pinned session holding a server outside a transaction.
-            let t = self.shared.live.load().limits.client_idle_timeout?;
+            let t = self.live.config().limits.client_idle_timeout?;
             Some((Instant::now() + t, Timer::ClientIdle(t)))
         }
     }
@@ -373,7 +376,7 @@ impl Session {
                     if self.can_close_now() {
                         return End::ShuttingDown;
                     }
-                    let grace = self.shared.live.load().limits.shutdown_timeout;
+                    let grace = self.live.config().limits.shutdown_timeout;
                     self.drain_deadline = Some(Instant::now() + grace);
                 }
             }
@@ -402,7 +405,7 @@ impl Session {
     /// what a client pipelining without reading makes grow). Each drains without the client
     /// sending anything, so pausing the client's reads on it cannot deadlock; COPY IN, whose
     /// server waits for the client, never counts as over.
-    pub(super) fn over_budget(&self) -> bool {
+    pub(super) fn over_budget(&mut self) -> bool {
         if self.copy.active() {
             return false;
         }
@@ -410,7 +413,7 @@ impl Session {
             + self.swbuf.len()
             + self.ready_actions.len() * IN_FLIGHT_REQUEST_BYTES
             + self.plan.len() * IN_FLIGHT_MESSAGE_BYTES;
-        held > self.shared.live.load().max_client_buffer_bytes
+        held > self.live.config().max_client_buffer_bytes
     }
 
     /// Writes as much of the server buffer as the socket takes now.

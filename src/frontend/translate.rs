@@ -57,7 +57,7 @@ impl Session {
             action.absorb(self.flushed.take());
         }
         let log_parameters = self.shared.stats.settings.log_parameters;
-        let detect = self.shared.n_plus_one.settings.load().enabled;
+        let detect = self.live.detection().enabled;
         let mut parsed_unnamed = false;
         let mut failed_at: Option<usize> = None;
         for (i, (f, a)) in frames.iter().zip(analyses).enumerate() {
