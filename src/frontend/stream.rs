@@ -92,3 +92,47 @@ impl ClientStream {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_read_between_requests_uses_the_room_left_and_mid_message_makes_a_chunk() {
+        let mut buf = BytesMut::new();
+        reserve_room(&mut buf, READ_CHUNK);
+        assert!(
+            buf.capacity() >= READ_CHUNK,
+            "an empty buffer gets a whole chunk"
+        );
+        buf.extend_from_slice(&[0; 100]);
+        let message = buf.split_to(100).freeze();
+        let room = buf.capacity();
+        reserve_room(&mut buf, READ_CHUNK);
+        assert_eq!(
+            buf.capacity(),
+            room,
+            "the room left is used without reallocating"
+        );
+        buf.extend_from_slice(&[0; 10]);
+        reserve_room(&mut buf, READ_CHUNK);
+        assert!(
+            buf.capacity() - buf.len() >= READ_CHUNK,
+            "a partial message gets a chunk"
+        );
+        drop(message);
+    }
+
+    #[test]
+    fn an_answer_appended_to_an_empty_buffer_takes_room_for_all_that_was_read() {
+        let read = vec![7u8; 300];
+        let mut to = BytesMut::new();
+        append(&mut to, &read, 40);
+        assert_eq!(&to[..], &read[..40]);
+        assert!(to.capacity() >= 300);
+        let cap = to.capacity();
+        append(&mut to, &read[40..], 260);
+        assert_eq!(to.len(), 300);
+        assert_eq!(to.capacity(), cap, "the rest fits without growing");
+    }
+}
