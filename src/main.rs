@@ -12,16 +12,27 @@ extern "C" {
     fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
 }
 
-/// `mi_option_purge_delay` in mimalloc 3's option list (libmimalloc-sys's own constants are
-/// mimalloc 2's numbering).
+/// `mi_option_purge_delay` and `mi_option_allow_thp` in mimalloc 3's option list
+/// (libmimalloc-sys's own constants are mimalloc 2's numbering).
 const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
+const MI_OPTION_ALLOW_THP: std::ffi::c_int = 43;
 
-/// Memory freed goes back to the system at once rather than after mimalloc's default delay, so
-/// a client's large buffers, once given back, leave the RSS as they do under glibc (the client
-/// buffer limit is stated as RSS: tests/signals.rs).
+/// Memory freed goes back to the system at once, in small pages, as under glibc: the client
+/// buffer limit is stated as RSS (tests/signals.rs). With mimalloc's default delay a client's
+/// given-back buffers stayed resident; with transparent huge pages (this machine's `madvise`
+/// mode, which mimalloc asks for) a few KiB more in use made 2 MiB resident at a time, so one
+/// pipelining client added 2 to 9 MiB against a 1 MiB limit, and the process started 8 MiB
+/// higher. The prctl also covers what mimalloc mapped before `main`.
 fn purge_at_once() {
-    // SAFETY: sets a plain integer option; mimalloc reads options under its own lock.
-    unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
+    // SAFETY: sets plain integer options; mimalloc reads options under its own lock.
+    unsafe {
+        mi_option_set(MI_OPTION_PURGE_DELAY, 0);
+        mi_option_set(MI_OPTION_ALLOW_THP, 0);
+    }
+    // SAFETY: PR_SET_THP_DISABLE takes integer arguments and changes only this process's flag.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
 }
 
 /// mimalloc, with its plain entry points wherever they give the alignment asked: the aligned
