@@ -186,7 +186,7 @@ impl Session {
         });
         let cache = self.shared.cache.clone();
         let a = &probe.analysis;
-        let deadline = tokio::time::Instant::now() + cache.live.load().coalesce_wait;
+        let deadline = tokio::time::Instant::now() + self.live.caching().coalesce_wait;
         let mut waited = false;
         loop {
             match cache.lookup_at(&probe.key, a.fingerprint, &a.tables_read, fresh.as_ref()) {
