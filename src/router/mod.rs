@@ -367,14 +367,26 @@ impl Router {
 
     /// [`Router::analyze`] for a session whose `standard_conforming_strings` gives `strings`.
     pub fn analyze_with(&self, sql: &str, strings: Strings) -> Arc<Analysis> {
+        use front::By;
         let strings = shape::effective(sql, strings);
-        let shape = shape::shape_with(sql, strings);
-        let key = shape.hash ^ self.salt.load(Ordering::Acquire);
-        if let Some(hit) = front::get(self.id, key) {
-            return hit;
+        let salt = self.salt.load(Ordering::Acquire);
+        let text = front::text_key(sql.as_bytes(), strings);
+        if let Some(t) = text {
+            if let Some(hit) = front::get(By::Text, self.id, t ^ salt) {
+                return hit;
+            }
         }
-        if let Some(hit) = self.cache.get(&key) {
-            front::put(self.id, key, &hit);
+        let shape = shape::shape_with(sql, strings);
+        let key = shape.hash ^ salt;
+        let shared = front::get(By::Shape, self.id, key).or_else(|| {
+            let hit = self.cache.get(&key)?;
+            front::put(By::Shape, self.id, key, &hit);
+            Some(hit)
+        });
+        if let Some(hit) = shared {
+            if let Some(t) = text.filter(|_| sql.len() <= MAX_CACHED_TEXT) {
+                front::put(By::Text, self.id, t ^ salt, &hit);
+            }
             return hit;
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
@@ -390,6 +402,9 @@ impl Router {
         // Huge texts (bulk INSERTs) rarely repeat their shape and would crowd out the rest.
         if analysis.reuse_by_shape && sql.len() <= MAX_CACHED_TEXT {
             self.cache.insert(shape.hash ^ salt, analysis.clone());
+            if let Some(t) = text {
+                front::put(By::Text, self.id, t ^ salt, &analysis);
+            }
         }
         analysis
     }

@@ -150,7 +150,7 @@ impl TokenHasher {
 
 /// One round of the folded multiply.
 #[inline(always)]
-fn fold(x: u64) -> u64 {
+pub(super) fn fold(x: u64) -> u64 {
     let m = u128::from(x) * u128::from(K1);
     ((m as u64) ^ ((m >> 64) as u64)).wrapping_add(K0)
 }
