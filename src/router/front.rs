@@ -76,7 +76,7 @@ const CLASS: [u8; 256] = {
             DIGIT
         } else if byte == b'"' {
             QUOTE
-        } else if byte.is_ascii_alphabetic() || byte == b'_' || byte == b'$' || byte >= 0x80 {
+        } else if super::shape::fuses(byte as char) {
             WORD
         } else {
             OTHER

@@ -384,7 +384,8 @@ impl Router {
             Some(hit)
         });
         if let Some(hit) = shared {
-            if let Some(t) = text.filter(|_| sql.len() <= MAX_CACHED_TEXT) {
+            // A text key exists only for short texts (front::MAX_TEXT_KEY).
+            if let Some(t) = text {
                 front::put(By::Text, self.id, t ^ salt, &hit);
             }
             return hit;

@@ -356,8 +356,9 @@ pub fn normalize(sql: &str) -> String {
     out
 }
 
-/// Characters that continue a word or a `$n` in PostgreSQL's scanner.
-fn fuses(c: char) -> bool {
+/// Characters that continue a word or a `$n` in PostgreSQL's scanner (a byte of 0x80 and
+/// above, read as a char, is one: it is part of a non-ASCII name).
+pub(super) const fn fuses(c: char) -> bool {
     c == '$' || c == '_' || c.is_ascii_alphanumeric() || !c.is_ascii()
 }
 
