@@ -178,13 +178,14 @@ impl Session {
         std::mem::take(&mut self.refusal.to_primary)
     }
 
-    /// Whether the pending request could be sent again elsewhere, unseen.
-    fn refusal_eligible(&self) -> bool {
-        self.tx == TxStatus::Idle
+    /// If the pending request could be sent again elsewhere, unseen: the names its re-send
+    /// would take back (see `new_names`).
+    fn resend_names(&self) -> Option<Vec<Bytes>> {
+        let fits = self.tx == TxStatus::Idle
             && self.pin.is_none()
             && matches!(self.pending.terminator, Some(tag::QUERY | tag::SYNC))
-            && self.pending.messages.iter().all(resendable)
-            && self.new_names().is_some()
+            && self.pending.messages.iter().all(resendable);
+        fits.then(|| self.new_names()).flatten()
     }
 
     /// The names the pending request's named Parse messages will add to the statement map,
@@ -205,7 +206,7 @@ impl Session {
     }
 
     /// A copy of the pending request, with its statements in the order the server runs them.
-    fn refusal_copy(&self, analyses: &[Option<Arc<Analysis>>]) -> InFlight {
+    fn refusal_copy(&self, analyses: &[Option<Arc<Analysis>>], names: Vec<Bytes>) -> InFlight {
         let mut units = Vec::new();
         let mut bound = None;
         for (m, a) in self.pending.messages.iter().zip(analyses) {
@@ -222,7 +223,7 @@ impl Session {
             arrived: self.pending.arrived,
             bytes: self.pending.bytes,
             units,
-            names: self.new_names().unwrap_or_default(),
+            names,
         }
     }
 
@@ -232,8 +233,11 @@ impl Session {
         self.refusal.advance = false;
         self.refusal.exposed = false;
         self.refusal.done = 0;
-        if role == Role::Replica && self.server.is_none() && self.refusal_eligible() {
-            let copy = self.refusal_copy(analyses);
+        if role != Role::Replica || self.server.is_some() {
+            return;
+        }
+        if let Some(names) = self.resend_names() {
+            let copy = self.refusal_copy(analyses, names);
             self.refusal.flight.push_back(copy);
         }
     }
@@ -257,17 +261,19 @@ impl Session {
             .server
             .as_ref()
             .is_some_and(|l| l.server.role() == Role::Replica);
-        if !(armed_before && on_replica && self.refusal_eligible())
-            || self.ready_actions.len() != self.refusal.in_flight()
-        {
+        let names = (armed_before && on_replica)
+            .then(|| self.resend_names())
+            .flatten()
+            .filter(|_| self.ready_actions.len() == self.refusal.in_flight());
+        let Some(names) = names else {
             self.refusal.disarm();
             return;
-        }
+        };
         if self.refusal.flight.is_empty() {
             // Nothing of the connection's answers is still to come: this one starts at the end.
             self.refusal.advance = true;
         }
-        let copy = self.refusal_copy(analyses);
+        let copy = self.refusal_copy(analyses, names);
         self.refusal.flight.push_back(copy);
         self.refusal.armed = true;
     }

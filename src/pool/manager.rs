@@ -152,7 +152,7 @@ impl Manager for ServerManager {
         }
     }
 
-    /// Runs at checkout, so it only makes cheap local checks: a flag, two clocks and one
+    /// Runs at checkout, so it only makes cheap local checks: a flag, one clock and one
     /// non-blocking read that notices a server which closed the connection while idle.
     async fn recycle(
         &self,
@@ -167,19 +167,22 @@ impl Manager for ServerManager {
             let s = self.settings.load();
             (s.lifetime, s.idle_timeout)
         };
-        if conn.created.elapsed() > lifetime {
+        // One clock read for both ages (`elapsed` and `last_used` each read it).
+        let now = std::time::Instant::now();
+        if now.saturating_duration_since(conn.created) > lifetime {
             return Err(RecycleError::message("server lifetime reached"));
         }
         if self.defaults.outdates(conn.created) {
             return Err(RecycleError::message("role or database defaults changed"));
         }
-        if metrics.last_used() > idle_timeout {
+        let idle = now.saturating_duration_since(metrics.recycled.unwrap_or(metrics.created));
+        if idle > idle_timeout {
             return Err(RecycleError::message("idle too long"));
         }
         // A connection reused within the last second is almost surely alive; skipping the
         // probe there saves a syscall per request. One that died in that second fails its
         // request with a clean 08006 (or the server's FATAL) and is discarded.
-        if metrics.last_used() < PROBE_AFTER_IDLE {
+        if idle < PROBE_AFTER_IDLE {
             return Ok(());
         }
         let mut probe = [0u8; 1];
